@@ -1,0 +1,75 @@
+/*
+ * signer.h - one signing job on a local token, with the signer in the loop.
+ *
+ * This is the desktop half of every signature qes makes: open the token,
+ * show the signer what is being signed and ask for the PIN through pinentry
+ * (once for the whole batch), log in, sign every digest, check every value
+ * against the certificate before handing it out, log out and wipe the PIN.
+ * The CLI (`qes sign`) and the agent's sign handler both run it, so the
+ * rules below hold everywhere:
+ *  - one PIN per job: the token is logged out at the end, never kept open;
+ *  - a PIN-pad reader or vendor dialog (protected authentication path) is
+ *    never asked for a PIN by qes: the signer confirms, then types it on the
+ *    device, exactly once;
+ *  - a token that reports its PIN locked is not tried;
+ *  - a wrong PIN is reported with the token's retry flags; the signer may be
+ *    asked again (at most max_pin_attempts, and never once the token reports
+ *    it is on its final try unless the signer sees that warning).
+ */
+#ifndef QES_SIGNER_H
+#define QES_SIGNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qes/buf.h"
+#include "qes/p11.h"
+#include "qes/pinentry.h"
+#include "qes/sig.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qes_sign_request {
+	const char *requester;		/* who asks, e.g. "qes command line" or tenant/app */
+	const char *title;		/* what, one line */
+	const char *description;	/* optional detail, may be NULL */
+	const char *verification_code;	/* optional 4-digit code to show, may be NULL */
+	qes_sig_scheme scheme;
+	qes_md md;
+	const uint8_t *const *digests;	/* n_digests digests of qes_md_len(md) bytes */
+	size_t n_digests;
+	int ecdsa_raw;			/* give ECDSA values as r||s instead of DER */
+	int max_pin_attempts;		/* 0: 3 */
+} qes_sign_request;
+
+typedef struct qes_sign_result {
+	qes_buf **sigs;			/* n_digests signature values, caller frees */
+	size_t n_sigs;
+	unsigned token_flags;		/* QES_TOK_* after the job (retry counters) */
+	char errmsg[256];		/* detail on failure; never contains a PIN */
+} qes_sign_result;
+
+/*
+ * Sign every digest of req with credential c on token t (both from an
+ * inventory of p). The PIN comes from pinentry (opts); ui_out may be NULL.
+ * On success result->sigs holds one value per digest.
+ */
+int qes_sign_local(qes_p11 *p, const qes_p11_token *t, const qes_p11_cred *c,
+    const qes_sign_request *req, const qes_pinentry_opts *opts,
+    qes_sign_result *result);
+void qes_sign_result_clear(qes_sign_result *result);
+
+/*
+ * The dialog text for a request (token, certificate subject, requester,
+ * title, digest prefix, number of documents, verification code), as shown
+ * by qes_sign_local. Appended to out.
+ */
+int qes_sign_describe(const qes_p11_token *t, const qes_p11_cred *c,
+    const qes_sign_request *req, qes_buf *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,68 @@
+/*
+ * tool.h - what the qes and qes-agent commands share: choosing PKCS#11
+ * modules, finding a credential by what a user types, and exit codes.
+ *
+ * Exit codes (documented in docs/cli.md):
+ *   0 success            4 PIN incorrect          7 token removed / device error
+ *   1 other failure      5 PIN locked or expired  8 signature check failed
+ *   2 usage error        6 cancelled or declined
+ *   3 not found (module, token, certificate, key, file)
+ */
+#ifndef QES_TOOL_H
+#define QES_TOOL_H
+
+#include <stddef.h>
+
+#include "qes/p11.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+	QES_EXIT_OK = 0,
+	QES_EXIT_FAILURE = 1,
+	QES_EXIT_USAGE = 2,
+	QES_EXIT_NOT_FOUND = 3,
+	QES_EXIT_PIN_INCORRECT = 4,
+	QES_EXIT_PIN_BLOCKED = 5,
+	QES_EXIT_CANCELLED = 6,
+	QES_EXIT_DEVICE = 7,
+	QES_EXIT_BAD_SIGNATURE = 8,
+};
+
+int qes_tool_exit_code(int err);
+
+#define QES_TOOL_MAX_MODULES 16
+
+typedef struct qes_tool_modules {
+	const char *paths[QES_TOOL_MAX_MODULES];	/* --module PATH, in order */
+	size_t n_paths;
+	int only_explicit;	/* --only-module: skip p11-kit and well-known paths */
+} qes_tool_modules;
+
+/* Add a --module path; QES_ERR_LIMIT past QES_TOOL_MAX_MODULES. */
+int qes_tool_modules_add(qes_tool_modules *m, const char *path);
+
+/*
+ * Load the modules a command should see: --module paths, then the colon
+ * separated $QES_PKCS11_MODULES, then (unless only_explicit or
+ * $QES_PKCS11_ONLY_EXPLICIT=1) p11-kit's registered modules and well-known
+ * vendor paths. Failed modules stay listed with their error.
+ */
+int qes_tool_load_modules(qes_p11 *p, const qes_tool_modules *m);
+
+/*
+ * Find one credential. token: serial or label (NULL: any token); key:
+ * CKA_ID in hex, or certificate label, or "SERIAL:IDHEX" credential ref
+ * (NULL: the only qualified certificate with a key). QES_ERR_NOT_FOUND or
+ * QES_ERR_INVALID_ARG (ambiguous) with a message in err.
+ */
+int qes_tool_find_cred(const qes_p11_inventory *inv, const char *token,
+    const char *key, const qes_p11_token **t_out, const qes_p11_cred **c_out,
+    char *err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

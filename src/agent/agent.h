@@ -1,0 +1,10 @@
+/*
+ * agent.h - the commands of qes-agent, one file each.
+ */
+#ifndef QES_AGENT_H
+#define QES_AGENT_H
+
+/* tokens.c: `tokens` (diagnose == 0) and `diagnose` (diagnose == 1) */
+int agent_cmd_tokens(int argc, char **argv, int diagnose);
+
+#endif
