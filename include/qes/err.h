@@ -50,6 +50,11 @@ typedef enum qes_err {
 	QES_ERR_DATA_INVALID = -35,	/* data length/content rejected */
 	/* PIN entry */
 	QES_ERR_PINENTRY = -40,		/* pinentry program failed */
+	/* durable store and audit chain (qesd, qes audit verify) */
+	QES_ERR_CONFLICT = -50,		/* already exists / state changed meanwhile */
+	QES_ERR_BUSY = -51,		/* store busy or locked: retry shortly */
+	QES_ERR_UNAVAILABLE = -52,	/* store unreachable or unusable (503) */
+	QES_ERR_CHAIN_BROKEN = -53,	/* audit hash chain does not verify */
 } qes_err;
 
 /* A sentence for humans ("PIN incorrect"). Never NULL. */

@@ -47,6 +47,10 @@ static const struct err_entry errors[] = {
 	{ QES_ERR_TOKEN_BUSY, "token_busy", "token is busy" },
 	{ QES_ERR_DATA_INVALID, "data_invalid", "data rejected by the token" },
 	{ QES_ERR_PINENTRY, "pinentry_failed", "PIN entry program failed" },
+	{ QES_ERR_CONFLICT, "conflict", "conflicts with the current state" },
+	{ QES_ERR_BUSY, "store_busy", "store is busy: retry shortly" },
+	{ QES_ERR_UNAVAILABLE, "store_unavailable", "store is unavailable" },
+	{ QES_ERR_CHAIN_BROKEN, "audit_chain_broken", "audit hash chain is broken" },
 };
 
 static const struct err_entry *
