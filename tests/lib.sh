@@ -6,7 +6,7 @@
 # parallel, so everything a test changes lives in its own temporary directory:
 #
 #   . "$QES_SOURCE_DIR/tests/lib.sh"    # or relative to the test: "$(dirname "$0")/../lib.sh"
-#   qes_tmpdir                          # sets $QES_TMP, removed at exit
+#   dir=$(qes_tmpdir)                   # = $QES_TMP, removed at exit
 #   qes_private_tokens                  # own copy of the SoftHSM2 tokens, env sourced
 #   qes_on_exit "kill $server_pid"      # cleanup hooks, run before $QES_TMP is removed
 #   qes_run_checked "$QES_CLI" sign ... # under valgrind when QES_VALGRIND=1
@@ -25,7 +25,6 @@ QES_AGENT=$QES_BUILD_DIR/qes-agent
 QES_CLI=$QES_BUILD_DIR/qes
 QES_PKI=$QES_TESTENV/pki             # tests/pki/mkpki.sh output; read-only for tests
 QES_TOKENS_SHARED=$QES_TESTENV/tokens
-QES_TMP=
 QES_TEST_NAME=$(basename -- "$0" .sh)
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -66,7 +65,7 @@ qes_cleanup() {
     for ((i = ${#QES_EXIT_HOOKS[@]} - 1; i >= 0; i--)); do
         eval "${QES_EXIT_HOOKS[i]}" >/dev/null 2>&1
     done
-    if [ -n "$QES_TMP" ] && [ -d "$QES_TMP" ]; then
+    if [ -n "${QES_TMP:-}" ] && [ -d "$QES_TMP" ]; then
         if [ "${QES_KEEP_TMP:-0}" = 1 ]; then
             echo "# kept $QES_TMP" >&2
         else
@@ -77,18 +76,12 @@ qes_cleanup() {
 }
 trap qes_cleanup EXIT
 
-# qes_tmpdir: create this test's temporary directory once, set QES_TMP, print it.
-# Call it directly, not as $(qes_tmpdir): a subshell would lose QES_TMP.
-qes_tmpdir() {
-    if [ "$BASH_SUBSHELL" -gt 0 ] && [ -z "$QES_TMP" ]; then
-        fail "call qes_tmpdir directly (not in \$(...)), then use \$QES_TMP"
-    fi
-    if [ -z "$QES_TMP" ]; then
-        QES_TMP=$(mktemp -d "${TMPDIR:-/tmp}/qes-$QES_TEST_NAME.XXXXXX")
-        export QES_TMP
-    fi
-    echo "$QES_TMP"
-}
+# qes_tmpdir: print this test's temporary directory ($QES_TMP).  It is made when
+# lib.sh is sourced, in the test's own shell, so `dir=$(qes_tmpdir)` works and the
+# EXIT trap removes it.
+QES_TMP=$(mktemp -d "${TMPDIR:-/tmp}/qes-$QES_TEST_NAME.XXXXXX")
+export QES_TMP
+qes_tmpdir() { echo "$QES_TMP"; }
 
 # ---------------------------------------------------------------------------
 # Test environment.
@@ -100,11 +93,7 @@ qes_tmpdir() {
 # token (a wrong PIN sets CKF_USER_PIN_COUNT_LOW until the next right one), and
 # parallel tests must not see each other's attempts.
 qes_private_tokens() {
-    local dir=${1:-} src=$QES_TOKENS_SHARED
-    if [ -z "$dir" ]; then
-        [ -n "$QES_TMP" ] || qes_tmpdir >/dev/null
-        dir=$QES_TMP/tokens
-    fi
+    local dir=${1:-$QES_TMP/tokens} src=$QES_TOKENS_SHARED
     [ -f "$src/tokens.env" ] || fail "no token fixture in $src (run tests/setup-testenv.sh $QES_TESTENV)"
     mkdir -p -- "$dir"
     dir=$(cd -- "$dir" && pwd)
@@ -128,11 +117,15 @@ qes_free_port() {
 
 # qes_run_checked COMMAND ARGS...: run COMMAND; with QES_VALGRIND=1 under valgrind,
 # where a memory error or a definite/indirect leak makes the exit status 99.
-# (Sanitizer builds, QES_SANITIZE=1, are checked by ASan instead.)
+# Suppressions for third-party code come from tests/valgrind.supp.  (Sanitizer
+# builds, QES_SANITIZE=1, are checked by ASan instead and run plainly.)
 qes_run_checked() {
+    local supp=()
     if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
+        [ -f "$QES_SOURCE_DIR/tests/valgrind.supp" ] &&
+            supp=(--suppressions="$QES_SOURCE_DIR/tests/valgrind.supp")
         valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
-            --errors-for-leak-kinds=definite,indirect --error-exitcode=99 "$@"
+            --errors-for-leak-kinds=definite,indirect --error-exitcode=99 "${supp[@]}" "$@"
     else
         "$@"
     fi
