@@ -21,8 +21,11 @@ QES_BUILD_DIR=${QES_BUILD_DIR:-$QES_SOURCE_DIR/build}
 QES_TESTENV=${QES_TESTENV:-$QES_BUILD_DIR/testenv}
 export QES_SOURCE_DIR QES_BUILD_DIR QES_TESTENV
 
+# shellcheck disable=SC2034  # used by the tests that source this file
 QES_AGENT=$QES_BUILD_DIR/qes-agent
+# shellcheck disable=SC2034
 QES_CLI=$QES_BUILD_DIR/qes
+# shellcheck disable=SC2034
 QES_PKI=$QES_TESTENV/pki             # tests/pki/mkpki.sh output; read-only for tests
 QES_TOKENS_SHARED=$QES_TESTENV/tokens
 QES_TEST_NAME=$(basename -- "$0" .sh)
@@ -107,6 +110,7 @@ qes_private_tokens() {
     } > "$dir/tokens.env"
     # shellcheck disable=SC1091
     . "$dir/tokens.env"
+    # shellcheck disable=SC2034  # for the test: where its private tokens are
     QES_TOKENS=$dir
 }
 

@@ -12,7 +12,7 @@
 qes_tmpdir >/dev/null
 pki=$QES_PKI
 [ -e "$pki/.qes-test-pki" ] || fail "no test PKI in $pki"
-cd -- "$pki"
+cd -- "$pki" || exit 1
 
 qualified="qual-rsa2048 qual-rsa3072 qual-p256 qual-p384"
 issued_by_issuing="$qualified auth-p256 expired-rsa2048 revoked-p256 ocsp"
@@ -212,11 +212,11 @@ ok "private keys sign-only, sensitive, not extractable; CKA_ALWAYS_AUTHENTICATE 
 
 # sign TOKEN PIN ID NAME: sign a digest on the token, verify with NAME.pem's key.
 sign() {
-    local tok=$1 pin=$2 id=$3 name=$4 md=sha256 mech fmt=()
+    local tok=$1 pin=$2 id=$3 name=$4 md=sha256 mech
     [ "$name" = qual-p384 ] && md=sha384
     openssl dgst -"$md" -binary "$t/data" > "$t/digest"
     if openssl x509 -in "$name.pem" -noout -text | grep -q "rsaEncryption"; then
-        mech=$(echo "$md" | tr a-z A-Z)-RSA-PKCS
+        mech=${md^^}-RSA-PKCS
         p11 --token-label "$tok" --login --pin "$pin" --sign --id "$id" -m "$mech" \
             -i "$t/data" -o "$t/sig" >"$t/p11.log" 2>&1 || { cat "$t/p11.log" >&2; fail "sign $tok/$id"; }
         openssl pkeyutl -verify -certin -inkey "$name.pem" -in "$t/digest" -sigfile "$t/sig" \
