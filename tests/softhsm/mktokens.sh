@@ -17,7 +17,10 @@
 #   qes-token-locked  PIN 111111 / SO 11111111  02 qual-p256; token flags say
 #                                               CKF_USER_PIN_LOCKED
 #
-# Labels are the PKI file names.  Private keys can only sign: SoftHSM2 defaults
+# Labels are the PKI file names.  Private keys are CKA_PRIVATE, as on most QSCD
+# middleware: without a login a caller sees certificates and public keys only (so
+# not CKA_ALWAYS_AUTHENTICATE), and SoftHSM2 refuses C_SignInit (object handle
+# invalid) until CKU_USER is logged in.  Private keys can only sign: SoftHSM2 defaults
 # CKA_DECRYPT/CKA_UNWRAP/CKA_SIGN_RECOVER to true and pkcs11-tool does not clear
 # them, so a small ctypes helper does.  Because the keys are imported, SoftHSM2 reports
 # CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE false (a real QSCD generates its keys
