@@ -73,6 +73,7 @@ struct qes_pinentry {
 	int from_fd;		/* the pinentry's stdout */
 	int timeout_s;
 	int broken;		/* dead or out of sync: every call fails */
+	int eof;		/* it closed its stdout */
 	uint8_t *rbuf;		/* mmap'ed, locked, wiped: holds D lines */
 	size_t rbuf_cap;
 	size_t rbuf_len;	/* bytes buffered */
@@ -396,8 +397,10 @@ read_line(qes_pinentry *pe, int64_t deadline_ms, qes_cursor *line)
 		if (n < 0)
 			return fail(pe, QES_ERR_PINENTRY,
 			    "cannot read from the pinentry");
-		if (n == 0)
+		if (n == 0) {
+			pe->eof = 1;
 			return fail(pe, QES_ERR_PINENTRY, "pinentry exited");
+		}
 		pe->rbuf_len += (size_t)n;
 	}
 	return fail(pe, QES_ERR_PINENTRY, "pinentry sent an overlong line");
@@ -664,6 +667,33 @@ reap_child(pid_t pid, long grace_ms)
 	}
 }
 
+/*
+ * Only a vfork-style posix_spawn (glibc since 2.24) reports a failed exec
+ * as its own error; a fork-based one (other libcs, or glibc under valgrind)
+ * lets the child exit with 127 before any greeting. Recognise that, so a
+ * missing program is QES_ERR_NOT_FOUND everywhere.
+ */
+static int
+exec_failed(qes_pinentry *pe)
+{
+	pid_t w;
+	int i, status;
+
+	for (i = 0; i < 50; i++) {
+		w = waitpid(pe->pid, &status, WNOHANG);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return 0;
+		if (w == pe->pid) {
+			pe->pid = -1;
+			return WIFEXITED(status) && WEXITSTATUS(status) == 127;
+		}
+		sleep_ms(10);
+	}
+	return 0;
+}
+
 int
 qes_pinentry_open(const qes_pinentry_opts *opts, qes_pinentry **out)
 {
@@ -701,8 +731,13 @@ qes_pinentry_open(const qes_pinentry_opts *opts, qes_pinentry **out)
 	}
 
 	if ((r = transact(pe, NULL, now_ms() + SETUP_TIMEOUT_MS, NULL,
-	    &code)) != 0)
+	    &code)) != 0) {
+		if (pe->eof && exec_failed(pe)) {
+			r = QES_ERR_NOT_FOUND;
+			set_errmsg(pe, "pinentry program could not be run");
+		}
 		goto out;
+	}
 	if (code != 0) {
 		r = fail(pe, QES_ERR_PINENTRY, "pinentry refused to start");
 		goto out;
