@@ -32,7 +32,8 @@ hex_to(const char *hex, uint8_t *out, size_t out_len)
 	assert_non_null(b);
 	assert_int_equal(qes_hex_decode(hex, b), 0);
 	assert_int_equal(qes_buf_len(b), out_len);
-	memcpy(out, qes_buf_data(b), out_len);
+	if (out_len > 0)
+		memcpy(out, qes_buf_data(b), out_len);
 	qes_buf_free(b);
 }
 
