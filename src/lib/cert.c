@@ -43,6 +43,8 @@
 #define CERT_PEM_MAX_BLOCKS	64
 #define QC_MAX_STATEMENTS	32
 #define QC_MAX_TYPES		8
+/* the largest curve sig.c converts: P-521 */
+#define QES_ECDSA_MAX_FIELD_LEN	66
 
 /* RFC 2253, but UTF-8 kept as UTF-8: "Müller", not "M\C3\BCller" */
 #define NAME_PRINT_FLAGS	(XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB)
@@ -724,7 +726,10 @@ qes_cert_verify_digest(const qes_cert *c, qes_sig_scheme scheme, qes_md md,
 
 	if (scheme == QES_SIG_ECDSA) {
 		/* canonical DER is used as it is; raw r||s is converted */
-		field_len = ec_field_len(c);
+		if ((field_len = ec_field_len(c)) > QES_ECDSA_MAX_FIELD_LEN) {
+			r = QES_ERR_UNSUPPORTED;
+			goto out;
+		}
 		if ((conv = qes_buf_new()) == NULL) {
 			r = QES_ERR_ALLOC;
 			goto out;
