@@ -231,10 +231,13 @@ spawn_program(qes_pinentry *pe, const char *program)
 	    (e = posix_spawn_file_actions_addopen(&fa, STDERR_FILENO,
 	    "/dev/null", O_WRONLY, 0)) != 0)
 		goto spawn_err;
+#if defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
 	/* Descriptors another thread opened without O_CLOEXEC stay with us. */
 	if ((e = posix_spawn_file_actions_addclosefrom_np(&fa,
 	    STDERR_FILENO + 1)) != 0)
 		goto spawn_err;
+#endif	/* elsewhere only our own descriptors are known to be O_CLOEXEC */
 
 	/*
 	 * A worker thread may block signals and the host may ignore some;
@@ -597,9 +600,13 @@ send_option(qes_pinentry *pe, qes_buf *b, const char *name, const char *value)
 	if (strlen("OPTION ") + strlen(name) + 1 + i + 1 > QES_ASSUAN_LINE_MAX)
 		return 0;
 	qes_buf_reset(b);
-	if ((r = qes_buf_putf(b, "OPTION %s=%s\n", name, value)) != 0)
+	if ((r = qes_buf_putf(b, "OPTION %s=%s\n", name, value)) != 0 ||
+	    (r = transact(pe, b, now_ms() + SETUP_TIMEOUT_MS, NULL,
+	    &code)) != 0)
 		return r;
-	return transact(pe, b, now_ms() + SETUP_TIMEOUT_MS, NULL, &code);
+	if (code != 0)	/* ignored, so it must not linger as "the" error */
+		set_errmsg(pe, "no error");
+	return 0;
 }
 
 /* GnuPG's order: the caller's choice, $GPG_TTY, then our stdin's terminal. */
