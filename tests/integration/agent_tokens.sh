@@ -62,7 +62,8 @@ python3 - "$dir/diag.json" "$QES_TOKEN_LOCKED_SERIAL" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 assert doc["system"]["agent_version"] and doc["system"]["openssl_version"].startswith("OpenSSL 3")
-v = {t.get("serial"): t["verdict"] for t in doc["tokens"] if t["present"]}
+v = {t.get("serial"): t["verdict"] for t in doc["tokens"] if t["present"] and t.get("serial")}
+assert any(t["verdict"] == "not_initialized" for t in doc["tokens"]), "SoftHSM2 free slot"
 assert v[sys.argv[2]] == "pin_locked", v
 assert sorted(set(v.values())) == ["pin_locked", "ready"], v
 PY
