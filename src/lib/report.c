@@ -16,6 +16,11 @@
 #include "qes/err.h"
 #include "qes/report.h"
 
+/* CKM_* values (PKCS#11 2.40) of the mechanisms qes uses; pkcs11.h stays out of reports */
+#define QES_CKM_RSA_PKCS 0x1ul
+#define QES_CKM_RSA_PKCS_PSS 0xdul
+#define QES_CKM_ECDSA 0x1041ul
+
 #ifndef QES_VERSION
 #define QES_VERSION "0"
 #endif
@@ -447,9 +452,21 @@ token_text(FILE *f, const qes_p11_token *t, int diagnose)
 	    t->label, t->serial, t->manufacturer, t->model, t->fw_major, t->fw_minor);
 	flags_text(f, t->flags);
 	if (diagnose) {
-		fputs("      mechanisms:", f);
-		for (i = 0; i < t->n_mechs; i++)
-			fprintf(f, "%s %s", i ? "," : "", t->mechs[i].name);
+		/* the full list is in --json; a person needs the ones qes signs with */
+		const char *sep = " ";
+
+		fprintf(f, "      mechanisms qes signs with (of %zu):", t->n_mechs);
+		for (i = 0; i < t->n_mechs; i++) {
+			if (t->mechs[i].type != QES_CKM_RSA_PKCS &&
+			    t->mechs[i].type != QES_CKM_RSA_PKCS_PSS &&
+			    t->mechs[i].type != QES_CKM_ECDSA)
+				continue;
+			fprintf(f, "%s%s (keys %lu-%lu)", sep, t->mechs[i].name,
+			    t->mechs[i].min_key, t->mechs[i].max_key);
+			sep = ", ";
+		}
+		if (sep[0] == ' ')
+			fputs(" none", f);
 		fputc('\n', f);
 	}
 	for (i = 0; i < t->n_creds; i++) {
@@ -492,10 +509,19 @@ text(FILE *f, const qes_p11 *p, const qes_p11_inventory *inv, int diagnose)
 			continue;
 		}
 		if (diagnose)
-			fprintf(f, "  %s %s, library %u.%u, cryptoki %u.%u, interface %u.%u\n",
-			    mi->manufacturer, mi->description, mi->lib_major, mi->lib_minor,
-			    mi->cryptoki_major, mi->cryptoki_minor,
-			    mi->interface_major, mi->interface_minor);
+		{
+			if (mi->interface_major != 0)
+				fprintf(f, "  %s %s, library %u.%u, cryptoki %u.%u, "
+				    "C_GetInterface %u.%u\n", mi->manufacturer,
+				    mi->description, mi->lib_major, mi->lib_minor,
+				    mi->cryptoki_major, mi->cryptoki_minor,
+				    mi->interface_major, mi->interface_minor);
+			else
+				fprintf(f, "  %s %s, library %u.%u, cryptoki %u.%u, "
+				    "C_GetFunctionList\n", mi->manufacturer,
+				    mi->description, mi->lib_major, mi->lib_minor,
+				    mi->cryptoki_major, mi->cryptoki_minor);
+		}
 		for (i = 0; i < inv->n_tokens; i++)
 			if (inv->tokens[i].module_index == m)
 				token_text(f, &inv->tokens[i], diagnose);
