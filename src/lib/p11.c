@@ -431,8 +431,11 @@ is_proxy(const char *path)
 /*
  * p11-kit knows which modules are registered (and enabled for this
  * program), but we want their paths, not p11-kit's managed copies: so ask
- * p11-kit for the list, note each filename and name, release p11-kit's
- * copies and load the paths through qes_p11_add_module like any other.
+ * p11-kit for the list (unmanaged: it dlopens but never initialises them),
+ * note each filename and name, release p11-kit's copies and load the paths
+ * through qes_p11_add_module like any other. Returns 0 when the list was
+ * read (a module that then fails is listed with its error), QES_ERR_LIMIT
+ * when more than MAX_REGISTERED are registered (the first ones are added).
  * Trust-policy modules (p11-kit-trust) are skipped: they hold the system's
  * CA anchors, hundreds of certificates and no keys, not a signing device.
  */
@@ -450,6 +453,14 @@ qes_p11_add_registered(qes_p11 *p)
 		return QES_ERR_MODULE_LOAD;
 	for (i = 0; list[i] != NULL && n < MAX_REGISTERED; i++) {
 		paths[n] = p11_kit_module_get_filename(list[i]);
+		if (paths[n] == NULL) {
+			/* the raw "module:" line; used only when it is a path */
+			paths[n] = p11_kit_config_option(list[i], "module");
+			if (paths[n] != NULL && paths[n][0] != '/') {
+				free(paths[n]);
+				paths[n] = NULL;
+			}
+		}
 		names[n] = p11_kit_module_get_name(list[i]);
 		trust = p11_kit_config_option(list[i], "trust-policy");
 		real = paths[n] != NULL ? realpath(paths[n], NULL) : NULL;
@@ -465,10 +476,12 @@ qes_p11_add_registered(qes_p11 *p)
 		}
 		n++;
 	}
+	if (list[i] != NULL)
+		r = QES_ERR_LIMIT;	/* the first MAX_REGISTERED are added */
 	p11_kit_modules_release(list);
 	for (i = 0; i < n; i++) {
-		if (r == 0 && qes_p11_add_module(p, paths[i], QES_P11_SRC_P11KIT,
-		    names[i], NULL) == QES_ERR_ALLOC)
+		if (r != QES_ERR_ALLOC && qes_p11_add_module(p, paths[i],
+		    QES_P11_SRC_P11KIT, names[i], NULL) == QES_ERR_ALLOC)
 			r = QES_ERR_ALLOC;
 		free(paths[i]);
 		free(names[i]);
@@ -524,6 +537,11 @@ qes_p11_add_well_known(qes_p11 *p)
 	return 0;
 }
 
+/*
+ * The two readers below take a const qes_p11 (the public API promises not
+ * to change it) but must still hold its lock while another thread may be
+ * adding a module; the lock is the one part that is not logically const.
+ */
 size_t
 qes_p11_module_count(const qes_p11 *p)
 {

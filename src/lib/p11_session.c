@@ -27,9 +27,20 @@
  * session is replaced: a new one is opened first (it shares the login
  * state), then the old one is closed.
  *
+ * Login state belongs to the application (this process) and the token, not
+ * to a session: every session of the process shares it, and one C_Logout
+ * ends it for all. Two jobs on one token at once would therefore sign under
+ * each other's login, and the first to finish would log the other out. So
+ * at most one qes_p11_session of the process is logged in to a token at a
+ * time (login_holds below); another one gets QES_ERR_TOKEN_BUSY. And a
+ * CKR_USER_ALREADY_LOGGED_IN answer, which means the PIN was not even
+ * looked at (someone else in the process left the token logged in), is
+ * followed by C_Logout and a fresh C_Login: every job proves its own PIN.
+ *
  * A session borrows its module from the qes_p11: free every session before
  * the qes_p11 that opened it.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,11 +59,62 @@ struct qes_p11_session {
 	char serial[sizeof(((CK_TOKEN_INFO *)0)->serialNumber) + 1];
 	CK_SESSION_HANDLE h;
 	int open;
-	int logged_in;
+	int logged_in;			/* holds the token's login_hold */
 	int protected_auth;		/* logged in without a PIN */
 	qes_secret *pin;		/* the PIN while logged in, else empty */
 	char errmsg[QES_P11_ERRMSG_MAX];
 };
+
+/* Tokens (module function list + slot) a qes session is logged in to. */
+struct login_hold {
+	struct login_hold *next;
+	CK_FUNCTION_LIST *fl;
+	CK_SLOT_ID slot;
+};
+
+static pthread_mutex_t login_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct login_hold *login_holds;
+
+/* 0 and the token is ours to log in to, or QES_ERR_TOKEN_BUSY / _ALLOC. */
+static int
+hold_login(CK_FUNCTION_LIST *fl, CK_SLOT_ID slot)
+{
+	struct login_hold *h;
+	int r = 0;
+
+	pthread_mutex_lock(&login_lock);
+	for (h = login_holds; h != NULL; h = h->next)
+		if (h->fl == fl && h->slot == slot) {
+			r = QES_ERR_TOKEN_BUSY;
+			goto out;
+		}
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		r = QES_ERR_ALLOC;
+		goto out;
+	}
+	h->fl = fl;
+	h->slot = slot;
+	h->next = login_holds;
+	login_holds = h;
+ out:
+	pthread_mutex_unlock(&login_lock);
+	return r;
+}
+
+static void
+release_login(CK_FUNCTION_LIST *fl, CK_SLOT_ID slot)
+{
+	struct login_hold **pp, *h;
+
+	pthread_mutex_lock(&login_lock);
+	for (pp = &login_holds; (h = *pp) != NULL; pp = &h->next)
+		if (h->fl == fl && h->slot == slot) {
+			*pp = h->next;
+			free(h);
+			break;
+		}
+	pthread_mutex_unlock(&login_lock);
+}
 
 static int
 fail_ckr(qes_p11_session *s, const char *call, CK_RV rv)
@@ -190,6 +252,12 @@ do_login(qes_p11_session *s, CK_USER_TYPE user_type)
 	    (CK_UTF8CHAR *)qes_secret_data(s->pin), len);
 }
 
+/*
+ * One login per job: a second call on a logged-in session is a no-op. On a
+ * protected authentication path a PIN, when the caller has one anyway, is
+ * still passed on (middlewares for PIN-pad readers accept both); without
+ * one, C_Login gets NULL and the reader or middleware asks the user.
+ */
 int
 qes_p11_session_login(qes_p11_session *s, const qes_secret *pin)
 {
@@ -223,13 +291,33 @@ qes_p11_session_login(qes_p11_session *s, const qes_secret *pin)
 		snprintf(s->errmsg, sizeof(s->errmsg), "PIN too long");
 		return QES_ERR_PIN_INVALID;
 	}
-	rv = do_login(s, CKU_USER);
-	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+	if ((r = hold_login(s->fl, s->slot)) != 0) {
 		qes_secret_clear(s->pin);
-		return fail_ckr(s, "C_Login", rv);
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s",
+		    r == QES_ERR_TOKEN_BUSY ? "another signing session of this "
+		    "process is logged in to the token" : "out of memory");
+		return r;
+	}
+	rv = do_login(s, CKU_USER);
+	if (rv == CKR_USER_ALREADY_LOGGED_IN) {
+		/* a login we did not make: the PIN was not checked; check it */
+		rv = s->fl->C_Logout(s->h);
+		if (rv != CKR_OK && rv != CKR_USER_NOT_LOGGED_IN) {
+			r = fail_ckr(s, "C_Logout", rv);
+			goto fail;
+		}
+		rv = do_login(s, CKU_USER);
+	}
+	if (rv != CKR_OK) {
+		r = fail_ckr(s, "C_Login", rv);
+		goto fail;
 	}
 	s->logged_in = 1;
 	return 0;
+ fail:
+	release_login(s->fl, s->slot);
+	qes_secret_clear(s->pin);
+	return r;
 }
 
 int
@@ -247,6 +335,8 @@ qes_p11_session_logout(qes_p11_session *s)
 		if (rv != CKR_OK && rv != CKR_USER_NOT_LOGGED_IN)
 			r = fail_ckr(s, "C_Logout", rv);
 	}
+	if (s->logged_in)
+		release_login(s->fl, s->slot);
 	s->logged_in = 0;
 	s->protected_auth = 0;
 	return r;
@@ -310,10 +400,9 @@ replace_session(qes_p11_session *s)
 	if (s->fl->C_OpenSession(s->slot, CKF_SERIAL_SESSION, NULL, NULL,
 	    &h) != CKR_OK) {
 		/* then at least end the operation; the login goes with it */
+		(void)qes_p11_session_logout(s);
 		(void)s->fl->C_CloseSession(s->h);
 		s->open = 0;
-		s->logged_in = 0;
-		qes_secret_clear(s->pin);
 		return;
 	}
 	(void)s->fl->C_CloseSession(s->h);

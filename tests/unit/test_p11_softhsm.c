@@ -889,6 +889,144 @@ test_always_authenticate(void **state)
 	qes_p11_free(p);
 }
 
+/* SoftHSM2's own function list, as another component of the process sees it. */
+static CK_FUNCTION_LIST *
+raw_module(void **dl)
+{
+	CK_C_GetFunctionList get_list;
+	CK_FUNCTION_LIST *fl = NULL;
+
+	assert_non_null(*dl = dlopen(fx.module, RTLD_NOW | RTLD_LOCAL));
+	assert_non_null(get_list = (CK_C_GetFunctionList)dlsym(*dl,
+	    "C_GetFunctionList"));
+	assert_int_equal(get_list(&fl), CKR_OK);
+	return fl;
+}
+
+static CK_SLOT_ID
+slot_of(qes_p11 *p, const char *label)
+{
+	qes_p11_inventory *inv = NULL;
+	CK_SLOT_ID slot;
+
+	assert_int_equal(qes_p11_scan(p, &inv), 0);
+	slot = find_token(inv, label)->slot_id;
+	qes_p11_inventory_free(inv);
+	return slot;
+}
+
+/*
+ * A failed context-specific login leaves a signing operation active in the
+ * session; the session must come out of it usable and still logged in. To
+ * make that login fail, another component of the process changes the user
+ * PIN (C_SetPIN) while our session is logged in with the old one.
+ */
+static void
+test_context_login_failure(void **state)
+{
+	static CK_UTF8CHAR old_pin[] = PIN_A, new_pin[] = "222222";
+	qes_p11_session *s = NULL;
+	qes_secret *good = pin_secret(PIN_A);
+	uint8_t digest[32], id_aa = 0x04, id_plain = 0x01;
+	CK_SESSION_HANDLE h;
+	CK_FUNCTION_LIST *fl;
+	unsigned flags = 0;
+	void *dl;
+	qes_buf *sig;
+	qes_p11 *p;
+
+	(void)state;
+	skip_without_softhsm();
+	p = load_softhsm();
+	assert_int_equal(qes_p11_session_open(p, 0, serial_of(p, "qes-a", 0),
+	    &s), 0);
+	assert_int_equal(qes_p11_session_login(s, good), 0);
+	fl = raw_module(&dl);
+	assert_int_equal(fl->C_OpenSession(slot_of(p, "qes-a"),
+	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+	assert_int_equal(fl->C_SetPIN(h, old_pin, 6, new_pin, 6), CKR_OK);
+
+	assert_int_equal(qes_md_digest(QES_MD_SHA256, "c", 1, digest), 0);
+	assert_non_null(sig = qes_buf_new());
+	assert_int_equal(qes_p11_session_sign(s, &id_aa, 1, QES_SIG_RSA_PKCS1,
+	    QES_MD_SHA256, digest, 32, 0, sig), QES_ERR_PIN_INCORRECT);
+	assert_string_equal(qes_p11_session_errmsg(s),
+	    "C_Login(CKU_CONTEXT_SPECIFIC): CKR_PIN_INCORRECT");
+	assert_int_equal(qes_buf_len(sig), 0);
+
+	/* no CKR_OPERATION_ACTIVE, still logged in: the session was replaced */
+	assert_int_equal(qes_p11_session_sign(s, &id_plain, 1,
+	    QES_SIG_RSA_PKCS1, QES_MD_SHA256, digest, 32, 0, sig), 0);
+	assert_true(evp_verify(fx.rsa, QES_SIG_RSA_PKCS1, QES_MD_SHA256, digest,
+	    32, qes_buf_data(sig), qes_buf_len(sig)));
+
+	/* the PIN back as it was: the always-authenticate key signs again */
+	assert_int_equal(fl->C_SetPIN(h, new_pin, 6, old_pin, 6), CKR_OK);
+	assert_int_equal(fl->C_CloseSession(h), CKR_OK);
+	dlclose(dl);
+	qes_buf_reset(sig);
+	assert_int_equal(qes_p11_session_sign(s, &id_aa, 1, QES_SIG_RSA_PKCS1,
+	    QES_MD_SHA256, digest, 32, 0, sig), 0);
+	assert_true(evp_verify(fx.rsa, QES_SIG_RSA_PKCS1, QES_MD_SHA256, digest,
+	    32, qes_buf_data(sig), qes_buf_len(sig)));
+	assert_int_equal(qes_p11_session_token_flags(s, &flags), 0);
+	assert_false(flags & QES_TOK_PIN_COUNT_LOW);
+	qes_buf_free(sig);
+	qes_p11_session_free(s);
+	qes_secret_free(good);
+	qes_p11_free(p);
+}
+
+/*
+ * Login state is per process and token: a second job may not log in while
+ * the first is, and a login someone else left behind does not let a wrong
+ * PIN through.
+ */
+static void
+test_login_is_per_job(void **state)
+{
+	static CK_UTF8CHAR raw_pin[] = PIN_A;
+	qes_p11_session *s1 = NULL, *s2 = NULL;
+	qes_secret *good = pin_secret(PIN_A), *bad = pin_secret("000000");
+	CK_SESSION_HANDLE h;
+	CK_FUNCTION_LIST *fl;
+	const char *serial;
+	void *dl;
+	qes_p11 *p;
+
+	(void)state;
+	skip_without_softhsm();
+	p = load_softhsm();
+	serial = serial_of(p, "qes-a", 0);
+	assert_int_equal(qes_p11_session_open(p, 0, serial, &s1), 0);
+	assert_int_equal(qes_p11_session_open(p, 0, serial, &s2), 0);
+	assert_int_equal(qes_p11_session_login(s1, good), 0);
+	assert_int_equal(qes_p11_session_login(s2, bad), QES_ERR_TOKEN_BUSY);
+	assert_string_equal(qes_p11_session_errmsg(s2),
+	    "another signing session of this process is logged in to the token");
+	assert_int_equal(qes_p11_session_logout(s1), 0);
+	assert_int_equal(qes_p11_session_login(s2, good), 0);
+	assert_int_equal(qes_p11_session_login(s1, good), QES_ERR_TOKEN_BUSY);
+	qes_p11_session_free(s2);
+	assert_int_equal(qes_p11_session_login(s1, good), 0);
+	qes_p11_session_free(s1);
+
+	/* another component of the process logs in and leaves it so */
+	fl = raw_module(&dl);
+	assert_int_equal(fl->C_OpenSession(slot_of(p, "qes-a"),
+	    CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
+	assert_int_equal(fl->C_Login(h, CKU_USER, raw_pin, 6), CKR_OK);
+	assert_int_equal(qes_p11_session_open(p, 0, serial, &s1), 0);
+	assert_int_equal(qes_p11_session_login(s1, bad), QES_ERR_PIN_INCORRECT);
+	assert_int_equal(qes_p11_session_login(s1, good), 0);
+	assert_int_equal(fl->C_CloseSession(h), CKR_OK);
+	dlclose(dl);
+	qes_p11_session_free(s1);
+	qes_secret_free(good);
+	qes_secret_free(bad);
+	qes_p11_free(p);
+}
+
 static void
 test_wrong_pin(void **state)
 {
@@ -1044,6 +1182,8 @@ main(void)
 		cmocka_unit_test(test_scan),
 		cmocka_unit_test(test_sign_matrix),
 		cmocka_unit_test(test_always_authenticate),
+		cmocka_unit_test(test_context_login_failure),
+		cmocka_unit_test(test_login_is_per_job),
 		cmocka_unit_test(test_wrong_pin),
 		cmocka_unit_test(test_unknown_serial),
 		/* last: it deletes a token */
