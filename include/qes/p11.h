@@ -94,7 +94,9 @@ typedef struct qes_p11_cred {
 	const char *id_hex;
 	qes_cert *cert;			/* parsed; owned by the inventory */
 	qes_cert_class cls;		/* at scan time */
-	int has_key;			/* a private key with the same CKA_ID exists */
+	int has_key;			/* 1: a private (or public) key with the same CKA_ID
+				 * exists; 0: none; -1: unknown, keys are hidden
+				 * until login */
 	int always_authenticate;	/* key has CKA_ALWAYS_AUTHENTICATE */
 	int can_sign;			/* key has CKA_SIGN (or does not say) */
 } qes_p11_cred;
@@ -161,7 +163,10 @@ int qes_p11_session_token_flags(qes_p11_session *s, unsigned *flags_out);
  * QES_ERR_PIN_LOCKED without trying when the token says the PIN is locked.
  * The PIN is copied into locked memory for context-specific logins and
  * wiped at logout. QES_ERR_PIN_INCORRECT leaves the session usable for
- * another try.
+ * another try. PKCS#11 login state is shared by all sessions of a process,
+ * so only one qes session may be logged in to a token at a time
+ * (QES_ERR_TOKEN_BUSY otherwise), and a login left behind by someone else is
+ * logged out first: every job proves its own PIN.
  */
 int qes_p11_session_login(qes_p11_session *s, const qes_secret *pin);
 /*
@@ -169,18 +174,23 @@ int qes_p11_session_login(qes_p11_session *s, const qes_secret *pin);
  * RSA PKCS#1: the token signs a DigestInfo built here (CKM_RSA_PKCS).
  * RSA-PSS: CKM_RSA_PKCS_PSS with MGF1(md) and salt = digest length.
  * ECDSA: CKM_ECDSA; *sig_out receives DER unless ecdsa_raw is set.
+ * The value is appended to sig_out, and only ever a complete one.
  */
 int qes_p11_session_sign(qes_p11_session *s, const uint8_t *key_id,
     size_t key_id_len, qes_sig_scheme scheme, qes_md md, const uint8_t *digest,
     size_t digest_len, int ecdsa_raw, qes_buf *sig_out);
 /* Log out (if logged in) and wipe the PIN; the session stays open. */
 int qes_p11_session_logout(qes_p11_session *s);
-/* Logout, C_CloseSession, wipe. NULL is a no-op. */
+/* Logout, C_CloseSession, wipe. NULL is a no-op. Free every session before its qes_p11. */
 void qes_p11_session_free(qes_p11_session *s);
 /* Detail for the last error, e.g. "C_Login: CKR_PIN_INCORRECT". Never NULL. */
 const char *qes_p11_session_errmsg(const qes_p11_session *s);
 
-/* Map a CK_RV to a qes_err, and name it ("CKR_PIN_INCORRECT"). */
+/*
+ * Map a CK_RV to a qes_err, and name it ("CKR_PIN_INCORRECT"); unknown
+ * values are "CKR_UNKNOWN" / "CKR_VENDOR_DEFINED" (never NULL), and map to
+ * QES_ERR_DEVICE.
+ */
 int qes_p11_map_ckr(unsigned long rv);
 const char *qes_p11_ckr_name(unsigned long rv);
 const char *qes_p11_mech_name(unsigned long mech);
