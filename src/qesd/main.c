@@ -1,0 +1,170 @@
+/*
+ * main.c - the qesd command: `qesd serve [--config FILE]`.
+ *
+ * Reads the configuration (file, then QESD_* environment), loads the pepper
+ * and the TLS files (refusing unsafe ones), assembles the route tables from
+ * the files that export them, and runs the server until SIGTERM/SIGINT has
+ * drained it.
+ *
+ * Exit codes: 0 clean exit (also after a drain), 1 runtime failure (cannot
+ * bind, out of memory), 2 usage error, 3 configuration or secret-file error.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qes/secret.h"
+#include "config.h"
+#include "health.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+#define EXIT_CONFIG 3
+#define MAX_TABLES 16
+
+extern char **environ;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: qesd serve [--config FILE]\n"
+	    "       qesd --help | --version\n"
+	    "\n"
+	    "qesd is the cloud signing layer of qes: an HTTPS (TLS 1.3 only) API for\n"
+	    "relying parties and the endpoint of the desktop agents.\n"
+	    "\n"
+	    "The configuration file has `key = value` lines; QESD_<KEY> environment\n"
+	    "variables override it (QESD_CONFIG names the file when --config is not\n"
+	    "given). Keys:\n%s"
+	    "\n"
+	    "Exit codes: 0 ok (also after SIGTERM drained the server), 1 runtime\n"
+	    "failure, 2 usage error, 3 configuration or secret-file error.\n",
+	    qesd_config_help());
+}
+
+/* Everything serve() owns, released in one place. */
+struct app {
+	qesd_config cfg;
+	int cfg_ready;
+	qes_secret *pepper;
+	qesd_metrics *metrics;
+	qesd_server *srv;
+};
+
+static int
+serve(int argc, char **argv)
+{
+	const qesd_route_table *tables[MAX_TABLES], *metrics_tables[2];
+	qesd_server_config sc;
+	struct app app;
+	const char *config_path = getenv("QESD_CONFIG");
+	const char *allow = getenv("QESD_ALLOW_TESTING");
+	char err[512];
+	size_t nt = 0;
+	int i, rc = EXIT_CONFIG, r;
+
+	memset(&app, 0, sizeof(app));
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (qesd_config_init(&app.cfg) != 0) {
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	app.cfg_ready = 1;
+	if (config_path != NULL &&
+	    qesd_config_load_file(&app.cfg, config_path, err, sizeof(err)) != 0)
+		goto config_error;
+	if (qesd_config_load_env(&app.cfg, environ, err, sizeof(err)) != 0)
+		goto config_error;
+	if (qesd_config_validate(&app.cfg, allow != NULL && strcmp(allow, "1") == 0,
+	    err, sizeof(err)) != 0)
+		goto config_error;
+	qesd_log_set_level((qesd_log_level)app.cfg.log_level);
+	if (qesd_pepper_load(app.cfg.pepper_file, &app.pepper, err, sizeof(err)) != 0)
+		goto config_error;
+	if (qesd_check_secret_file(app.cfg.tls_key, "tls_key", err, sizeof(err)) != 0)
+		goto config_error;
+	if (app.cfg.testing_routes)
+		qesd_log(QESD_LOG_WARN, "testing routes are ON: never do this in production");
+
+	rc = EXIT_RUNTIME;
+	if ((app.metrics = qesd_metrics_new()) == NULL)
+		goto out;
+
+	/* route tables: each source file exports its own */
+	tables[nt++] = &qesd_health_routes;
+	if (!app.cfg.metrics_enabled)
+		tables[nt++] = &qesd_metrics_routes;
+	if (app.cfg.testing_routes)
+		tables[nt++] = &qesd_testing_routes;
+	tables[nt] = NULL;
+	metrics_tables[0] = &qesd_metrics_routes;
+	metrics_tables[1] = NULL;
+
+	signal(SIGPIPE, SIG_IGN);
+	memset(&sc, 0, sizeof(sc));
+	sc.cfg = &app.cfg;
+	sc.tables = tables;
+	sc.metrics_tables = metrics_tables;
+	sc.app = &app;
+	sc.metrics = app.metrics;
+	sc.handle_signals = 1;
+	sc.ready = NULL;	/* wired to qesd_store_ping() once the store lands */
+	if (qesd_server_new(&sc, &app.srv, err, sizeof(err)) != 0) {
+		qesd_log(QESD_LOG_ERROR, "cannot start", QLS("error", err));
+		goto out;
+	}
+	r = qesd_server_run(app.srv);
+	if (r != 0) {
+		/* workers are stuck in requests past the drain deadline: leave */
+		qesd_log(QESD_LOG_WARN, "exiting with requests abandoned");
+		_exit(0);
+	}
+	rc = 0;
+	goto out;
+
+config_error:
+	qesd_log(QESD_LOG_ERROR, "configuration error", QLS("error", err));
+	rc = EXIT_CONFIG;
+out:
+	qesd_server_free(app.srv);
+	qesd_metrics_free(app.metrics);
+	qes_secret_free(app.pepper);
+	if (app.cfg_ready)
+		qesd_config_free(&app.cfg);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("qesd %s\n", QES_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[1], "serve") == 0)
+		return serve(argc - 2, argv + 2);
+	fprintf(stderr, "qesd: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}
