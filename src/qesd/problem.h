@@ -17,7 +17,8 @@
 #define QESD_PROBLEM_TYPE_PREFIX "urn:qes:problem:"
 
 /*
- * Replace resp with a problem. name and title must be static strings (the
+ * Replace resp with a problem (headers too: add Retry-After and the like
+ * after this call). name and title must be static strings (the
  * response keeps the name for logs); detail may be NULL. req may be NULL
  * (then instance and request_id are left out). Returns 0 or QES_ERR_ALLOC;
  * on allocation failure resp still carries the status and the name.
