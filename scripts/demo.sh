@@ -60,7 +60,7 @@ build/qes sign --raw --module "$QES_TEST_MODULE" --pinentry "$pinentry" \
   --in "$demo/contract.txt" --out "$demo/contract.sig" --cert-out "$demo/signer.pem"
 if [ -z "${QES_DEMO_PINENTRY:-}" ]; then
   echo "the signer was shown:"
-  sed -n 's/^SETDESC //p' "$QES_TEST_PINENTRY_LOG" | sed 's/^/    /'
+  awk '/^SETDESC /{on=1; sub(/^SETDESC /,"")} /^(SETPROMPT|SETERROR|SETOK|SETCANCEL|GETPIN|CONFIRM|OPTION|PIN-SENT)/{on=0} on{print "    " $0}' "$QES_TEST_PINENTRY_LOG"
 fi
 
 step "openssl dgst -sha256 -verify (signer's public key from the certificate)"

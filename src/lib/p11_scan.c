@@ -383,6 +383,18 @@ scan_cred(struct inv *inv, qes_p11_token *t, CK_FUNCTION_LIST *fl,
 	free(label);
 }
 
+static int
+cred_cmp(const void *a, const void *b)
+{
+	const qes_p11_cred *x = a, *y = b;
+	size_t n = x->id_len < y->id_len ? x->id_len : y->id_len;
+	int c = memcmp(x->id, y->id, n);
+
+	if (c != 0)
+		return c;
+	return x->id_len < y->id_len ? -1 : x->id_len > y->id_len;
+}
+
 static void
 scan_creds(struct inv *inv, qes_p11_token *t, CK_FUNCTION_LIST *fl,
     CK_SLOT_ID slot)
@@ -426,6 +438,8 @@ scan_creds(struct inv *inv, qes_p11_token *t, CK_FUNCTION_LIST *fl,
 	}
 	for (i = 0; i < n && !inv->oom; i++)
 		scan_cred(inv, t, fl, h, objs[i], &keys_visible);
+	/* object handles come in the token's order; people read ids in order */
+	qsort(t->creds, t->n_creds, sizeof(*t->creds), cred_cmp);
  out:
 	/* a failure to close (token pulled out) leaves nothing to clean up */
 	(void)fl->C_CloseSession(h);

@@ -448,6 +448,13 @@ token_text(FILE *f, const qes_p11_token *t, int diagnose)
 		fputs("    (no token)\n", f);
 		return;
 	}
+	if (!(t->flags & QES_TOK_INITIALIZED)) {
+		fprintf(f, "    uninitialised token, %s %s\n", t->manufacturer, t->model);
+		if (diagnose)
+			fprintf(f, "    verdict: slot %lu: %s\n", t->slot_id,
+			    qes_verdict_text(qes_token_verdict(t)));
+		return;
+	}
 	fprintf(f, "    token \"%s\" serial %s, %s %s, firmware %u.%u\n",
 	    t->label, t->serial, t->manufacturer, t->model, t->fw_major, t->fw_minor);
 	flags_text(f, t->flags);
