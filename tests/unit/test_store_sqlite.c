@@ -1,0 +1,1355 @@
+/*
+ * test_store_sqlite.c - unit tests for the store interface on its SQLite
+ * backend (store.c, store_sqlite.c, ids.c), each on a fresh database file
+ * in a temporary directory: URLs and opening, migrations (idempotent, a
+ * newer schema refused, another program's database refused), transactions
+ * (poisoning, rollback, pool and writer limits), tenant isolation, the API
+ * key lifecycle and pagination, the audit chain (consecutive seqs, filters,
+ * concurrent appenders, tampering with the file, purge with an anchor,
+ * address erasure), the group-commit queue, and that no secret reaches the
+ * database file.
+ */
+#define _GNU_SOURCE	/* memmem, asprintf */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sqlite3.h>
+
+#include "qes/audit.h"
+#include "qes/buf.h"
+#include "qes/err.h"
+#include "store.h"
+
+#define T0 1700000000000LL	/* injected "now" */
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	char url[160];
+	qesd_store *s;
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char err[256];
+
+	if (f == NULL)
+		return -1;
+	strcpy(f->dir, "/tmp/qes-test-store-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/qesd.db", f->dir);
+	snprintf(f->url, sizeof(f->url), "sqlite:%s", f->path);
+	if (qesd_store_open(f->url, NULL, &f->s, err, sizeof(err)) != 0) {
+		fprintf(stderr, "open: %s\n", err);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[128];
+	int r;
+
+	qesd_store_free(f->s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	r = system(cmd);
+	free(f);
+	return r == 0 ? 0 : -1;
+}
+
+/* ---- helpers ---- */
+
+static qesd_tx *
+begin(qesd_store *s, qesd_tx_mode mode)
+{
+	qesd_tx *tx = NULL;
+
+	assert_int_equal(qesd_store_begin(s, mode, &tx), 0);
+	assert_non_null(tx);
+	return tx;
+}
+
+static void
+commit(qesd_tx *tx)
+{
+	int r = qesd_tx_commit(tx);
+
+	if (r != 0)
+		fprintf(stderr, "commit: %s\n", qesd_tx_errmsg(tx));
+	assert_int_equal(r, 0);
+	qesd_tx_end(tx);
+}
+
+static void
+make_tenant(qesd_store *s, const char *name, qesd_tenant *t)
+{
+	qesd_tx *tx = begin(s, QESD_TX_WRITE);
+
+	assert_int_equal(qesd_tenant_create(tx, name, T0, t), 0);
+	commit(tx);
+}
+
+static void
+hmac(const char *pepper, const char *secret, uint8_t out[QESD_HMAC_LEN])
+{
+	unsigned int len = 0;
+
+	assert_non_null(HMAC(EVP_sha256(), pepper, (int)strlen(pepper),
+	    (const unsigned char *)secret, strlen(secret), out, &len));
+	assert_int_equal(len, QESD_HMAC_LEN);
+}
+
+static void
+make_key(qesd_store *s, const char *tenant_id, int64_t created_ms,
+    qesd_api_key *k)
+{
+	qesd_tx *tx = begin(s, QESD_TX_WRITE);
+
+	memset(k, 0, sizeof(*k));
+	snprintf(k->tenant_id, sizeof(k->tenant_id), "%s", tenant_id);
+	snprintf(k->name, sizeof(k->name), "key at %lld",
+	    (long long)created_ms);
+	k->scopes = 0x1f;
+	memset(k->secret_hash, 0x42, sizeof(k->secret_hash));
+	k->created_at_ms = created_ms;
+	assert_int_equal(qesd_key_insert(tx, k), 0);
+	commit(tx);
+}
+
+static void
+append(qesd_store *s, const char *tenant_id, const qesd_audit_event *ev,
+    qesd_audit_ref *ref)
+{
+	qesd_tx *tx = begin(s, QESD_TX_WRITE);
+	int r = qesd_audit_append(tx, tenant_id, ev, ref);
+
+	if (r != 0)
+		fprintf(stderr, "append: %s\n", qesd_tx_errmsg(tx));
+	assert_int_equal(r, 0);
+	commit(tx);
+}
+
+static qesd_audit_event
+request_event(int64_t time_ms, const char *key_id, const char *addr)
+{
+	qesd_audit_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.time_ms = time_ms;
+	ev.type = "api.request";
+	ev.request_id = "req-test";
+	ev.key_id = key_id;
+	ev.route = "/v1/api-keys";
+	ev.method = "GET";
+	ev.status = 200;
+	ev.client_addr = addr;
+	return ev;
+}
+
+static void
+assert_chain_ok(qesd_store *s, const char *tenant_id, uint64_t count)
+{
+	qes_audit_chain c;
+	int r = qesd_audit_verify(s, tenant_id, &c);
+
+	if (r != 0)
+		fprintf(stderr, "verify: %s at %llu\n", c.reason,
+		    (unsigned long long)c.broken_seq);
+	assert_int_equal(r, 0);
+	assert_int_equal(c.count, count);
+}
+
+/* Run SQL on the file behind the store's back (an attacker, a test). */
+static int
+raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+static int64_t
+raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* ---- ids ---- */
+
+static void
+test_ids(void **state)
+{
+	char a[QESD_ID_SIZE], b[QESD_ID_SIZE], bad[QESD_ID_SIZE];
+	int i;
+
+	(void)state;
+	assert_int_equal(qesd_id_new("ten", a), 0);
+	assert_int_equal(strlen(a), 4 + 26);
+	assert_true(strncmp(a, "ten_", 4) == 0);
+	assert_null(strchr(a + 4, '_'));
+	assert_true(qesd_id_valid("ten", a));
+	assert_false(qesd_id_valid("key", a));
+	for (i = 0; i < 1000; i++) {
+		assert_int_equal(qesd_id_new("key", b), 0);
+		assert_true(qesd_id_valid("key", b));
+		assert_string_not_equal(a + 4, b + 4);
+	}
+	strcpy(bad, a);
+	bad[10] = 'A';				/* upper case */
+	assert_false(qesd_id_valid("ten", bad));
+	strcpy(bad, a);
+	bad[29] = 'b';				/* spare bits set: 'b' = 1 */
+	assert_false(qesd_id_valid("ten", bad));
+	strcpy(bad, a);
+	bad[29] = '\0';				/* short */
+	assert_false(qesd_id_valid("ten", bad));
+	assert_false(qesd_id_valid("ten", NULL));
+	assert_false(qesd_id_valid("ten", "ten_"));
+	assert_int_equal(qesd_id_new("Ten", b), QES_ERR_INVALID_ARG);
+	assert_int_equal(qesd_id_new("", b), QES_ERR_INVALID_ARG);
+	assert_int_equal(qesd_id_new("toolongprefix", b), QES_ERR_INVALID_ARG);
+}
+
+/* ---- opening ---- */
+
+static void
+test_open_urls(void **state)
+{
+	struct fixture *f = *state;
+	qesd_store *s = NULL;
+	char err[256], url[256];
+
+	assert_int_equal(qesd_store_open("mysql:x", NULL, &s, err,
+	    sizeof(err)), QES_ERR_INVALID_ARG);
+	assert_non_null(strstr(err, "sqlite:"));
+	assert_int_equal(qesd_store_open("postgres://db/qes", NULL, &s, err,
+	    sizeof(err)), QES_ERR_UNSUPPORTED);
+	assert_non_null(strstr(err, "PostgreSQL"));
+	assert_int_equal(qesd_store_open("sqlite:", NULL, &s, err,
+	    sizeof(err)), QES_ERR_INVALID_ARG);
+	assert_int_equal(qesd_store_open("sqlite::memory:", NULL, &s, err,
+	    sizeof(err)), QES_ERR_INVALID_ARG);
+	assert_int_equal(qesd_store_open("sqlite:/nonexistent/dir/x.db", NULL,
+	    &s, err, sizeof(err)), QES_ERR_UNAVAILABLE);
+	assert_null(s);
+
+	/* another program's database is not migrated */
+	snprintf(url, sizeof(url), "%s/other.db", f->dir);
+	assert_int_equal(raw_exec(url, "CREATE TABLE foo (x)"), SQLITE_OK);
+	snprintf(url, sizeof(url), "sqlite:%s/other.db", f->dir);
+	assert_int_equal(qesd_store_open(url, NULL, &s, err, sizeof(err)),
+	    QES_ERR_UNSUPPORTED);
+	assert_non_null(strstr(err, "not a qesd database"));
+
+	assert_string_equal(qesd_store_backend(f->s), "sqlite");
+	assert_int_equal(qesd_store_ping(f->s), 0);
+}
+
+static void
+test_migrations(void **state)
+{
+	struct fixture *f = *state;
+	qesd_store *s = NULL;
+	qesd_tenant t;
+	struct stat st;
+	char err[256];
+	qesd_tx *tx;
+
+	make_tenant(f->s, "acme", &t);
+	/* reopening applies nothing twice and keeps the data */
+	qesd_store_free(f->s);
+	f->s = NULL;
+	assert_int_equal(qesd_store_open(f->url, NULL, &f->s, err,
+	    sizeof(err)), 0);
+	assert_int_equal(qesd_store_open(f->url, NULL, &s, err, sizeof(err)),
+	    0);
+	qesd_store_free(s);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM "
+	    "schema_version"), QESD_SCHEMA_VERSION);
+	assert_int_equal(raw_int(f->path, "SELECT max(version) FROM "
+	    "schema_version"), QESD_SCHEMA_VERSION);
+	assert_int_equal(raw_int(f->path, "PRAGMA application_id"),
+	    0x71657364);
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_tenant_get(tx, t.id, &t), 0);
+	qesd_tx_end(tx);
+
+	/* WAL, and a private file */
+	assert_int_equal(raw_exec(f->path, "SELECT 1"), SQLITE_OK);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	{
+		sqlite3 *db;
+		sqlite3_stmt *q;
+
+		assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode",
+		    -1, &q, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+		assert_string_equal((const char *)sqlite3_column_text(q, 0),
+		    "wal");
+		sqlite3_finalize(q);
+		sqlite3_close(db);
+	}
+}
+
+static void
+test_newer_schema_refused(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+
+	qesd_store_free(f->s);
+	f->s = NULL;
+	assert_int_equal(raw_exec(f->path, "INSERT INTO schema_version "
+	    "VALUES (99, 1)"), SQLITE_OK);
+	assert_int_equal(qesd_store_open(f->url, NULL, &f->s, err,
+	    sizeof(err)), QES_ERR_UNSUPPORTED);
+	assert_null(f->s);
+	assert_non_null(strstr(err, "newer"));
+	/* and nothing was changed by trying */
+	assert_int_equal(raw_int(f->path, "SELECT max(version) FROM "
+	    "schema_version"), 99);
+}
+
+/* ---- transactions ---- */
+
+static void
+test_transactions(void **state)
+{
+	struct fixture *f = *state;
+	qesd_store_config cfg = { .pool_size = 3, .acquire_timeout_ms = 100 };
+	qesd_store *s = NULL;
+	qesd_tenant t, t2;
+	qesd_api_key k;
+	qesd_tx *tx, *tx2, *tx3, *tx4;
+	char err[256];
+
+	make_tenant(f->s, "acme", &t);
+
+	/* a write inside a read transaction is refused */
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_tenant_create(tx, "x", T0, &t2),
+	    QES_ERR_INVALID_ARG);
+	assert_non_null(strstr(qesd_tx_errmsg(tx), "read transaction"));
+	qesd_tx_end(tx);
+
+	/* the first failure poisons the rest */
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_tenant_create(tx, "acme", T0, &t2),
+	    QES_ERR_CONFLICT);
+	assert_non_null(strstr(qesd_tx_errmsg(tx), "UNIQUE"));
+	assert_int_equal(qesd_tenant_create(tx, "other", T0, &t2),
+	    QES_ERR_CONFLICT);
+	assert_int_equal(qesd_tx_commit(tx), QES_ERR_CONFLICT);
+	qesd_tx_end(tx);
+	/* ... but "not found" does not */
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_tenant_get(tx, "ten_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    &t2), QES_ERR_NOT_FOUND);
+	assert_int_equal(qesd_tenant_create(tx, "other", T0, &t2), 0);
+	commit(tx);
+
+	/* ended without commit: the key and its audit record vanish */
+	tx = begin(f->s, QESD_TX_WRITE);
+	memset(&k, 0, sizeof(k));
+	snprintf(k.tenant_id, sizeof(k.tenant_id), "%s", t.id);
+	k.created_at_ms = T0;
+	assert_int_equal(qesd_key_insert(tx, &k), 0);
+	{
+		qesd_audit_event ev = request_event(T0, k.id, NULL);
+
+		ev.type = "key.created";
+		assert_int_equal(qesd_audit_append(tx, t.id, &ev, NULL), 0);
+	}
+	qesd_tx_end(tx);
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_key_get(tx, t.id, k.id, &k), QES_ERR_NOT_FOUND);
+	{
+		uint8_t h[QES_AUDIT_HASH_LEN], zero[QES_AUDIT_HASH_LEN] = { 0 };
+		uint64_t seq = 99;
+
+		assert_int_equal(qesd_audit_head(tx, t.id, &seq, h), 0);
+		assert_int_equal(seq, 0);
+		assert_memory_equal(h, zero, sizeof(h));
+	}
+	qesd_tx_end(tx);
+
+	/* pool of 3: a fourth transaction waits, then gives up */
+	assert_int_equal(qesd_store_open(f->url, &cfg, &s, err, sizeof(err)),
+	    0);
+	tx = begin(s, QESD_TX_READ);
+	tx2 = begin(s, QESD_TX_READ);
+	tx3 = begin(s, QESD_TX_READ);
+	assert_int_equal(qesd_store_begin(s, QESD_TX_READ, &tx4),
+	    QES_ERR_BUSY);
+	assert_null(tx4);
+	qesd_tx_end(tx3);
+	qesd_tx_end(tx2);
+	/* one writer at a time (a connection is free); readers still go */
+	tx2 = begin(s, QESD_TX_WRITE);
+	assert_int_equal(qesd_store_begin(s, QESD_TX_WRITE, &tx3),
+	    QES_ERR_BUSY);
+	tx3 = begin(s, QESD_TX_READ);
+	qesd_tx_end(tx3);
+	qesd_tx_end(tx2);
+	tx3 = begin(s, QESD_TX_WRITE);
+	qesd_tx_end(tx3);
+	qesd_tx_end(tx);
+	qesd_store_free(s);
+
+	/* committed means only _end is left */
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	assert_int_equal(qesd_tenant_get(tx, t.id, &t2), QES_ERR_INVALID_ARG);
+	assert_int_equal(qesd_tx_commit(tx), QES_ERR_INVALID_ARG);
+	qesd_tx_end(tx);
+	qesd_tx_end(NULL);
+}
+
+/* ---- tenants ---- */
+
+static void
+test_tenants(void **state)
+{
+	struct fixture *f = *state;
+	qesd_tenant t, *items = NULL;
+	char cursor[QESD_CURSOR_SIZE] = "", name[32], last[QESD_ID_SIZE] = "";
+	size_t n, total = 0, i;
+	qesd_tx *tx;
+
+	for (i = 0; i < 7; i++) {
+		snprintf(name, sizeof(name), "tenant %zu", i);
+		make_tenant(f->s, name, &t);
+		assert_true(qesd_id_valid("ten", t.id));
+	}
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_tenant_get(tx, t.id, &t), 0);
+	assert_string_equal(t.name, "tenant 6");
+	assert_int_equal(t.created_at_ms, T0);
+	assert_int_equal(qesd_tenant_get(tx, "ten_x", &t), QES_ERR_NOT_FOUND);
+	do {
+		assert_int_equal(qesd_tenant_list(tx, cursor, 3, &items, &n,
+		    cursor), 0);
+		assert_true(n <= 3);
+		for (i = 0; i < n; i++) {
+			assert_true(strcmp(items[i].id, last) > 0);
+			strcpy(last, items[i].id);
+		}
+		total += n;
+		free(items);
+	} while (cursor[0] != '\0');
+	assert_int_equal(total, 7);
+	assert_int_equal(qesd_tenant_list(tx, "garbage", 3, &items, &n,
+	    cursor), QES_ERR_INVALID_ARG);
+	qesd_tx_end(tx);
+
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_tenant_create(tx, "", T0, &t),
+	    QES_ERR_INVALID_ARG);
+	assert_int_equal(qesd_tenant_create(tx, "bad\nname", T0, &t),
+	    QES_ERR_INVALID_ARG);
+	assert_int_equal(qesd_tenant_create(tx, "bad \xc0\xaf", T0, &t),
+	    QES_ERR_INVALID_ARG);
+	assert_int_equal(qesd_tenant_create(tx, "Caf\xc3\xa9 GmbH", T0, &t),
+	    0);
+	commit(tx);
+}
+
+/* ---- API keys ---- */
+
+static void
+test_tenant_isolation(void **state)
+{
+	struct fixture *f = *state;
+	qesd_tenant a, b;
+	qesd_api_key k, got, *items;
+	qes_audit_record *recs;
+	qesd_audit_event ev;
+	uint8_t h[QESD_HMAC_LEN];
+	uint64_t seq;
+	char cursor[QESD_CURSOR_SIZE];
+	size_t n;
+	qesd_tx *tx;
+
+	make_tenant(f->s, "A", &a);
+	make_tenant(f->s, "B", &b);
+	make_key(f->s, a.id, T0, &k);
+	ev = request_event(T0, k.id, "192.0.2.1");
+	append(f->s, a.id, &ev, NULL);
+
+	tx = begin(f->s, QESD_TX_WRITE);
+	/* authentication finds the key and learns its tenant */
+	assert_int_equal(qesd_key_get_for_auth(tx, k.id, &got), 0);
+	assert_string_equal(got.tenant_id, a.id);
+	/* everything else is filtered: B sees nothing of A */
+	assert_int_equal(qesd_key_get(tx, b.id, k.id, &got), QES_ERR_NOT_FOUND);
+	assert_int_equal(qesd_key_list(tx, b.id, NULL, 0, &items, &n, cursor),
+	    0);
+	assert_int_equal(n, 0);
+	assert_null(items);
+	memset(h, 0x11, sizeof(h));
+	assert_int_equal(qesd_key_rotate(tx, b.id, k.id, h, T0 + 1, T0),
+	    QES_ERR_NOT_FOUND);
+	assert_int_equal(qesd_key_revoke(tx, b.id, k.id, T0),
+	    QES_ERR_NOT_FOUND);
+	assert_int_equal(qesd_audit_list(tx, b.id, NULL, NULL, 0, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(qesd_audit_head(tx, b.id, &seq, h), 0);
+	assert_int_equal(seq, 0);
+	{
+		qesd_key_use u;
+
+		memset(&u, 0, sizeof(u));
+		strcpy(u.tenant_id, b.id);
+		strcpy(u.key_id, k.id);
+		u.used_at_ms = T0 + 5;
+		assert_int_equal(qesd_key_touch(tx, &u, 1), 0);
+	}
+	commit(tx);
+
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_key_get(tx, a.id, k.id, &got), 0);
+	assert_int_equal(got.revoked_at_ms, 0);
+	assert_false(got.has_prev);
+	assert_int_equal(got.last_used_at_ms, 0);
+	assert_int_equal(qesd_audit_list(tx, a.id, NULL, NULL, 0, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(recs[0].tenant_id, a.id);
+	qes_audit_records_free(recs, n);
+	qesd_tx_end(tx);
+	assert_chain_ok(f->s, a.id, 1);
+	assert_chain_ok(f->s, b.id, 0);
+}
+
+static void
+test_key_lifecycle(void **state)
+{
+	struct fixture *f = *state;
+	qesd_tenant t;
+	qesd_api_key k, k2, got;
+	qesd_key_use uses[4];
+	uint8_t h1[QESD_HMAC_LEN], h2[QESD_HMAC_LEN], h3[QESD_HMAC_LEN];
+	qesd_tx *tx;
+
+	make_tenant(f->s, "acme", &t);
+	hmac("pepper", "secret-1", h1);
+	hmac("pepper", "secret-2", h2);
+	hmac("pepper", "secret-3", h3);
+
+	tx = begin(f->s, QESD_TX_WRITE);
+	memset(&k, 0, sizeof(k));
+	strcpy(k.tenant_id, t.id);
+	strcpy(k.name, "ci");
+	k.scopes = 0x5;
+	memcpy(k.secret_hash, h1, sizeof(h1));
+	k.created_at_ms = T0;
+	k.expires_at_ms = T0 + 86400000;
+	assert_int_equal(qesd_key_insert(tx, &k), 0);
+	assert_true(qesd_id_valid("key", k.id));
+	/* a given id is kept; the same id twice conflicts */
+	k2 = k;
+	assert_int_equal(qesd_id_new("key", k2.id), 0);
+	strcpy(k2.created_by, k.id);
+	assert_int_equal(qesd_key_insert(tx, &k2), 0);
+	commit(tx);
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_key_insert(tx, &k2), QES_ERR_CONFLICT);
+	qesd_tx_end(tx);
+	/* a key for a tenant that does not exist */
+	tx = begin(f->s, QESD_TX_WRITE);
+	k2.id[0] = '\0';
+	assert_int_equal(qesd_id_new("ten", k2.tenant_id), 0);
+	assert_int_equal(qesd_key_insert(tx, &k2), QES_ERR_NOT_FOUND);
+	qesd_tx_end(tx);
+	/* fields that only the store sets */
+	tx = begin(f->s, QESD_TX_WRITE);
+	k2 = k;
+	k2.id[0] = '\0';
+	k2.revoked_at_ms = T0;
+	assert_int_equal(qesd_key_insert(tx, &k2), QES_ERR_INVALID_ARG);
+	qesd_tx_end(tx);
+
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_key_get(tx, t.id, k.id, &got), 0);
+	assert_string_equal(got.name, "ci");
+	assert_int_equal(got.scopes, 0x5);
+	assert_memory_equal(got.secret_hash, h1, sizeof(h1));
+	assert_false(got.has_prev);
+	assert_int_equal(got.expires_at_ms, T0 + 86400000);
+	assert_string_equal(got.created_by, "");
+	assert_int_equal(got.rotated_at_ms, 0);
+	qesd_tx_end(tx);
+
+	/* rotate: new hash, the old one valid until the grace ends */
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_key_rotate(tx, t.id, k.id, h2, T0 + 3600000,
+	    T0 + 10), 0);
+	commit(tx);
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_key_get_for_auth(tx, k.id, &got), 0);
+	assert_memory_equal(got.secret_hash, h2, sizeof(h2));
+	assert_true(got.has_prev);
+	assert_memory_equal(got.prev_secret_hash, h1, sizeof(h1));
+	assert_int_equal(got.prev_valid_until_ms, T0 + 3600000);
+	assert_int_equal(got.rotated_at_ms, T0 + 10);
+	qesd_tx_end(tx);
+	/* rotate again: the first secret is gone at once */
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_key_rotate(tx, t.id, k.id, h3, T0 + 7200000,
+	    T0 + 20), 0);
+	assert_int_equal(qesd_key_get(tx, t.id, k.id, &got), 0);
+	assert_memory_equal(got.secret_hash, h3, sizeof(h3));
+	assert_memory_equal(got.prev_secret_hash, h2, sizeof(h2));
+	commit(tx);
+
+	/* batched use times: max wins, unknown keys skipped */
+	memset(uses, 0, sizeof(uses));
+	strcpy(uses[0].tenant_id, t.id);
+	strcpy(uses[0].key_id, k.id);
+	uses[0].used_at_ms = T0 + 500;
+	uses[1] = uses[0];
+	uses[1].used_at_ms = T0 + 300;
+	uses[2] = uses[0];
+	assert_int_equal(qesd_id_new("key", uses[2].key_id), 0);
+	uses[3] = uses[0];
+	strcpy(uses[3].key_id, "not-an-id");
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_key_touch(tx, uses, 4), 0);
+	commit(tx);
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_key_get(tx, t.id, k.id, &got), 0);
+	assert_int_equal(got.last_used_at_ms, T0 + 500);
+	qesd_tx_end(tx);
+
+	/* revoke: immediate, drops the previous hash, idempotent */
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_key_revoke(tx, t.id, k.id, T0 + 30), 0);
+	commit(tx);
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_key_revoke(tx, t.id, k.id, T0 + 40), 0);
+	assert_int_equal(qesd_key_get(tx, t.id, k.id, &got), 0);
+	assert_int_equal(got.revoked_at_ms, T0 + 30);
+	assert_false(got.has_prev);
+	assert_int_equal(qesd_key_rotate(tx, t.id, k.id, h1, T0 + 50, T0 + 50),
+	    QES_ERR_CONFLICT);
+	assert_int_equal(qesd_key_revoke(tx, t.id,
+	    "key_aaaaaaaaaaaaaaaaaaaaaaaaaa", T0), QES_ERR_NOT_FOUND);
+	commit(tx);
+}
+
+static void
+test_key_pagination(void **state)
+{
+	struct fixture *f = *state;
+	qesd_tenant t;
+	qesd_api_key k, *items = NULL;
+	char cursor[QESD_CURSOR_SIZE] = "", seen[25][QESD_ID_SIZE];
+	uint8_t zero[QESD_HMAC_LEN] = { 0 };
+	int64_t last_ms = 0;
+	size_t n, total = 0, i, j, pages = 0;
+	qesd_tx *tx;
+
+	make_tenant(f->s, "acme", &t);
+	/* several keys share a creation time: the id breaks the tie */
+	for (i = 0; i < 25; i++)
+		make_key(f->s, t.id, T0 + (int64_t)(i / 3), &k);
+	tx = begin(f->s, QESD_TX_READ);
+	do {
+		assert_int_equal(qesd_key_list(tx, t.id, cursor, 10, &items,
+		    &n, cursor), 0);
+		pages++;
+		for (i = 0; i < n; i++) {
+			assert_true(items[i].created_at_ms >= last_ms);
+			last_ms = items[i].created_at_ms;
+			assert_memory_equal(items[i].secret_hash, zero,
+			    sizeof(zero));
+			for (j = 0; j < total + i; j++)
+				assert_string_not_equal(seen[j], items[i].id);
+			strcpy(seen[total + i], items[i].id);
+		}
+		total += n;
+		free(items);
+	} while (cursor[0] != '\0');
+	assert_int_equal(total, 25);
+	assert_int_equal(pages, 3);
+	assert_int_equal(qesd_key_list(tx, t.id, "12.key_x", 10, &items, &n,
+	    cursor), QES_ERR_INVALID_ARG);
+	qesd_tx_end(tx);
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_key_list(tx, t.id, "-1.x", 10, &items, &n,
+	    cursor), QES_ERR_INVALID_ARG);
+	qesd_tx_end(tx);
+}
+
+/* ---- audit ---- */
+
+static void
+test_audit_append_and_list(void **state)
+{
+	struct fixture *f = *state;
+	qesd_tenant t, other;
+	qesd_audit_event ev;
+	qesd_audit_ref ref;
+	qesd_audit_filter flt;
+	qes_audit_record *recs = NULL;
+	char cursor[QESD_CURSOR_SIZE] = "";
+	uint8_t prev[QES_AUDIT_HASH_LEN] = { 0 }, head[QES_AUDIT_HASH_LEN];
+	uint64_t seq, next = 1;
+	size_t n, i, total = 0;
+	qesd_tx *tx;
+
+	make_tenant(f->s, "acme", &t);
+	make_tenant(f->s, "other", &other);
+	for (i = 0; i < 30; i++) {
+		ev = request_event(T0 + (int64_t)i * 1000,
+		    i % 3 == 0 ? "key_aaaaaaaaaaaaaaaaaaaaaaaaaa" : NULL,
+		    i % 2 ? "2001:db8::1" : NULL);
+		if (i % 5 == 0) {
+			ev.type = "key.created";
+			ev.details = "{\"scopes\": [\"sign\"], \"n\": 1}";
+		}
+		ev.device_id = i % 4 == 0 ? "dev_x" : NULL;
+		append(f->s, t.id, &ev, &ref);
+		assert_int_equal(ref.seq, i + 1);
+		assert_true(qesd_id_valid("aud", ref.id));
+		/* another tenant's appends do not touch this chain */
+		append(f->s, other.id, &ev, NULL);
+	}
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_audit_head(tx, t.id, &seq, head), 0);
+	assert_int_equal(seq, 30);
+	assert_memory_equal(head, ref.hash, sizeof(head));
+	/* pages in seq order, each linked to the one before */
+	do {
+		assert_int_equal(qesd_audit_list(tx, t.id, NULL, cursor, 7,
+		    &recs, &n, cursor), 0);
+		for (i = 0; i < n; i++) {
+			assert_int_equal(recs[i].seq, next++);
+			assert_memory_equal(recs[i].prev_hash, prev,
+			    sizeof(prev));
+			memcpy(prev, recs[i].hash, sizeof(prev));
+		}
+		total += n;
+		qes_audit_records_free(recs, n);
+	} while (cursor[0] != '\0');
+	assert_int_equal(total, 30);
+
+	/* filters */
+	memset(&flt, 0, sizeof(flt));
+	flt.type = "key.created";
+	assert_int_equal(qesd_audit_list(tx, t.id, &flt, NULL, 0, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 6);
+	assert_string_equal(recs[1].details, "{\"n\":1,\"scopes\":[\"sign\"]}");
+	qes_audit_records_free(recs, n);
+	memset(&flt, 0, sizeof(flt));
+	flt.key_id = "key_aaaaaaaaaaaaaaaaaaaaaaaaaa";
+	assert_int_equal(qesd_audit_list(tx, t.id, &flt, NULL, 0, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 10);
+	qes_audit_records_free(recs, n);
+	memset(&flt, 0, sizeof(flt));
+	flt.device_id = "dev_x";
+	flt.since_ms = T0 + 8000;		/* i >= 8 */
+	flt.until_ms = T0 + 20000;		/* i < 20 */
+	assert_int_equal(qesd_audit_list(tx, t.id, &flt, NULL, 0, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 3);			/* i = 8, 12, 16 */
+	assert_int_equal(recs[0].seq, 9);
+	assert_string_equal(recs[2].device_id, "dev_x");
+	qes_audit_records_free(recs, n);
+	/* a filter and pagination together */
+	memset(&flt, 0, sizeof(flt));
+	flt.type = "api.request";
+	assert_int_equal(qesd_audit_list(tx, t.id, &flt, NULL, 20, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 20);
+	qes_audit_records_free(recs, n);
+	assert_int_equal(qesd_audit_list(tx, t.id, &flt, cursor, 20, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(cursor, "");
+	qes_audit_records_free(recs, n);
+	assert_int_equal(qesd_audit_list(tx, t.id, NULL, "01", 20, &recs, &n,
+	    cursor), QES_ERR_INVALID_ARG);
+	qesd_tx_end(tx);
+
+	/* bad events, wrong transactions, unknown tenants */
+	tx = begin(f->s, QESD_TX_READ);
+	ev = request_event(T0, NULL, NULL);
+	assert_int_equal(qesd_audit_append(tx, t.id, &ev, NULL),
+	    QES_ERR_INVALID_ARG);
+	qesd_tx_end(tx);
+	tx = begin(f->s, QESD_TX_WRITE);
+	ev.type = NULL;
+	assert_int_equal(qesd_audit_append(tx, t.id, &ev, NULL),
+	    QES_ERR_INVALID_ARG);
+	ev.type = "api.request";
+	ev.details = "[1]";
+	assert_int_equal(qesd_audit_append(tx, t.id, &ev, NULL),
+	    QES_ERR_INVALID_ARG);
+	ev.details = NULL;
+	ev.route = "/v1/\x1b[2J";
+	assert_int_equal(qesd_audit_append(tx, t.id, &ev, NULL),
+	    QES_ERR_INVALID_ARG);
+	ev.route = NULL;
+	assert_int_equal(qesd_audit_append(tx,
+	    "ten_aaaaaaaaaaaaaaaaaaaaaaaaaa", &ev, NULL), QES_ERR_NOT_FOUND);
+	qesd_tx_end(tx);
+	assert_chain_ok(f->s, t.id, 30);
+	assert_chain_ok(f->s, other.id, 30);
+}
+
+struct appender {
+	qesd_store *s;
+	const char *tenant_id;
+	int n;
+	int failures;
+};
+
+static void *
+append_many(void *arg)
+{
+	struct appender *a = arg;
+	qesd_audit_event ev;
+	qesd_tx *tx = NULL;
+	char rid[32];
+	int i;
+
+	for (i = 0; i < a->n; i++) {
+		snprintf(rid, sizeof(rid), "req-%p-%d", (void *)a, i);
+		ev = request_event(T0 + i, NULL, "198.51.100.4");
+		ev.request_id = rid;
+		if (qesd_store_begin(a->s, QESD_TX_WRITE, &tx) != 0 ||
+		    qesd_audit_append(tx, a->tenant_id, &ev, NULL) != 0 ||
+		    qesd_tx_commit(tx) != 0)
+			a->failures++;
+		qesd_tx_end(tx);
+		tx = NULL;
+	}
+	return NULL;
+}
+
+static void *
+read_many(void *arg)
+{
+	struct appender *a = arg;
+	qes_audit_record *recs;
+	char cursor[QESD_CURSOR_SIZE];
+	size_t n;
+	qesd_tx *tx = NULL;
+	int i;
+
+	for (i = 0; i < a->n; i++) {
+		if (qesd_store_begin(a->s, QESD_TX_READ, &tx) != 0 ||
+		    qesd_audit_list(tx, a->tenant_id, NULL, NULL, 50, &recs, &n,
+		    cursor) != 0)
+			a->failures++;
+		else
+			qes_audit_records_free(recs, n);
+		qesd_tx_end(tx);
+		tx = NULL;
+	}
+	return NULL;
+}
+
+static void
+test_concurrent_appends(void **state)
+{
+	struct fixture *f = *state;
+	struct appender a[5];
+	pthread_t th[5];
+	qesd_tenant t;
+	int i;
+
+	make_tenant(f->s, "acme", &t);
+	for (i = 0; i < 5; i++) {
+		a[i].s = f->s;
+		a[i].tenant_id = t.id;
+		a[i].n = 250;
+		a[i].failures = 0;
+		assert_int_equal(pthread_create(&th[i], NULL,
+		    i < 4 ? append_many : read_many, &a[i]), 0);
+	}
+	/* join all before asserting: a failed assert leaves the test */
+	for (i = 0; i < 5; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	for (i = 0; i < 5; i++)
+		assert_int_equal(a[i].failures, 0);
+	/* one chain, 1..1000, nothing forked, nothing missing */
+	assert_chain_ok(f->s, t.id, 1000);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit_records"),
+	    1000);
+	assert_int_equal(raw_int(f->path, "SELECT max(seq) FROM audit_records"),
+	    1000);
+}
+
+static void
+test_tamper_detected(void **state)
+{
+	struct fixture *f = *state;
+	qesd_audit_event ev;
+	qes_audit_chain c;
+	qesd_tenant t;
+	char sql[256];
+	int i;
+
+	make_tenant(f->s, "acme", &t);
+	for (i = 0; i < 50; i++) {
+		ev = request_event(T0 + i, NULL, "192.0.2.7");
+		append(f->s, t.id, &ev, NULL);
+	}
+	assert_chain_ok(f->s, t.id, 50);
+
+	/* the triggers stop code (not a determined attacker) from rewriting */
+	snprintf(sql, sizeof(sql), "UPDATE audit_records SET status = 500 "
+	    "WHERE tenant_id = '%s' AND seq = 20", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_CONSTRAINT);
+	snprintf(sql, sizeof(sql), "DELETE FROM audit_records "
+	    "WHERE tenant_id = '%s' AND seq = 30", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_CONSTRAINT);
+	/* an address may be erased, not changed */
+	snprintf(sql, sizeof(sql), "UPDATE audit_records SET client_addr = "
+	    "'10.0.0.1' WHERE tenant_id = '%s' AND seq = 5", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_CONSTRAINT);
+	assert_chain_ok(f->s, t.id, 50);
+
+	/* an attacker with the file drops them: the chain still tells */
+	assert_int_equal(raw_exec(f->path,
+	    "DROP TRIGGER audit_records_append_only;"
+	    "DROP TRIGGER audit_records_delete_behind_anchor"), SQLITE_OK);
+	snprintf(sql, sizeof(sql), "UPDATE audit_records SET status = 500 "
+	    "WHERE tenant_id = '%s' AND seq = 20", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_OK);
+	assert_int_equal(qesd_audit_verify(f->s, t.id, &c),
+	    QES_ERR_CHAIN_BROKEN);
+	assert_int_equal(c.broken_seq, 20);
+	assert_string_equal(c.reason, "hash mismatch");
+	snprintf(sql, sizeof(sql), "UPDATE audit_records SET status = 200 "
+	    "WHERE tenant_id = '%s' AND seq = 20", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_OK);
+	assert_chain_ok(f->s, t.id, 50);
+
+	snprintf(sql, sizeof(sql), "UPDATE audit_records SET client_addr = "
+	    "'10.0.0.1' WHERE tenant_id = '%s' AND seq = 5", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_OK);
+	assert_int_equal(qesd_audit_verify(f->s, t.id, &c),
+	    QES_ERR_CHAIN_BROKEN);
+	assert_int_equal(c.broken_seq, 5);
+	assert_string_equal(c.reason, "addr commitment mismatch");
+	snprintf(sql, sizeof(sql), "UPDATE audit_records SET client_addr = "
+	    "'192.0.2.7' WHERE tenant_id = '%s' AND seq = 5", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_OK);
+
+	/* deleting a record: found at the next one */
+	snprintf(sql, sizeof(sql), "DELETE FROM audit_records "
+	    "WHERE tenant_id = '%s' AND seq = 30", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_OK);
+	assert_int_equal(qesd_audit_verify(f->s, t.id, &c),
+	    QES_ERR_CHAIN_BROKEN);
+	assert_int_equal(c.broken_seq, 31);
+	assert_string_equal(c.reason, "seq gap");
+	/* deleting the newest ones: the head knows */
+	snprintf(sql, sizeof(sql), "DELETE FROM audit_records "
+	    "WHERE tenant_id = '%s' AND seq >= 30", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_OK);
+	assert_int_equal(qesd_audit_verify(f->s, t.id, &c),
+	    QES_ERR_CHAIN_BROKEN);
+	assert_int_equal(c.broken_seq, 30);
+	assert_string_equal(c.reason, "head mismatch");
+}
+
+static void
+test_purge_and_anchor(void **state)
+{
+	struct fixture *f = *state;
+	qesd_tenant a, b;
+	qesd_audit_event ev;
+	qes_audit_record *recs;
+	uint8_t anchor_hash[QES_AUDIT_HASH_LEN], hash40[QES_AUDIT_HASH_LEN];
+	uint64_t seq, purged;
+	qesd_audit_ref ref;
+	char cursor[QESD_CURSOR_SIZE], err[256];
+	size_t n;
+	qesd_tx *tx;
+	int i;
+
+	make_tenant(f->s, "A", &a);
+	make_tenant(f->s, "B", &b);
+	for (i = 1; i <= 100; i++) {
+		ev = request_event(T0 + i * 1000, NULL, "192.0.2.9");
+		/* one late record in A's prefix: purging must stop before it */
+		if (i == 45)
+			ev.time_ms = T0 + 90 * 1000;
+		append(f->s, a.id, &ev, &ref);
+		if (i == 40)
+			memcpy(hash40, ref.hash, sizeof(hash40));
+		if (i <= 10)
+			append(f->s, b.id, &ev, NULL);
+	}
+	/* records with time < T0+50s: A's 1..49 except 45; B's 1..10 */
+	assert_int_equal(qesd_audit_purge(f->s, T0 + 50 * 1000, T0 + 200000,
+	    &purged, err, sizeof(err)), 0);
+	assert_int_equal(purged, 44 + 10);	/* A: 1..44, B: 1..10 */
+
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_audit_anchor(tx, a.id, &seq, anchor_hash), 0);
+	assert_int_equal(seq, 44);
+	assert_int_equal(qesd_audit_list(tx, a.id, NULL, NULL, 0, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(recs[0].seq, 45);
+	assert_memory_equal(recs[0].prev_hash, anchor_hash,
+	    QES_AUDIT_HASH_LEN);
+	qes_audit_records_free(recs, n);
+	/* the purge is itself on the record, at the end of the chain */
+	assert_int_equal(qesd_audit_list(tx, a.id, NULL, "100", 0, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(recs[0].seq, 101);
+	assert_string_equal(recs[0].type, "audit.purged");
+	assert_string_equal(recs[0].details, "{\"before_ms\":1700000050000,"
+	    "\"records\":44,\"through_seq\":44}");
+	qes_audit_records_free(recs, n);
+	assert_int_equal(qesd_audit_anchor(tx, b.id, &seq, anchor_hash), 0);
+	assert_int_equal(seq, 10);
+	qesd_tx_end(tx);
+	assert_chain_ok(f->s, a.id, 101 - 44);
+	assert_chain_ok(f->s, b.id, 1);
+
+	/* the same purge again changes nothing and records nothing */
+	assert_int_equal(qesd_audit_purge(f->s, T0 + 50 * 1000, T0 + 300000,
+	    &purged, err, sizeof(err)), 0);
+	assert_int_equal(purged, 0);
+	assert_chain_ok(f->s, a.id, 101 - 44);
+	/* a later one moves the anchor on; B's purge record is purged too */
+	assert_int_equal(qesd_audit_purge(f->s, T0 + 1000 * 1000, T0 + 400000,
+	    &purged, err, sizeof(err)), 0);
+	assert_chain_ok(f->s, a.id, 1);
+	assert_chain_ok(f->s, b.id, 1);
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_audit_anchor(tx, a.id, &seq, anchor_hash), 0);
+	assert_int_equal(seq, 101);
+	qesd_tx_end(tx);
+	(void)hash40;
+}
+
+static int
+file_contains(const char *path, const void *needle, size_t len)
+{
+	qes_buf *b = NULL;
+	int found;
+
+	if (qes_buf_read_file(path, 64 << 20, &b) != 0)
+		return 0;	/* (a -wal that does not exist) */
+	found = memmem(qes_buf_data(b), qes_buf_len(b), needle, len) != NULL;
+	qes_buf_free(b);
+	return found;
+}
+
+static int
+db_contains(struct fixture *f, const char *s)
+{
+	char p[160];
+
+	snprintf(p, sizeof(p), "%s-wal", f->path);
+	return file_contains(f->path, s, strlen(s)) ||
+	    file_contains(p, s, strlen(s));
+}
+
+static void
+test_erase_addresses(void **state)
+{
+	struct fixture *f = *state;
+	qesd_tenant t;
+	qesd_audit_event ev;
+	qes_audit_record *recs;
+	uint64_t erased;
+	char addr[32], cursor[QESD_CURSOR_SIZE], err[256];
+	size_t n, i;
+	qesd_tx *tx;
+
+	make_tenant(f->s, "acme", &t);
+	for (i = 0; i < 20; i++) {
+		snprintf(addr, sizeof(addr), "203.0.113.%zu", 100 + i);
+		ev = request_event(T0 + (int64_t)i * 1000, NULL, addr);
+		append(f->s, t.id, &ev, NULL);
+	}
+	assert_int_equal(qesd_audit_erase_addrs(f->s, T0 + 10 * 1000,
+	    T0 + 100000, &erased, err, sizeof(err)), 0);
+	assert_int_equal(erased, 10);
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_audit_list(tx, t.id, NULL, NULL, 0, &recs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 21);
+	for (i = 0; i < 20; i++) {
+		assert_true(recs[i].has_addr_digest);
+		if (i < 10) {
+			assert_null(recs[i].client_addr);
+			assert_false(recs[i].has_addr_salt);
+		} else {
+			assert_non_null(recs[i].client_addr);
+		}
+	}
+	assert_string_equal(recs[20].type, "audit.addresses_erased");
+	qes_audit_records_free(recs, n);
+	qesd_tx_end(tx);
+	assert_chain_ok(f->s, t.id, 21);
+	/* nothing left to erase: no new record */
+	assert_int_equal(qesd_audit_erase_addrs(f->s, T0 + 10 * 1000,
+	    T0 + 200000, &erased, err, sizeof(err)), 0);
+	assert_int_equal(erased, 0);
+	assert_chain_ok(f->s, t.id, 21);
+
+	/* erased means gone from the file, not only from query results */
+	qesd_store_free(f->s);		/* last close checkpoints the WAL */
+	f->s = NULL;
+	assert_false(db_contains(f, "203.0.113.100"));
+	assert_false(db_contains(f, "203.0.113.109"));
+	assert_true(db_contains(f, "203.0.113.110"));
+	assert_int_equal(qesd_store_open(f->url, NULL, &f->s, err,
+	    sizeof(err)), 0);
+	assert_chain_ok(f->s, t.id, 21);
+}
+
+static void
+test_no_secret_in_database(void **state)
+{
+	struct fixture *f = *state;
+	static const char pepper[] = "test-pepper-Zq3vXw9KpL2mN8rT";
+	static const char secret1[] = "k7Hq2LmZ9xVb4NcR8sTd1WfYg6JpQe3A";
+	static const char secret2[] = "Vn5Rt8Ky2Hq7Lw3Zs9Xc4Mb6Jd1Fg0Pe";
+	qesd_tenant t;
+	qesd_api_key k;
+	qesd_audit_event ev;
+	uint8_t h[QESD_HMAC_LEN];
+	char details[128];
+	qesd_tx *tx;
+
+	make_tenant(f->s, "acme", &t);
+	tx = begin(f->s, QESD_TX_WRITE);
+	memset(&k, 0, sizeof(k));
+	strcpy(k.tenant_id, t.id);
+	hmac(pepper, secret1, k.secret_hash);
+	k.created_at_ms = T0;
+	k.scopes = 1;
+	assert_int_equal(qesd_key_insert(tx, &k), 0);
+	ev = request_event(T0, k.id, "192.0.2.1");
+	ev.type = "key.created";
+	snprintf(details, sizeof(details), "{\"key_id\":\"%s\"}", k.id);
+	ev.details = details;
+	assert_int_equal(qesd_audit_append(tx, t.id, &ev, NULL), 0);
+	commit(tx);
+	tx = begin(f->s, QESD_TX_WRITE);
+	hmac(pepper, secret2, h);
+	assert_int_equal(qesd_key_rotate(tx, t.id, k.id, h, T0 + 1000, T0), 0);
+	commit(tx);
+
+	assert_false(db_contains(f, secret1));
+	assert_false(db_contains(f, secret2));
+	assert_false(db_contains(f, pepper));
+	qesd_store_free(f->s);
+	f->s = NULL;
+	assert_false(db_contains(f, secret1));
+	assert_false(db_contains(f, secret2));
+	assert_false(db_contains(f, pepper));
+	/* the file is readable to this check: what is stored is found */
+	assert_true(file_contains(f->path, h, sizeof(h)));
+	assert_true(db_contains(f, k.id));
+}
+
+/* ---- group commit ---- */
+
+struct pusher {
+	qesd_audit_queue *q;
+	const char *tenant_id;
+	int n;
+	int failures;
+};
+
+static void *
+push_many(void *arg)
+{
+	struct pusher *p = arg;
+	qesd_audit_event ev;
+	int i;
+
+	for (i = 0; i < p->n; i++) {
+		ev = request_event(T0 + i, NULL, "192.0.2.44");
+		if (qesd_audit_queue_push(p->q, p->tenant_id, &ev) != 0)
+			p->failures++;
+	}
+	return NULL;
+}
+
+static void
+test_group_commit(void **state)
+{
+	struct fixture *f = *state;
+	qesd_audit_queue_config qc = { .flush_records = 50,
+	    .flush_interval_ms = 20 };
+	qesd_audit_queue *q = NULL;
+	qesd_audit_queue_stats st;
+	struct pusher p[4];
+	pthread_t th[4];
+	qesd_audit_event ev;
+	qesd_tenant t;
+	char ghost[QESD_ID_SIZE];
+	int i;
+
+	make_tenant(f->s, "acme", &t);
+	assert_int_equal(qesd_audit_queue_new(f->s, &qc, &q), 0);
+	for (i = 0; i < 4; i++) {
+		p[i].q = q;
+		p[i].tenant_id = t.id;
+		p[i].n = 250;
+		p[i].failures = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, push_many,
+		    &p[i]), 0);
+	}
+	for (i = 0; i < 4; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(p[i].failures, 0);
+	/* invalid events are refused at push, not later */
+	ev = request_event(T0, NULL, NULL);
+	assert_int_equal(qesd_audit_queue_push(q, "nonsense", &ev),
+	    QES_ERR_INVALID_ARG);
+	ev.type = NULL;
+	assert_int_equal(qesd_audit_queue_push(q, t.id, &ev),
+	    QES_ERR_INVALID_ARG);
+	/* a tenant that does not exist is dropped at flush, alone */
+	ev = request_event(T0, NULL, NULL);
+	assert_int_equal(qesd_id_new("ten", ghost), 0);
+	assert_int_equal(qesd_audit_queue_push(q, ghost, &ev), 0);
+	assert_int_equal(qesd_audit_queue_push(q, t.id, &ev), 0);
+	assert_int_equal(qesd_audit_queue_flush(q), 0);
+	qesd_audit_queue_get_stats(q, &st);
+	assert_int_equal(st.written, 1001);
+	assert_int_equal(st.dropped, 1);
+	assert_int_equal(st.pending, 0);
+	qesd_audit_queue_free(q);
+	assert_chain_ok(f->s, t.id, 1001);
+}
+
+/* The store is unavailable for a while: records wait in order, push
+ * refuses beyond the limit, and everything lands once it is back. */
+static void
+test_group_commit_backlog(void **state)
+{
+	struct fixture *f = *state;
+	qesd_store_config sc = { .pool_size = 2, .acquire_timeout_ms = 50 };
+	qesd_audit_queue_config qc = { .flush_records = 10,
+	    .flush_interval_ms = 10, .max_pending = 30 };
+	qesd_audit_queue *q = NULL;
+	qesd_audit_queue_stats st;
+	qesd_audit_event ev;
+	qes_audit_record *recs;
+	qesd_store *s = NULL;
+	qesd_tenant t;
+	qesd_tx *blocker;
+	char err[256], cursor[QESD_CURSOR_SIZE], rid[16];
+	size_t n;
+	int i, r;
+
+	make_tenant(f->s, "acme", &t);
+	assert_int_equal(qesd_store_open(f->url, &sc, &s, err, sizeof(err)),
+	    0);
+	assert_int_equal(qesd_audit_queue_new(s, &qc, &q), 0);
+	blocker = begin(s, QESD_TX_WRITE);	/* holds the writer slot */
+	for (i = 0; i < 40; i++) {
+		snprintf(rid, sizeof(rid), "r%02d", i);
+		ev = request_event(T0 + i, NULL, NULL);
+		ev.request_id = rid;
+		r = qesd_audit_queue_push(q, t.id, &ev);
+		if (i < 30)
+			assert_int_equal(r, 0);
+		else
+			assert_int_equal(r, QES_ERR_UNAVAILABLE);
+	}
+	assert_int_equal(qesd_audit_queue_flush(q), QES_ERR_BUSY);
+	qesd_audit_queue_get_stats(q, &st);
+	assert_int_equal(st.pending, 30);
+	assert_true(st.flush_failures >= 1);
+	qesd_tx_end(blocker);
+	assert_int_equal(qesd_audit_queue_flush(q), 0);
+	qesd_audit_queue_free(q);
+
+	blocker = begin(s, QESD_TX_READ);
+	assert_int_equal(qesd_audit_list(blocker, t.id, NULL, NULL, 0, &recs,
+	    &n, cursor), 0);
+	assert_int_equal(n, 30);
+	for (i = 0; i < 30; i++) {
+		snprintf(rid, sizeof(rid), "r%02d", i);
+		assert_string_equal(recs[i].request_id, rid);
+	}
+	qes_audit_records_free(recs, n);
+	qesd_tx_end(blocker);
+	qesd_store_free(s);
+	assert_chain_ok(f->s, t.id, 30);
+}
+
+int
+main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ids),
+		T(test_open_urls),
+		T(test_migrations),
+		T(test_newer_schema_refused),
+		T(test_transactions),
+		T(test_tenants),
+		T(test_tenant_isolation),
+		T(test_key_lifecycle),
+		T(test_key_pagination),
+		T(test_audit_append_and_list),
+		T(test_concurrent_appends),
+		T(test_tamper_detected),
+		T(test_purge_and_anchor),
+		T(test_erase_addresses),
+		T(test_no_secret_in_database),
+		T(test_group_commit),
+		T(test_group_commit_backlog),
+	};
+#undef T
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
