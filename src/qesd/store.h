@@ -338,8 +338,11 @@ struct qesd_tx {
  * One backend. store.c validates arguments, generates ids, builds and
  * seals audit records and implements cursors, paging and retention loops;
  * a backend only moves rows. List functions fill at most limit entries of
- * a zeroed caller array and set *n. Functions returning "not found" must
- * return QES_ERR_NOT_FOUND without poisoning anything themselves.
+ * a zeroed caller array and set *n. A failed database call sets
+ * tx->failed and tx->errmsg (PostgreSQL aborts the transaction then, and
+ * SQLite must behave the same); "no such row" is QES_ERR_NOT_FOUND and
+ * poisons nothing. Backend open/close run once; every other function may
+ * be called from any thread, one thread per transaction at a time.
  */
 struct qesd_store_ops {
 	const char *name;

@@ -27,6 +27,7 @@
  *
  * Other settings: foreign_keys=ON (checked), secure_delete=ON (erased
  * addresses and purged records are overwritten, not left in free space),
+ * a 64 MiB cap on the WAL file left after a checkpoint,
  * defensive mode, untrusted schema, extended error codes, a 0600 database file, application_id
  * 'qesd' so another program's database is never migrated by mistake.
  * Every statement is prepared once per connection; every return code is
@@ -690,6 +691,7 @@ conn_open(struct sq_conn *c, const char *path, const qesd_store_config *cfg,
 	 * the file, not just unlinked (GDPR erasure means gone) */
 	if ((r = exec_sql(c->db, "PRAGMA foreign_keys = ON; "
 	    "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; "
+	    "PRAGMA journal_size_limit = 67108864; "
 	    "PRAGMA temp_store = MEMORY",
 	    "configuring SQLite", err, err_len)) != 0)
 		return r;

@@ -1195,6 +1195,89 @@ test_no_secret_in_database(void **state)
 	assert_true(db_contains(f, k.id));
 }
 
+/* Write tenant's export (header at the anchor, every record) to path. */
+static void
+export_to_file(qesd_store *s, const char *tenant_id, const char *path,
+    uint8_t head[QES_AUDIT_HASH_LEN])
+{
+	qes_audit_record *recs = NULL;
+	uint8_t anchor[QES_AUDIT_HASH_LEN];
+	char cursor[QESD_CURSOR_SIZE];
+	qes_buf *b = qes_buf_new();
+	uint64_t seq, head_seq;
+	size_t n, i;
+	qesd_tx *tx;
+
+	assert_non_null(b);
+	/* one snapshot: the anchor and the records must agree */
+	tx = begin(s, QESD_TX_READ);
+	assert_int_equal(qesd_audit_anchor(tx, tenant_id, &seq, anchor), 0);
+	assert_int_equal(qesd_audit_head(tx, tenant_id, &head_seq, head), 0);
+	assert_int_equal(qes_audit_export_header(b, tenant_id, seq, anchor), 0);
+	snprintf(cursor, sizeof(cursor), "%llu", (unsigned long long)seq);
+	do {
+		assert_int_equal(qesd_audit_list(tx, tenant_id, NULL, cursor,
+		    QESD_LIST_MAX, &recs, &n, cursor), 0);
+		for (i = 0; i < n; i++)
+			assert_int_equal(qes_audit_export_record(b, &recs[i]),
+			    0);
+		qes_audit_records_free(recs, n);
+	} while (cursor[0] != '\0');
+	qesd_tx_end(tx);
+	assert_int_equal(qes_buf_write_file(b, path, 0600), 0);
+	qes_buf_free(b);
+}
+
+/* What `qes audit verify FILE` sees: an export of a purged, erased chain
+ * verifies offline; an export of a tampered database names the record. */
+static void
+test_export_verifies_offline(void **state)
+{
+	struct fixture *f = *state;
+	qes_audit_verify_result res;
+	qesd_audit_event ev;
+	qesd_tenant t;
+	uint8_t head[QES_AUDIT_HASH_LEN];
+	uint64_t count;
+	char path[160], err[256], sql[256];
+	int i;
+
+	make_tenant(f->s, "acme", &t);
+	for (i = 1; i <= 60; i++) {
+		ev = request_event(T0 + i * 1000, NULL, "192.0.2.50");
+		if (i % 7 == 0) {
+			ev.type = "key.rotated";
+			ev.details = "{\"grace_ms\":86400000}";
+		}
+		append(f->s, t.id, &ev, NULL);
+	}
+	assert_int_equal(qesd_audit_purge(f->s, T0 + 20 * 1000, T0 + 100000,
+	    &count, err, sizeof(err)), 0);
+	assert_int_equal(count, 19);
+	assert_int_equal(qesd_audit_erase_addrs(f->s, T0 + 40 * 1000,
+	    T0 + 100001, &count, err, sizeof(err)), 0);
+	assert_int_equal(count, 20);
+
+	snprintf(path, sizeof(path), "%s/export.jsonl", f->dir);
+	export_to_file(f->s, t.id, path, head);
+	assert_int_equal(qes_audit_verify_file(path, &res), 0);
+	assert_int_equal(res.anchor_seq, 19);
+	assert_int_equal(res.records, 60 - 19 + 2);	/* + purged, erased */
+	assert_int_equal(res.last_seq, 62);
+	assert_memory_equal(res.last_hash, head, QES_AUDIT_HASH_LEN);
+
+	assert_int_equal(raw_exec(f->path,
+	    "DROP TRIGGER audit_records_append_only"), SQLITE_OK);
+	snprintf(sql, sizeof(sql), "UPDATE audit_records SET type = "
+	    "'api.request' WHERE tenant_id = '%s' AND seq = 42", t.id);
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_OK);
+	export_to_file(f->s, t.id, path, head);
+	assert_int_equal(qes_audit_verify_file(path, &res),
+	    QES_ERR_CHAIN_BROKEN);
+	assert_int_equal(res.broken_seq, 42);
+	assert_string_equal(res.reason, "hash mismatch");
+}
+
 /* ---- group commit ---- */
 
 struct pusher {
@@ -1345,6 +1428,7 @@ main(void)
 		T(test_tamper_detected),
 		T(test_purge_and_anchor),
 		T(test_erase_addresses),
+		T(test_export_verifies_offline),
 		T(test_no_secret_in_database),
 		T(test_group_commit),
 		T(test_group_commit_backlog),
