@@ -126,6 +126,8 @@ typedef struct qesd_request {
 	int64_t arrival_mono_us;	/* monotonic, for durations */
 	qesd_auth auth;			/* filled by the middleware */
 	void *app;			/* the application's services (qesd_server_config.app) */
+	uint32_t app_flags;		/* the application's per-request marks (zero at
+					 * arrival; the server never reads them) */
 	qesd_metrics *metrics;		/* borrowed; may be NULL in unit tests */
 	qesd_server *server;		/* for qesd_defer(); NULL in unit tests */
 	void *txn;			/* server-private */
@@ -184,9 +186,17 @@ typedef qesd_handler_result (*qesd_handler_fn)(qesd_request *req,
 /*
  * Runs on the worker before the scope check and the handler, for every
  * request that matched a route (public routes too: it decides what to do
- * with them, e.g. rate-limit by address). Return 0 to continue; non-zero
- * to stop, with resp filled (401, 429, ...). It fills req->auth.
+ * with them, e.g. rate-limit by address). Return QESD_MW_CONTINUE (0) to
+ * continue; QESD_MW_STOP (any other value but QESD_MW_DEFERRED) to stop,
+ * with resp filled (401, 429, ...); or, like a handler, call qesd_defer()
+ * and return QESD_MW_DEFERRED: the resume function then builds the
+ * response and the scope check and handler are skipped (the slow-down of
+ * failed authentications waits this way without holding a worker). It
+ * fills req->auth.
  */
+#define QESD_MW_CONTINUE	0
+#define QESD_MW_STOP		1
+#define QESD_MW_DEFERRED	2
 typedef int (*qesd_middleware_fn)(void *app, qesd_request *req,
     qesd_response *resp);
 
@@ -247,11 +257,12 @@ typedef void (*qesd_resume_fn)(qesd_request *req, qesd_response *resp,
     qesd_resume_reason reason, void *arg);
 
 /*
- * Call from a handler, then return QESD_DEFERRED. timeout_ms is capped by
+ * Call from a handler, then return QESD_DEFERRED (or from the middleware,
+ * then return QESD_MW_DEFERRED). timeout_ms is capped by
  * the server (max 300000); resume runs at the latest then. On success
  * *token identifies the wait for qesd_deferred_wake/complete from any
  * thread. Errors: QES_ERR_LIMIT when too many requests wait (the handler
- * should answer 503), QES_ERR_INVALID_ARG outside a handler.
+ * should answer 503), QES_ERR_INVALID_ARG outside a handler or middleware.
  */
 int qesd_defer(qesd_request *req, uint32_t timeout_ms, qesd_resume_fn resume,
     void *arg, uint64_t *token);

@@ -402,23 +402,61 @@ run_resume(struct txn *t)
 	finish(t);
 }
 
+/* 403 naming the scopes the key lacks, so the client knows what to ask for. */
+static void
+scope_problem(struct txn *t, uint32_t missing)
+{
+	char names[96] = "";
+	size_t off = 0;
+	uint32_t bit;
+	int n;
+
+	for (bit = 1; bit != 0 && bit <= QESD_SCOPE_ALL; bit <<= 1) {
+		if (!(missing & bit) || qesd_scope_name(bit) == NULL)
+			continue;
+		n = snprintf(names + off, sizeof(names) - off, "%s%s",
+		    off > 0 ? ", " : "", qesd_scope_name(bit));
+		if (n < 0 || (size_t)n >= sizeof(names) - off)
+			break;
+		off += (size_t)n;
+	}
+	qesd_problemf(&t->resp, &t->req, 403, "insufficient_scope",
+	    "Insufficient scope",
+	    "this route needs the scope %s, which the API key does not have",
+	    names);
+	if (t->resp.json != NULL)
+		(void)json_object_set_new(t->resp.json, "missing_scope",
+		    json_string(names));
+}
+
 static void
 run_request(struct txn *t)
 {
 	qesd_server *srv = t->srv;
 	const qesd_route *route = t->req.route;
 	qesd_handler_result hr;
+	int mr;
 
 	qesd_response_clear(&t->resp);
-	if (srv->sc.middleware != NULL &&
-	    srv->sc.middleware(srv->sc.app, &t->req, &t->resp) != 0) {
-		ensure_status(t, "middleware refused without a status");
-		goto done;
+	if (srv->sc.middleware != NULL) {
+		/* it may defer like a handler (the authentication slow-down) */
+		pthread_mutex_lock(&srv->mu);
+		t->in_handler = 1;
+		pthread_mutex_unlock(&srv->mu);
+		mr = srv->sc.middleware(srv->sc.app, &t->req, &t->resp);
+		if (mr != QESD_MW_CONTINUE) {
+			qesd_request_wipe_authorization(&t->req);
+			hr = mr == QESD_MW_DEFERRED ? QESD_DEFERRED : QESD_HANDLED;
+			goto settle;
+		}
+		pthread_mutex_lock(&srv->mu);
+		t->in_handler = 0;
+		pthread_mutex_unlock(&srv->mu);
 	}
 	qesd_request_wipe_authorization(&t->req);
 	if (route->scopes != QESD_SCOPE_NONE) {
 		if (!t->req.auth.authenticated) {
-			qesd_problem(&t->resp, &t->req, 401, "unauthenticated",
+			qesd_problem(&t->resp, &t->req, 401, "unauthorized",
 			    "Authentication required",
 			    "send an API key as Authorization: Bearer <key>");
 			(void)qesd_response_header(&t->resp, "WWW-Authenticate",
@@ -426,9 +464,7 @@ run_request(struct txn *t)
 			goto done;
 		}
 		if ((t->req.auth.scopes & route->scopes) != route->scopes) {
-			qesd_problem(&t->resp, &t->req, 403, "insufficient_scope",
-			    "Insufficient scope",
-			    "the API key lacks a scope this route requires");
+			scope_problem(t, route->scopes & ~t->req.auth.scopes);
 			goto done;
 		}
 	}
@@ -439,6 +475,7 @@ run_request(struct txn *t)
 	t->in_handler = 1;
 	pthread_mutex_unlock(&srv->mu);
 	hr = route->handler(&t->req, &t->resp);
+settle:
 	pthread_mutex_lock(&srv->mu);
 	t->in_handler = 0;
 	if (hr == QESD_DEFERRED && (t->registered || t->pending)) {
