@@ -648,7 +648,7 @@ resume_expired(qesd_server *srv, int all)
 		pp = &srv->deferred[b];
 		while ((t = *pp) != NULL) {
 			if (t->in_handler) {
-				if (all)
+				if (all && t->pending == 0)
 					t->pending = 3;
 				pp = &t->dnext;
 				continue;
@@ -915,13 +915,10 @@ on_http(qesd_server *srv, struct lws *wsi, struct conn *c)
 	for (i = 0; i < QESD_MAX_QUERY_PARAMS + 2; i++) {
 		n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
 		    WSI_TOKEN_HTTP_URI_ARGS, i);
-		if (n < 0 && i == 0)
-			break;
 		if (n < 0) {
-			if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0) {
+			/* no such fragment, or one larger than any valid pair */
+			if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0)
 				detail = "query parameter too long";
-				break;
-			}
 			break;
 		}
 		if (qesd_query_add_decoded(&r->query, frag, (size_t)n, &detail) != 0)
