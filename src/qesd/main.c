@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "store.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -54,8 +55,18 @@ struct app {
 	int cfg_ready;
 	qes_secret *pepper;
 	qesd_metrics *metrics;
+	qesd_store *store;
 	qesd_server *srv;
 };
+
+/* Readiness for /readyz: the store answers a query. */
+static int
+app_ready(void *arg)
+{
+	struct app *app = arg;
+
+	return qesd_store_ping(app->store) == 0 ? 0 : -1;
+}
 
 static int
 serve(int argc, char **argv)
@@ -102,6 +113,17 @@ serve(int argc, char **argv)
 	rc = EXIT_RUNTIME;
 	if ((app.metrics = qesd_metrics_new()) == NULL)
 		goto out;
+	{
+		qesd_store_config stc;
+
+		memset(&stc, 0, sizeof(stc));
+		stc.pool_size = app.cfg.workers;
+		if (qesd_store_open(app.cfg.store, &stc, &app.store, err,
+		    sizeof(err)) != 0) {
+			qesd_log(QESD_LOG_ERROR, "cannot open the store", QLS("error", err));
+			goto out;
+		}
+	}
 
 	/* route tables: each source file exports its own */
 	tables[nt++] = &qesd_health_routes;
@@ -121,7 +143,7 @@ serve(int argc, char **argv)
 	sc.app = &app;
 	sc.metrics = app.metrics;
 	sc.handle_signals = 1;
-	sc.ready = NULL;	/* wired to qesd_store_ping() once the store lands */
+	sc.ready = app_ready;
 	if (qesd_server_new(&sc, &app.srv, err, sizeof(err)) != 0) {
 		qesd_log(QESD_LOG_ERROR, "cannot start", QLS("error", err));
 		goto out;
@@ -140,6 +162,7 @@ config_error:
 	rc = EXIT_CONFIG;
 out:
 	qesd_server_free(app.srv);
+	qesd_store_free(app.store);
 	qesd_metrics_free(app.metrics);
 	qes_secret_free(app.pepper);
 	if (app.cfg_ready)
