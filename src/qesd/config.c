@@ -58,12 +58,13 @@ static const struct key keys[] = {
 	{ "rate_ip_per_s", K_DOUBLE, OFF(rate_ip_per_s), 0, 0, "requests per second per client address (100)" },
 	{ "rate_ip_burst", K_UINT, OFF(rate_ip_burst), 1, 1000000, "burst per client address (200)" },
 	{ "auth_fail_delay_ms", K_UINT, OFF(auth_fail_delay_ms), 0, 10000, "delay after a failed authentication (250)" },
-	{ "key_cache_ttl_ms", K_UINT, OFF(key_cache_ttl_ms), 0, 3600000, "API key cache lifetime (5000)" },
+	{ "key_cache_ttl_ms", K_UINT, OFF(key_cache_ttl_ms), 0, 3600000, "API key cache lifetime (2000)" },
 	{ "audit_retention_days", K_UINT, OFF(audit_retention_days), 1, 36500, "audit retention (365)" },
 	{ "drain_timeout_s", K_UINT, OFF(drain_timeout_s), 0, 3600, "SIGTERM drain deadline (30)" },
 	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, "debug | info | warn | error (info)" },
 	{ "metrics_listen", K_METRICS_LISTEN, 0, 0, 0, "separate host:port for /metrics (off: served on listen)" },
 	{ "testing_routes", K_BOOL, OFF(testing_routes), 0, 0, "on | off: test-only routes; refused unless QESD_ALLOW_TESTING=1 (off)" },
+	{ "insecure_testing_clock_file", K_STR, OFF(insecure_testing_clock_file), 0, 0, "tests only: file with a clock offset in ms; refused unless QESD_INSECURE_TESTING=1 (unset)" },
 };
 
 static int
@@ -114,7 +115,7 @@ qesd_config_init(qesd_config *c)
 	c->rate_ip_per_s = 100;
 	c->rate_ip_burst = 200;
 	c->auth_fail_delay_ms = 250;
-	c->key_cache_ttl_ms = 5000;
+	c->key_cache_ttl_ms = 2000;
 	c->audit_retention_days = 365;
 	c->drain_timeout_s = 30;
 	c->log_level = QESD_LOG_INFO;
@@ -130,7 +131,9 @@ qesd_config_free(qesd_config *c)
 	free(c->tls_key);
 	free(c->pepper_file);
 	free(c->store);
+	free(c->insecure_testing_clock_file);
 	c->tls_cert = c->tls_key = c->pepper_file = c->store = NULL;
+	c->insecure_testing_clock_file = NULL;
 }
 
 int
@@ -365,7 +368,8 @@ qesd_config_load_file(qesd_config *c, const char *path, char *err, size_t errlen
 }
 
 /* Variables in the QESD_ namespace that are not configuration keys. */
-static const char *const env_not_keys[] = { "QESD_ALLOW_TESTING", "QESD_CONFIG" };
+static const char *const env_not_keys[] = { "QESD_ALLOW_TESTING", "QESD_CONFIG",
+	"QESD_INSECURE_TESTING" };
 
 int
 qesd_config_load_env(qesd_config *c, char *const *envp, char *err, size_t errlen)
@@ -383,6 +387,8 @@ qesd_config_load_env(qesd_config *c, char *const *envp, char *err, size_t errlen
 
 		if (strncmp(e, "QESD_", 5) != 0 || (eq = strchr(e, '=')) == NULL)
 			continue;
+		if (strcmp(e, "QESD_INSECURE_TESTING=1") == 0)
+			c->insecure_testing = 1;
 		for (j = 0; j < sizeof(env_not_keys) / sizeof(env_not_keys[0]); j++)
 			if (strlen(env_not_keys[j]) == (size_t)(eq - e) &&
 			    strncmp(e, env_not_keys[j], (size_t)(eq - e)) == 0)
@@ -432,6 +438,8 @@ qesd_config_validate(const qesd_config *c, int allow_testing, char *err,
 		return errf(err, errlen, "metrics_listen must differ from listen");
 	if (c->testing_routes && !allow_testing)
 		return errf(err, errlen, "testing_routes = on is refused: it adds test-only routes and is allowed only with QESD_ALLOW_TESTING=1, never in production");
+	if (c->insecure_testing_clock_file != NULL && !c->insecure_testing)
+		return errf(err, errlen, "insecure_testing_clock_file is refused: it lets a file move qesd's clock (key expiry, rotation grace) and is allowed only with QESD_INSECURE_TESTING=1, never in production");
 	return 0;
 }
 

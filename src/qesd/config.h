@@ -54,6 +54,9 @@ typedef struct qesd_config {
 	char metrics_host[QESD_HOST_MAX];
 	int metrics_port;
 	int testing_routes;			/* needs QESD_ALLOW_TESTING=1 */
+	char *insecure_testing_clock_file;	/* tests only: a clock offset in ms;
+						 * needs QESD_INSECURE_TESTING=1 */
+	int insecure_testing;			/* load_env saw QESD_INSECURE_TESTING=1 */
 } qesd_config;
 
 /* Defaults for everything; strings NULL or defaults (owned). */

@@ -1,14 +1,18 @@
 /*
- * main.c - the qesd command: `qesd serve [--config FILE]`.
+ * main.c - the qesd command: `qesd serve [--config FILE]`, `qesd admin ...`
+ * (admin.c) and `qesd routes [--json]` (routes.c).
  *
- * Reads the configuration (file, then QESD_* environment), loads the pepper
- * and the TLS files (refusing unsafe ones), assembles the route tables from
- * the files that export them, and runs the server until SIGTERM/SIGINT has
- * drained it.
+ * serve reads the configuration (file, then QESD_* environment), loads the
+ * pepper and the TLS files (refusing unsafe ones), builds the application
+ * services (app.c: store, audit queue, key cache, rate limits), wires the
+ * authentication middleware and the audit after hook into the server with
+ * the route tables of routes.c, and runs until SIGTERM/SIGINT has drained
+ * it; queued audit records and last_used_at times are written before exit.
  *
  * Exit codes: 0 clean exit (also after a drain), 1 runtime failure (cannot
  * bind, out of memory), 2 usage error, 3 configuration or secret-file error.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +20,16 @@
 #include <unistd.h>
 
 #include "qes/secret.h"
+#include "admin.h"
+#include "app.h"
+#include "audit_svc.h"
+#include "auth.h"
 #include "config.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "routes.h"
 #include "server.h"
-#include "store.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -35,6 +43,8 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: qesd serve [--config FILE]\n"
+	    "       qesd admin [--config FILE] tenant create NAME | tenant list | purge ...\n"
+	    "       qesd routes [--json]\n"
 	    "       qesd --help | --version\n"
 	    "\n"
 	    "qesd is the cloud signing layer of qes: an HTTPS (TLS 1.3 only) API for\n"
@@ -55,18 +65,9 @@ struct app {
 	int cfg_ready;
 	qes_secret *pepper;
 	qesd_metrics *metrics;
-	qesd_store *store;
+	qesd_app *svc;		/* store, audit queue, key cache, limits */
 	qesd_server *srv;
 };
-
-/* Readiness for /readyz: the store answers a query. */
-static int
-app_ready(void *arg)
-{
-	struct app *app = arg;
-
-	return qesd_store_ping(app->store) == 0 ? 0 : -1;
-}
 
 static int
 serve(int argc, char **argv)
@@ -77,7 +78,8 @@ serve(int argc, char **argv)
 	const char *config_path = getenv("QESD_CONFIG");
 	const char *allow = getenv("QESD_ALLOW_TESTING");
 	char err[512];
-	size_t nt = 0;
+	sigset_t sigs;
+	size_t nt = 0, k;
 	int i, rc = EXIT_CONFIG, r;
 
 	memset(&app, 0, sizeof(app));
@@ -110,23 +112,28 @@ serve(int argc, char **argv)
 	if (app.cfg.testing_routes)
 		qesd_log(QESD_LOG_WARN, "testing routes are ON: never do this in production");
 
+	/*
+	 * The services start threads; SIGTERM/SIGINT must be blocked in them
+	 * too, or the default action could kill the process there instead of
+	 * starting the drain (the server's signal thread takes them).
+	 */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
 	rc = EXIT_RUNTIME;
 	if ((app.metrics = qesd_metrics_new()) == NULL)
 		goto out;
-	{
-		qesd_store_config stc;
-
-		memset(&stc, 0, sizeof(stc));
-		stc.pool_size = app.cfg.workers;
-		if (qesd_store_open(app.cfg.store, &stc, &app.store, err,
-		    sizeof(err)) != 0) {
-			qesd_log(QESD_LOG_ERROR, "cannot open the store", QLS("error", err));
-			goto out;
-		}
+	if (qesd_app_new(&app.cfg, app.metrics, &app.pepper, &app.svc, err,
+	    sizeof(err)) != 0) {
+		qesd_log(QESD_LOG_ERROR, "cannot open the store", QLS("error", err));
+		goto out;
 	}
 
-	/* route tables: each source file exports its own */
-	tables[nt++] = &qesd_health_routes;
+	/* route tables: routes.c lists them; /metrics and testing by config */
+	for (k = 0; qesd_route_tables[k] != NULL && nt < MAX_TABLES - 3; k++)
+		tables[nt++] = qesd_route_tables[k];
 	if (!app.cfg.metrics_enabled)
 		tables[nt++] = &qesd_metrics_routes;
 	if (app.cfg.testing_routes)
@@ -140,18 +147,22 @@ serve(int argc, char **argv)
 	sc.cfg = &app.cfg;
 	sc.tables = tables;
 	sc.metrics_tables = metrics_tables;
-	sc.app = &app;
+	sc.app = app.svc;
 	sc.metrics = app.metrics;
 	sc.handle_signals = 1;
-	sc.ready = app_ready;
+	sc.middleware = qesd_auth_middleware;
+	sc.after = qesd_audit_after;
+	sc.ready = qesd_app_ready;
 	if (qesd_server_new(&sc, &app.srv, err, sizeof(err)) != 0) {
 		qesd_log(QESD_LOG_ERROR, "cannot start", QLS("error", err));
 		goto out;
 	}
 	r = qesd_server_run(app.srv);
 	if (r != 0) {
-		/* workers are stuck in requests past the drain deadline: leave */
+		/* workers are stuck in requests past the drain deadline: leave,
+		 * but with every audit record written that can be */
 		qesd_log(QESD_LOG_WARN, "exiting with requests abandoned");
+		(void)qesd_app_flush(app.svc);
 		_exit(0);
 	}
 	rc = 0;
@@ -162,7 +173,7 @@ config_error:
 	rc = EXIT_CONFIG;
 out:
 	qesd_server_free(app.srv);
-	qesd_store_free(app.store);
+	qesd_app_free(app.svc);		/* flushes audit records, last_used_at */
 	qesd_metrics_free(app.metrics);
 	qes_secret_free(app.pepper);
 	if (app.cfg_ready)
@@ -187,6 +198,15 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "serve") == 0)
 		return serve(argc - 2, argv + 2);
+	if (strcmp(argv[1], "admin") == 0)
+		return qesd_admin_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "routes") == 0) {
+		if (argc > 3 || (argc == 3 && strcmp(argv[2], "--json") != 0)) {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		return qesd_routes_print(stdout, argc == 3) == 0 ? 0 : EXIT_RUNTIME;
+	}
 	fprintf(stderr, "qesd: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

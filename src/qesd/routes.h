@@ -1,0 +1,36 @@
+/*
+ * routes.h - the one list of qesd's API route tables.
+ *
+ * Every source file that serves routes exports a qesd_route_table; this
+ * header declares them and routes.c lists them in qesd_route_tables[],
+ * which `qesd serve` hands to the server and `qesd routes` prints (the
+ * OpenAPI consistency test compares that output with docs/api/openapi.yaml).
+ *
+ * Adding routes: export `const qesd_route_table qesd_<name>_routes` from
+ * your file, declare it below, and add `&qesd_<name>_routes,` to the array
+ * in routes.c. /metrics (which may live on its own port) and the test-only
+ * routes are not in the array: main.c adds them by configuration.
+ */
+#ifndef QESD_ROUTES_H
+#define QESD_ROUTES_H
+
+#include <stdio.h>
+
+#include "http.h"
+
+/* h_keys.c: POST/GET /v1/api-keys, POST /v1/api-keys/{id}/rotate,
+ * DELETE /v1/api-keys/{id} */
+extern const qesd_route_table qesd_key_routes;
+
+/* NULL-terminated: health, keys, ... (not /metrics, not testing) */
+extern const qesd_route_table *const qesd_route_tables[];
+
+/*
+ * Print every API route and /metrics: method, pattern, scopes, name. Text
+ * is one route per line ("GET /v1/api-keys admin keys.list", scopes "-"
+ * when none); json is one array of {"method","pattern","scopes":[...],
+ * "name"} objects. 0 or QES_ERR_IO / QES_ERR_ALLOC.
+ */
+int qesd_routes_print(FILE *out, int json);
+
+#endif
