@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev libp11-kit-dev p11-kit libjansson-dev libcmocka-dev
-  libwebsockets-dev libsqlite3-dev
+  libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev
   # tests and demo: a real PKCS#11 token, its tools, PIN entry, validators
   openssl softhsm2 opensc pinentry-tty tmux valgrind python3 sqlite3 curl
 )

@@ -29,6 +29,7 @@ enum {
 	QES_EXIT_CANCELLED = 6,
 	QES_EXIT_DEVICE = 7,
 	QES_EXIT_BAD_SIGNATURE = 8,
+	QES_EXIT_CHAIN_BROKEN = 9,	/* qes audit verify: the hash chain breaks */
 };
 
 int qes_tool_exit_code(int err);

@@ -6,5 +6,8 @@
 
 /* sign.c: `qes sign` */
 int cli_cmd_sign(int argc, char **argv);
+/* keys.c: `qes keys`; audit.c: `qes audit` (api.c is their HTTP client) */
+int cli_cmd_keys(int argc, char **argv);
+int cli_cmd_audit(int argc, char **argv);
 
 #endif
