@@ -14,8 +14,10 @@
  * verify it) and exists in clear only in one stack buffer, which is printed
  * to stdout and wiped; the store receives its HMAC only.
  *
- * Time can be injected for tests with --now TIME, which is refused unless
- * QESD_ALLOW_TESTING=1 is set (like the testing routes of `qesd serve`).
+ * Time is qesd's clock (app.h): wall time, or for tests wall time plus the
+ * offset in insecure_testing_clock_file - refused, as by `qesd serve`,
+ * unless QESD_INSECURE_TESTING=1 - so admin records and the server's share
+ * one timeline.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -31,6 +32,7 @@
 #include "qes/secret.h"
 #include "admin.h"
 #include "apikey.h"
+#include "app.h"
 #include "config.h"
 #include "http.h"
 #include "rfc3339.h"
@@ -46,7 +48,8 @@ struct admin {
 	int cfg_ready;
 	qes_secret *pepper;
 	qesd_store *store;
-	int64_t now_ms;
+	qesd_clock *clock;
+	int64_t now_ms;			/* one time for the whole command */
 	const char *before;		/* --before, NULL: from retention */
 };
 
@@ -77,15 +80,6 @@ usage(FILE *f)
 	    "Exit codes: 0 ok, 1 store or runtime failure, 2 usage error,\n"
 	    "3 configuration or secret-file error, 4 tenant name already taken,\n"
 	    "5 no database at the configured store path.\n", f);
-}
-
-static int64_t
-clock_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Map a store error to an exit code. */
@@ -128,9 +122,20 @@ load_config(struct admin *a, const char *path, int need_pepper)
 		snprintf(err, sizeof(err), "store must be sqlite:PATH or postgres:URL");
 		goto fail;
 	}
+	if (a->cfg.insecure_testing_clock_file != NULL && !a->cfg.insecure_testing) {
+		snprintf(err, sizeof(err), "insecure_testing_clock_file is refused: "
+		    "it moves qesd's clock and is allowed only with "
+		    "QESD_INSECURE_TESTING=1, never in production");
+		goto fail;
+	}
 	if (need_pepper &&
 	    qesd_pepper_load(a->cfg.pepper_file, &a->pepper, err, sizeof(err)) != 0)
 		goto fail;
+	if (qesd_clock_new(a->cfg.insecure_testing_clock_file, &a->clock) != 0) {
+		snprintf(err, sizeof(err), "cannot set up the clock");
+		goto fail;
+	}
+	a->now_ms = qesd_clock_now_ms(a->clock);
 	return 0;
  fail:
 	fprintf(stderr, "qesd admin: configuration error: %s\n", err);
@@ -214,10 +219,13 @@ tenant_create(struct admin *a, const char *name)
 	k.scopes = QESD_SCOPE_ALL;
 	k.created_at_ms = a->now_ms;
 	snprintf(k.name, sizeof(k.name), "%s", FIRST_KEY_NAME);
-	d_tenant = details_text(json_pack("{s:s}", "name", name));
-	d_key = details_text(json_pack("{s:s, s:o, s:s, s:n}", "name", k.name,
-	    "scopes", scope_names(k.scopes), "created_by", "local admin",
-	    "expires_at"));
+	/* as h_keys.c writes them: the key acted on is in details; the actor
+	 * (a record's key_id) is nobody's key here but the local admin */
+	d_tenant = details_text(json_pack("{s:s, s:s}", "actor", "qesd admin",
+	    "name", name));
+	d_key = details_text(json_pack("{s:s, s:s, s:s, s:o}", "actor",
+	    "qesd admin", "key_id", k.id, "name", k.name, "scopes",
+	    scope_names(k.scopes)));
 	if (d_tenant == NULL || d_key == NULL) {
 		r = QES_ERR_ALLOC;
 		fprintf(stderr, "qesd admin: out of memory\n");
@@ -247,7 +255,6 @@ tenant_create(struct admin *a, const char *name)
 	if ((r = qesd_audit_append(tx, t.id, &ev, NULL)) != 0)
 		goto store_error;
 	ev.type = "key.created";
-	ev.key_id = k.id;
 	ev.details = d_key;
 	if ((r = qesd_audit_append(tx, t.id, &ev, NULL)) != 0 ||
 	    (r = qesd_tx_commit(tx)) != 0)
@@ -431,8 +438,7 @@ int
 qesd_admin_main(int argc, char **argv)
 {
 	struct admin a;
-	const char *config_path = getenv("QESD_CONFIG"), *now = NULL;
-	const char *allow = getenv("QESD_ALLOW_TESTING");
+	const char *config_path = getenv("QESD_CONFIG");
 	const char *words[4];
 	size_t nw = 0;
 	int i, rc = QESD_ADMIN_EXIT_USAGE, create = 0, list = 0, purging = 0;
@@ -446,8 +452,6 @@ qesd_admin_main(int argc, char **argv)
 			config_path = argv[++i];
 		} else if (strcmp(argv[i], "--before") == 0 && i + 1 < argc) {
 			a.before = argv[++i];
-		} else if (strcmp(argv[i], "--now") == 0 && i + 1 < argc) {
-			now = argv[++i];
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
 			fprintf(stderr, "qesd admin: unknown option \"%s\"\n", argv[i]);
 			goto usage_error;
@@ -471,21 +475,6 @@ qesd_admin_main(int argc, char **argv)
 		goto usage_error;
 	}
 
-	a.now_ms = clock_ms();
-	if (now != NULL) {
-		if (allow == NULL || strcmp(allow, "1") != 0) {
-			fprintf(stderr, "qesd admin: --now is for tests and needs "
-			    "QESD_ALLOW_TESTING=1\n");
-			return QESD_ADMIN_EXIT_USAGE;
-		}
-		if (qesd_time_parse(now, QESD_TIME_DATE_OK, &a.now_ms) != 0 ||
-		    a.now_ms <= 0) {
-			fprintf(stderr, "qesd admin: --now \"%s\" is not an RFC 3339 time\n",
-			    now);
-			return QESD_ADMIN_EXIT_USAGE;
-		}
-	}
-
 	if ((rc = load_config(&a, config_path, create)) != 0)
 		goto out;
 	if ((rc = open_store(&a, create)) != 0)
@@ -503,6 +492,7 @@ qesd_admin_main(int argc, char **argv)
 	rc = QESD_ADMIN_EXIT_USAGE;
  out:
 	qesd_store_free(a.store);
+	qesd_clock_free(a.clock);
 	qes_secret_free(a.pepper);
 	if (a.cfg_ready)
 		qesd_config_free(&a.cfg);

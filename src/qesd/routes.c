@@ -8,7 +8,6 @@
 #include <jansson.h>
 
 #include "qes/err.h"
-#include "h_audit.h"
 #include "health.h"
 #include "routes.h"
 

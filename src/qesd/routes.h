@@ -22,6 +22,9 @@
  * DELETE /v1/api-keys/{id} */
 extern const qesd_route_table qesd_key_routes;
 
+/* h_audit.c: GET /v1/audit, GET /v1/audit/verify */
+extern const qesd_route_table qesd_audit_routes;
+
 /* NULL-terminated: health, keys, ... (not /metrics, not testing) */
 extern const qesd_route_table *const qesd_route_tables[];
 
