@@ -42,7 +42,7 @@ usage(FILE *f)
 	fputs("usage: qes audit list [--since TIME] [--until TIME] [--type TYPE]\n"
 	    "                      [--device DEV_ID] [--key KEY_ID] [--limit N]\n"
 	    "                      [--cursor CURSOR] [--json]\n"
-	    "       qes audit export --out FILE [--max-mib N]\n"
+	    "       qes audit export --out FILE [--max-mib N] [--page-size N]\n"
 	    "       qes audit verify FILE\n"
 	    "       (list and export also take the connection options below)\n"
 	    "\n"
@@ -54,7 +54,8 @@ usage(FILE *f)
 	    "           on stderr. --json prints the API's JSON document.\n"
 	    "  export   the whole log as JSON Lines (the export format), all pages,\n"
 	    "           written atomically to FILE with mode 0600; refused beyond\n"
-	    "           --max-mib MiB (default 1024)\n"
+	    "           --max-mib MiB (default 1024); --page-size records per request\n"
+	    "           (1..1000, default 1000)\n"
 	    "  verify   OFFLINE: check an export file's hash chain and print\n"
 	    "           \"audit chain OK: N records, head seq S hash H\", or\n"
 	    "           \"audit chain BROKEN at seq S: REASON\" (exit 9). Compare the\n"
@@ -356,6 +357,7 @@ cmd_export(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "out", required_argument, NULL, 'o' },
 		{ "max-mib", required_argument, NULL, 'm' },
+		{ "page-size", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_API_OPTIONS,
 		{ NULL, 0, NULL, 0 },
@@ -367,7 +369,7 @@ cmd_export(int argc, char **argv)
 	cli_api *api = NULL;
 	qes_buf *path = NULL;
 	char *tmp = NULL, cursor[128] = "", *end;
-	long mib = EXPORT_DEFAULT_MIB;
+	long mib = EXPORT_DEFAULT_MIB, page_size = 1000;
 	uint64_t pages = 0;
 	int ch, fd = -1, rc = QES_EXIT_USAGE, r, first = 1;
 
@@ -387,6 +389,16 @@ cmd_export(int argc, char **argv)
 			    mib > EXPORT_MAX_MIB) {
 				fprintf(stderr, "qes audit export: --max-mib takes 1..%d\n",
 				    EXPORT_MAX_MIB);
+				return QES_EXIT_USAGE;
+			}
+			break;
+		case 'p':
+			errno = 0;
+			page_size = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    page_size < 1 || page_size > 1000) {
+				fprintf(stderr, "qes audit export: --page-size takes "
+				    "1..1000\n");
 				return QES_EXIT_USAGE;
 			}
 			break;
@@ -423,7 +435,8 @@ cmd_export(int argc, char **argv)
 	do {
 		qes_buf_free(path);
 		if ((path = qes_buf_new()) == NULL ||
-		    qes_buf_put_str(path, "/v1/audit?format=jsonl&limit=1000") != 0 ||
+		    qes_buf_putf(path, "/v1/audit?format=jsonl&limit=%ld",
+		    page_size) != 0 ||
 		    add_param(path, "cursor", cursor[0] != '\0' ? cursor : NULL) != 0 ||
 		    qes_buf_put_u8(path, '\0') != 0)
 			goto out;
