@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# bench/auth_cost.sh - what API key authentication and auditing cost in qesd.
+#
+# A benchmark, not a test: it prints figures and fails only when it cannot
+# measure. It builds qes if needed, starts a real qesd on 127.0.0.1 with TLS
+# 1.3 (a throw-away CA and server certificate made with openssl), creates a
+# tenant and its admin key with `qesd admin tenant create`, and drives two
+# loads with wrk, one after the other against the same server:
+#
+#   GET /healthz       public: no authentication, no audit record
+#   GET /v1/api-keys   Authorization: Bearer <key>: strict key parsing,
+#                      HMAC-SHA-256 with the pepper, key cache lookup, scope
+#                      check, a store read (the key list), and an api.request
+#                      audit record through the group-commit queue
+#
+# Both loads use keep-alive connections (wrk's default), so the TLS handshake
+# is paid once per connection and the figures compare the request paths. It
+# prints requests/s and latency p50/p99 of each and the ratio of the two
+# throughputs ("auth+audit cost: X% of health throughput"), then verifies
+# the audit chain the load wrote and stops the server (SIGTERM, drain).
+#
+# Rate limits: qesd's defaults (rate_key_per_s 50, burst 100; rate_ip_per_s
+# 100, burst 200) would turn almost every authenticated request of this load
+# into a 429, because all of it comes from one key and one address. The
+# configuration below RAISES them (rate_key_* and rate_ip_* = 1000000) for
+# the benchmark only; never copy those values to a production configuration.
+# /healthz is never rate limited.
+#
+# Environment:
+#   QES_BUILD_DIR          build directory (default: build-bench, Release);
+#                          built when it has no qesd
+#   QES_BENCH_DURATION     seconds per load (15)
+#   QES_BENCH_THREADS      wrk threads (2)
+#   QES_BENCH_CONNECTIONS  wrk connections (50)
+#   QES_BENCH_WORKERS      qesd worker threads (4)
+#   QES_BENCH_LOG_LEVEL    qesd log_level (info, the production default: one
+#                          JSON access line per request, to a file)
+# Needs: cmake and the build dependencies (scripts/deps.sh), openssl, curl,
+# python3, wrk (Debian package wrk: apt-get install wrk).
+set -euo pipefail
+
+root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+build=${QES_BUILD_DIR:-$root/build-bench}
+duration=${QES_BENCH_DURATION:-15}
+threads=${QES_BENCH_THREADS:-2}
+connections=${QES_BENCH_CONNECTIONS:-50}
+workers=${QES_BENCH_WORKERS:-4}
+log_level=${QES_BENCH_LOG_LEVEL:-info}
+
+die() { echo "auth_cost: $*" >&2; exit 1; }
+
+for tool in wrk openssl curl python3; do
+    command -v "$tool" >/dev/null ||
+        die "$tool is needed (Debian: apt-get install $tool)"
+done
+
+# ---------------------------------------------------------------------------
+# Build (only what is missing).
+if [ ! -x "$build/qesd" ]; then
+    echo "auth_cost: building qesd in $build"
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" --target qesd >/dev/null
+fi
+QESD=$build/qesd
+[ -x "$QESD" ] || die "no qesd at $QESD after the build"
+
+# ---------------------------------------------------------------------------
+# Scratch directory and cleanup: the server is always stopped.
+T=$(mktemp -d "${TMPDIR:-/tmp}/qes-bench.XXXXXX")
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf -- "$T"
+}
+trap cleanup EXIT
+
+# Throw-away PKI: a CA and a server certificate for localhost and 127.0.0.1.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$T/ca.key" -out "$T/ca.pem" -days 2 -subj "/CN=qes bench CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+    2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' \
+    > "$T/ext.cnf"
+openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" \
+    -CAcreateserial -days 2 -extfile "$T/ext.cnf" -out "$T/server.pem" 2>/dev/null
+chmod 600 "$T/server.key"
+(umask 077 && openssl rand -hex 32 > "$T/pepper")
+
+cat > "$T/qesd.conf" <<EOF
+# bench/auth_cost.sh - NOT a production configuration
+listen = 127.0.0.1:0
+tls_cert = $T/server.pem
+tls_key = $T/server.key
+pepper_file = $T/pepper
+store = sqlite:$T/qesd.db
+workers = $workers
+log_level = $log_level
+# raised for the benchmark: one key and one address send all the load
+rate_key_per_s = 1000000
+rate_key_burst = 1000000
+rate_ip_per_s = 1000000
+rate_ip_burst = 1000000
+EOF
+
+# A tenant and its first admin key (printed once: kept in this shell only).
+"$QESD" admin --config "$T/qesd.conf" tenant create bench > "$T/tenant.out" 2> "$T/tenant.err" ||
+    { cat "$T/tenant.err" >&2; die "qesd admin tenant create failed"; }
+API_KEY=$(sed -n 's/^api_key: //p' "$T/tenant.out")
+rm -f -- "$T/tenant.out"
+[ -n "$API_KEY" ] || die "no api_key line from qesd admin tenant create"
+
+# ---------------------------------------------------------------------------
+# The server.
+"$QESD" serve --config "$T/qesd.conf" 2> "$T/qesd.log" &
+SERVER_PID=$!
+PORT=
+for _ in $(seq 1 200); do
+    PORT=$(grep -o '"msg":"listening".*"port":[0-9]*' "$T/qesd.log" 2>/dev/null |
+        grep -o '"port":[0-9]*' | head -n 1 | cut -d: -f2) || true
+    [ -n "$PORT" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$T/qesd.log" >&2; die "qesd died at start"; }
+    sleep 0.05
+done
+[ -n "$PORT" ] || die "qesd did not report its port"
+BASE=https://localhost:$PORT
+curl -sS --fail --tlsv1.3 --cacert "$T/ca.pem" -o /dev/null "$BASE/healthz" ||
+    die "/healthz does not answer"
+code=$(curl -sS --cacert "$T/ca.pem" -o "$T/probe.body" -w '%{http_code}' \
+    -H @- "$BASE/v1/api-keys" <<< "Authorization: Bearer $API_KEY") || true
+[ "$code" = 200 ] || { cat "$T/probe.body" >&2; die "GET /v1/api-keys answered $code"; }
+
+# wrk sends the key from its environment (never written to a file).
+cat > "$T/auth.lua" <<'EOF'
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("QES_BENCH_KEY")
+EOF
+
+cpus=$(nproc 2>/dev/null || echo '?')
+echo "auth_cost: qesd $("$QESD" --version | awk '{print $2}') on 127.0.0.1:$PORT, TLS 1.3," \
+    "workers=$workers, log_level=$log_level, store sqlite (WAL), $cpus CPUs"
+echo "auth_cost: wrk ${threads} threads, ${connections} keep-alive connections, ${duration}s per load"
+
+# run NAME PATH [wrk args...]: one load; writes $T/NAME.wrk
+run() {
+    local name=$1 path=$2
+    shift 2
+    QES_BENCH_KEY=$API_KEY wrk -t"$threads" -c"$connections" -d2s "$@" \
+        "$BASE$path" > /dev/null  # warm-up
+    QES_BENCH_KEY=$API_KEY wrk -t"$threads" -c"$connections" -d"${duration}s" \
+        --latency "$@" "$BASE$path" > "$T/$name.wrk"
+    if grep -q 'Non-2xx or 3xx responses' "$T/$name.wrk"; then
+        cat "$T/$name.wrk" >&2
+        die "$name: some responses were not 2xx (rate limits not raised?)"
+    fi
+}
+run health /healthz
+run keys /v1/api-keys -s "$T/auth.lua"
+
+# ---------------------------------------------------------------------------
+# Figures.
+python3 - "$T/health.wrk" "$T/keys.wrk" <<'EOF'
+import re
+import sys
+
+
+def ms(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        return float("nan")
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def parse(path):
+    text = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    req = int(re.search(r"(\d+) requests in", text).group(1))
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+    errors = re.search(r"Socket errors:.*", text)
+    return rps, req, p50, p99, errors.group(0) if errors else ""
+
+
+h = parse(sys.argv[1])
+k = parse(sys.argv[2])
+print("%-34s %12s %10s %10s %10s" % ("", "requests/s", "requests", "p50 ms", "p99 ms"))
+print("%-34s %12.0f %10d %10.2f %10.2f" % ("GET /healthz (no auth)", h[0], h[1], h[2], h[3]))
+print("%-34s %12.0f %10d %10.2f %10.2f" % ("GET /v1/api-keys (auth + audit)", k[0], k[1], k[2], k[3]))
+for name, r in (("healthz", h), ("api-keys", k)):
+    if r[4]:
+        print("note: %s: %s" % (name, r[4]))
+print("auth+audit cost: authenticated throughput is %.1f%% of health throughput"
+      " (%.2fx slower), p50 +%.2f ms" % (100.0 * k[0] / h[0], h[0] / k[0], k[2] - h[2]))
+EOF
+
+# The load left one api.request audit record per authenticated request; the
+# chain must still verify.
+curl -sS --cacert "$T/ca.pem" -o "$T/verify.json" -H @- "$BASE/v1/audit/verify" \
+    <<< "Authorization: Bearer $API_KEY" || die "GET /v1/audit/verify failed"
+python3 - "$T/verify.json" <<'EOF'
+import json
+import sys
+v = json.load(open(sys.argv[1]))
+if not v.get("ok"):
+    sys.exit("auth_cost: the audit chain does not verify after the load: %r" % v)
+print("audit chain after the load: %d records, verified (head seq %d)"
+      % (v["records"], v["head_seq"]))
+EOF
+
+# Stop the server the way an orchestrator does.
+kill -TERM "$SERVER_PID"
+rc=0
+wait "$SERVER_PID" || rc=$?
+SERVER_PID=
+[ "$rc" = 0 ] || die "qesd exited with $rc after SIGTERM"
+echo "auth_cost: qesd stopped (SIGTERM, exit 0)"
