@@ -1,0 +1,70 @@
+/*
+ * hub.h - the live device sessions of this qesd process, and the one door
+ * through which the rest of qesd talks to a desktop agent.
+ *
+ * The WebSocket endpoint (wss://HOST/v1/agent, sub-protocol qes.v1, see
+ * docs/protocol.md) authenticates a device, registers its session here and
+ * hands every message it receives to the application through the event
+ * callbacks below. Services (jobs, diagnostics, device revocation) send to
+ * a device with qesd_hub_send() from any thread: the frame is queued and
+ * the event loop is woken; nothing here blocks on I/O.
+ *
+ * Tenancy: every call names the tenant; a device of another tenant is
+ * "not here" (QES_ERR_NOT_FOUND), exactly like an offline one.
+ *
+ * Threads: callbacks run on a worker thread, never on the event loop, so
+ * they may use the store. They may call qesd_hub_* functions.
+ */
+#ifndef QESD_HUB_H
+#define QESD_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qes/proto.h"
+#include "store.h"
+
+typedef struct qesd_hub qesd_hub;
+
+typedef struct qesd_hub_events {
+	/* a device finished authentication; its session is live */
+	void (*session_open)(void *app, const char *tenant_id,
+	    const char *device_id, const char *session_id);
+	/* the session ended (peer closed, heartbeat lost, revoked, replaced,
+	 * draining); reason is a stable snake_case word */
+	void (*session_closed)(void *app, const char *tenant_id,
+	    const char *device_id, const char *session_id, const char *reason);
+	/* an authenticated, schema-checked message: inventory, sign_result,
+	 * diagnose_result, error, pong. Borrowed for the call. */
+	void (*message)(void *app, const char *tenant_id, const char *device_id,
+	    const char *session_id, const qes_proto_msg *msg);
+	void *app;
+} qesd_hub_events;
+
+/*
+ * Queue a text frame for the live session of device_id in tenant_id.
+ * 0: queued; QES_ERR_NOT_FOUND: no live session here (offline, foreign
+ * tenant, revoked); QES_ERR_LIMIT: the session's send queue is full.
+ */
+int qesd_hub_send(qesd_hub *hub, const char *tenant_id, const char *device_id,
+    const uint8_t *frame, size_t len);
+
+/* 1 when device_id has a live session here (session id copied if asked). */
+int qesd_hub_is_live(qesd_hub *hub, const char *tenant_id, const char *device_id,
+    char session_id_out[QESD_ID_SIZE]);
+
+/* Close the device's live session (revocation, ...) with a qes.v1 close code. */
+int qesd_hub_close_device(qesd_hub *hub, const char *tenant_id,
+    const char *device_id, int close_code, const char *reason);
+
+/*
+ * The stable credential id of one certificate on one device's token:
+ * "crd_" + 26 base32 characters of SHA-256 over a length-prefixed
+ * (device_id, token serial, CKA_ID hex, certificate SHA-256 hex). The same
+ * certificate on the same token of the same device keeps its id across
+ * reconnects and restarts; nothing else can share it.
+ */
+int qesd_credential_id(const char *device_id, const char *serial,
+    const char *key_id_hex, const char *cert_sha256_hex, char out[QESD_ID_SIZE]);
+
+#endif
