@@ -109,8 +109,9 @@ extern "C" {
 const char *qes_proto_close_name(int code);
 /*
  * The close reason for code: "NAME" or "NAME: detail" (detail may be NULL),
- * cut at a UTF-8 boundary to fit a close frame (123 bytes). out must hold
- * 124 bytes.
+ * cut to fit a close frame (123 bytes), every byte outside printable ASCII
+ * replaced by '?' (so a cut can never split a UTF-8 sequence). out must
+ * hold 124 bytes.
  */
 void qes_proto_close_text(int code, const char *detail, char out[124]);
 
@@ -317,7 +318,8 @@ typedef struct qes_proto_cancel {
 
 typedef struct qes_proto_error {
 	const char *code;		/* [a-z0-9_]{1,64}: docs/protocol.md lists them */
-	const char *message;		/* for people and logs; printable, 0..1024 */
+	const char *message;		/* for people and logs: UTF-8, 0..1024 bytes;
+					 * escape it before showing it */
 	const char *ref_id;		/* the message it is about, or NULL */
 } qes_proto_error;
 
