@@ -16,15 +16,25 @@
 extern "C" {
 #endif
 
+typedef struct qes_pinentry qes_pinentry;
+
 typedef struct qes_pinentry_opts {
 	const char *program;	/* path or name; NULL: $QES_PINENTRY, else "pinentry" */
 	const char *tty_name;	/* OPTION ttyname; NULL: from the environment/tty */
 	const char *tty_type;	/* OPTION ttytype; NULL: $TERM */
 	const char *display;	/* OPTION display; NULL: $DISPLAY */
 	int timeout_s;		/* SETTIMEOUT for each dialog; 0: no timeout */
+	/*
+	 * Optional, for dialogs another thread may need to close: called with
+	 * the handle at the end of a successful qes_pinentry_open(), and with
+	 * NULL at the start of qes_pinentry_free(), on the thread that opens
+	 * and frees it. Between the two calls, and only then, the handle may
+	 * be given to qes_pinentry_cancel() from any thread; the caller orders
+	 * the two with its own lock (take it in attach, and around cancel).
+	 */
+	void (*attach)(void *arg, qes_pinentry *pe);
+	void *attach_arg;
 } qes_pinentry_opts;
-
-typedef struct qes_pinentry qes_pinentry;
 
 /* Start the program and read its greeting. */
 int qes_pinentry_open(const qes_pinentry_opts *opts, qes_pinentry **out);
@@ -49,6 +59,15 @@ int qes_pinentry_confirm(qes_pinentry *pe, const char *title,
 /* Show a message with one button (e.g. "enter the PIN on the reader"). */
 int qes_pinentry_message(qes_pinentry *pe, const char *title,
     const char *description);
+
+/*
+ * End the open dialog, and every later one, from any thread: the program is
+ * sent SIGTERM at once and the dialog call in progress (or the next one)
+ * returns QES_ERR_CANCELLED. The handle must still be attached (see
+ * qes_pinentry_opts.attach); its owner frees it as usual, which reaps the
+ * program. Safe to call more than once.
+ */
+void qes_pinentry_cancel(qes_pinentry *pe);
 
 /* Detail for the last error. Never NULL. */
 const char *qes_pinentry_errmsg(const qes_pinentry *pe);

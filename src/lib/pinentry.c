@@ -14,7 +14,13 @@
  * The agent calls this from worker threads, so nothing here touches
  * process-wide state: SIGPIPE is blocked per thread around writes (and a
  * SIGPIPE our own write raised is consumed) rather than ignored globally.
- * One handle must not be used by two threads at once.
+ * One handle must not be used by two threads at once, with one exception:
+ * qes_pinentry_cancel() may come from any thread while a dialog is open (a
+ * gateway's cancel reaches the agent's loop, not the job's thread). It sets
+ * a flag, sends the program SIGTERM so the dialog leaves the screen at once,
+ * and writes a byte into a pipe that every wait for the program also polls,
+ * so the job's thread returns QES_ERR_CANCELLED even from a pinentry that
+ * ignores the signal (qes_pinentry_free() then kills it for good).
  */
 #define _GNU_SOURCE	/* pipe2, posix_spawn_file_actions_addclosefrom_np */
 
@@ -26,6 +32,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +73,7 @@
 #define TERM_GRACE_MS		500
 /* Room for a few full Assuan lines (we never buffer more than one). */
 #define RBUF_SIZE		4096
+#define CANCELLED_MSG		"the dialog was closed: the request was cancelled"
 
 struct qes_pinentry {
 	pid_t pid;
@@ -80,6 +88,11 @@ struct qes_pinentry {
 	size_t line_len;	/* bytes of the current line, LF included */
 	int rbuf_locked;
 	char errmsg[256];
+	/* qes_pinentry_cancel(), from any thread: */
+	atomic_int cancelled;
+	int cancel_rd, cancel_wr;	/* self-pipe polled with from_fd */
+	void (*attach)(void *arg, qes_pinentry *pe);
+	void *attach_arg;
 };
 
 static int64_t
@@ -338,11 +351,13 @@ write_all(qes_pinentry *pe, const void *data, size_t len)
 static int
 wait_readable(qes_pinentry *pe, int64_t deadline_ms)
 {
-	struct pollfd pfd;
+	struct pollfd pfd[2];
 	int64_t left;
 	int timeout, n;
 
 	for (;;) {
+		if (atomic_load(&pe->cancelled))
+			return fail(pe, QES_ERR_CANCELLED, CANCELLED_MSG);
 		timeout = -1;
 		if (deadline_ms != NO_DEADLINE) {
 			if ((left = deadline_ms - now_ms()) <= 0)
@@ -350,15 +365,20 @@ wait_readable(qes_pinentry *pe, int64_t deadline_ms)
 				    "pinentry did not answer in time");
 			timeout = left > INT_MAX ? INT_MAX : (int)left;
 		}
-		pfd.fd = pe->from_fd;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		n = poll(&pfd, 1, timeout);
+		pfd[0].fd = pe->from_fd;
+		pfd[0].events = POLLIN;
+		pfd[0].revents = 0;
+		pfd[1].fd = pe->cancel_rd;	/* -1 (ignored by poll) when none */
+		pfd[1].events = POLLIN;
+		pfd[1].revents = 0;
+		n = poll(pfd, 2, timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return fail(pe, QES_ERR_PINENTRY,
 			    "cannot poll the pinentry pipe");
+		if (pfd[1].revents != 0)
+			continue;	/* the flag is checked at the top */
 		if (n > 0)	/* data, hang-up or error: read() tells which */
 			return 0;
 	}
@@ -728,8 +748,21 @@ qes_pinentry_open(const qes_pinentry_opts *opts, qes_pinentry **out)
 		return QES_ERR_ALLOC;
 	pe->pid = -1;
 	pe->to_fd = pe->from_fd = -1;
+	pe->cancel_rd = pe->cancel_wr = -1;
+	atomic_init(&pe->cancelled, 0);
 	pe->timeout_s = opts->timeout_s;
 	set_errmsg(pe, "no error");
+	if (opts->attach != NULL) {
+		int cp[2];
+
+		if (pipe2(cp, O_CLOEXEC | O_NONBLOCK) != 0) {
+			r = QES_ERR_PINENTRY;
+			set_errmsg(pe, "cannot create the pinentry's cancel pipe");
+			goto out;
+		}
+		pe->cancel_rd = cp[0];
+		pe->cancel_wr = cp[1];
+	}
 	if ((r = rbuf_alloc(pe)) != 0 || (r = spawn_program(pe, program)) != 0)
 		goto out;
 	if ((b = qes_buf_new()) == NULL) {
@@ -761,6 +794,12 @@ qes_pinentry_open(const qes_pinentry_opts *opts, qes_pinentry **out)
 	    (r = send_option(pe, b, "lc-ctype",
 	    current_lc_ctype(lc, sizeof(lc)))) != 0)
 		goto out;
+	/* from here until qes_pinentry_free() another thread may cancel */
+	if (opts->attach != NULL) {
+		pe->attach = opts->attach;
+		pe->attach_arg = opts->attach_arg;
+		pe->attach(pe->attach_arg, pe);
+	}
 	*out = pe;
 	pe = NULL;
 	r = 0;
@@ -771,10 +810,31 @@ qes_pinentry_open(const qes_pinentry_opts *opts, qes_pinentry **out)
 }
 
 void
+qes_pinentry_cancel(qes_pinentry *pe)
+{
+	ssize_t n;
+
+	if (pe == NULL || atomic_exchange(&pe->cancelled, 1) != 0)
+		return;
+	/*
+	 * pid stays valid: the child is reaped only in qes_pinentry_free(),
+	 * after the attach hook has been told (the caller's lock orders us).
+	 */
+	if (pe->pid > 0)
+		(void)kill(pe->pid, SIGTERM);
+	if (pe->cancel_wr >= 0)
+		do
+			n = write(pe->cancel_wr, "x", 1);
+		while (n < 0 && errno == EINTR);
+}
+
+void
 qes_pinentry_free(qes_pinentry *pe)
 {
 	if (pe == NULL)
 		return;
+	if (pe->attach != NULL)
+		pe->attach(pe->attach_arg, NULL);	/* no cancel from now on */
 	if (pe->to_fd >= 0) {
 		if (!pe->broken)
 			(void)write_all(pe, "BYE\n", 4);
@@ -789,6 +849,8 @@ qes_pinentry_free(qes_pinentry *pe)
 	if (pe->pid > 0)
 		reap_child(pe->pid, pe->broken ? BROKEN_GRACE_MS : BYE_GRACE_MS);
 	close_fd(&pe->from_fd);
+	close_fd(&pe->cancel_rd);
+	close_fd(&pe->cancel_wr);
 	rbuf_free(pe);
 	qes_wipe(pe, sizeof(*pe));
 	free(pe);
@@ -836,6 +898,21 @@ dialog_error(uint32_t gpg_err, int is_confirm)
 		break;
 	}
 	return QES_ERR_PINENTRY;
+}
+
+/*
+ * A dialog that failed because another thread cancelled it (the program
+ * was killed, a write met a closed pipe, a read saw the cancel pipe) is
+ * QES_ERR_CANCELLED, whatever the failure looked like from here.
+ */
+static int
+cancelled_or(qes_pinentry *pe, int r)
+{
+	if (r != 0 && atomic_load(&pe->cancelled)) {
+		set_errmsg(pe, CANCELLED_MSG);
+		return QES_ERR_CANCELLED;
+	}
+	return r;
 }
 
 /* SETTIMEOUT (when asked for) and SETTITLE, SETDESC: every dialog's start. */
@@ -890,6 +967,7 @@ qes_pinentry_getpin(qes_pinentry *pe, const char *title,
 	if (code != 0)
 		r = dialog_error(code, 0);
  out:
+	r = cancelled_or(pe, r);
 	if (r != 0)
 		qes_secret_clear(pin);
 	qes_buf_free(b);
@@ -918,6 +996,7 @@ qes_pinentry_confirm(qes_pinentry *pe, const char *title,
 	if (code != 0)
 		r = dialog_error(code, 1);
  out:
+	r = cancelled_or(pe, r);
 	qes_buf_free(b);
 	return r;
 }
@@ -945,6 +1024,7 @@ qes_pinentry_message(qes_pinentry *pe, const char *title,
 	if (code != 0)
 		r = dialog_error(code, 1);
  out:
+	r = cancelled_or(pe, r);
 	qes_buf_free(b);
 	return r;
 }
