@@ -418,7 +418,7 @@ qes_proto_parse(const uint8_t *data, size_t len, const qes_proto_limits *lim,
 	struct pf_ctx c;
 	json_error_t je;
 	json_t *root, *v;
-	char esc[64];
+	char esc[100];
 	int r;
 
 	if (err != NULL && errlen > 0)

@@ -1,8 +1,6 @@
 /*
  * proto_schema.c - the schema engine of qes.v1: decode, encode and compare
- * typed structs against field tables (see proto_priv.h), plus the small
- * syntax checks the protocol is made of (ids, host names, display text,
- * base64url).
+ * typed structs against field tables (see proto_priv.h).
  *
  * Everything here reads JSON that jansson has already parsed within the
  * size and depth limits proto.c enforced, so it only deals with values:
@@ -118,7 +116,6 @@ static int
 vfail(struct pf_ctx *c, const char *field, int rc, const char *fmt, va_list ap)
 {
 	char msg[160];
-	int n;
 
 	if (c->failed)
 		return rc;
@@ -126,9 +123,8 @@ vfail(struct pf_ctx *c, const char *field, int rc, const char *fmt, va_list ap)
 	if (c->err == NULL || c->errlen == 0)
 		return rc;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	n = snprintf(c->err, c->errlen, "%s%s%s: %s", c->path,
+	snprintf(c->err, c->errlen, "%s%s%s: %s", c->path,
 	    field != NULL ? "." : "", field != NULL ? field : "", msg);
-	(void)n;
 	return rc;
 }
 
