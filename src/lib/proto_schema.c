@@ -517,7 +517,7 @@ decode_value(struct pf_ctx *c, const struct pf_field *f, const json_t *v, void *
 {
 	uint8_t fix[QES_PROTO_NONCE_LEN + 3];
 	qes_proto_bytes b;
-	unsigned u;
+	unsigned u = 0;
 	void *sub;
 	int r, saved_mode;
 
