@@ -77,6 +77,26 @@ scopes_json(uint32_t scopes)
 	return a;
 }
 
+/* "sign, audit": the names of scope bits, as the server's 403 spells them. */
+static void
+scope_list(uint32_t scopes, char *buf, size_t len)
+{
+	size_t off = 0;
+	uint32_t bit;
+	int n;
+
+	buf[0] = '\0';
+	for (bit = 1; bit != 0 && bit <= QESD_SCOPE_ALL; bit <<= 1) {
+		if (!(scopes & bit) || qesd_scope_name(bit) == NULL)
+			continue;
+		n = snprintf(buf + off, len - off, "%s%s", off > 0 ? ", " : "",
+		    qesd_scope_name(bit));
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+}
+
 /* A time as RFC 3339, or null for 0 ("not set"). */
 static json_t *
 time_json(int64_t ms)
@@ -176,7 +196,7 @@ static qesd_handler_result
 keys_create(qesd_request *req, qesd_response *resp)
 {
 	qesd_app *app = req->app;
-	char key[QESD_APIKEY_SIZE];
+	char key[QESD_APIKEY_SIZE], names[96];
 	char *details = NULL;
 	const char *name, *exp;
 	qesd_jv_error jerr;
@@ -226,15 +246,14 @@ keys_create(qesd_request *req, qesd_response *resp)
 		}
 	}
 	if ((missing = want & ~req->auth.scopes) != 0) {
-		json_t *m = scopes_json(missing);
-		char *ms = m != NULL ? json_dumps(m, JSON_COMPACT) : NULL;
-
+		scope_list(missing, names, sizeof(names));
 		qesd_problemf(resp, req, 403, "scope_escalation",
 		    "Scope escalation",
 		    "a key can only grant scopes it holds; this key lacks %s",
-		    ms != NULL ? ms : "some of them");
-		free(ms);
-		json_decref(m);
+		    names);
+		if (resp->json != NULL)
+			(void)json_object_set_new(resp->json, "missing_scope",
+			    json_string(names));
 		goto out;
 	}
 
