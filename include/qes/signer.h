@@ -14,7 +14,12 @@
  *  - a token that reports its PIN locked is not tried;
  *  - a wrong PIN is reported with the token's retry flags; the signer may be
  *    asked again (at most max_pin_attempts, and never once the token reports
- *    it is on its final try unless the signer sees that warning).
+ *    it is on its final try unless the signer sees that warning);
+ *  - a remembered PIN (pin_source, the agent's opt-in store) replaces only
+ *    the typing: the signer still confirms the same dialog. It is not used
+ *    while the token reports PIN count low, final try or locked; one the
+ *    token rejects is handed to rejected() at once (the source deletes it),
+ *    never tried again, and the signer is asked for the PIN instead.
  */
 #ifndef QES_SIGNER_H
 #define QES_SIGNER_H
@@ -25,11 +30,25 @@
 #include "qes/buf.h"
 #include "qes/p11.h"
 #include "qes/pinentry.h"
+#include "qes/secret.h"
 #include "qes/sig.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * Where a PIN may come from instead of the dialog. lookup() fills pin and
+ * returns 0, or returns non-zero when it has none to offer (the signer is
+ * then asked). rejected() is called at once when the token refuses that PIN,
+ * or it cannot be a PIN for this token; the source must forget it. Both are
+ * required; they run on the signing job's thread.
+ */
+typedef struct qes_sign_pin_source {
+	int (*lookup)(void *arg, const char *serial, qes_secret *pin);
+	void (*rejected)(void *arg, const char *serial);
+	void *arg;
+} qes_sign_pin_source;
 
 typedef struct qes_sign_request {
 	const char *requester;		/* who asks, e.g. "qes command line" or tenant/app */
@@ -41,7 +60,8 @@ typedef struct qes_sign_request {
 	const uint8_t *const *digests;	/* n_digests digests of qes_md_len(md) bytes */
 	size_t n_digests;
 	int ecdsa_raw;			/* give ECDSA values as r||s instead of DER */
-	int max_pin_attempts;		/* 0: 3 */
+	int max_pin_attempts;		/* 0: 3 (a rejected remembered PIN counts) */
+	const qes_sign_pin_source *pin_source;	/* optional; NULL: always ask */
 } qes_sign_request;
 
 typedef struct qes_sign_result {

@@ -7,6 +7,12 @@
  * (or none on a protected authentication path), sign, check each value with
  * the certificate's public key, and always log out and wipe the PIN, on
  * every path out.
+ *
+ * A remembered PIN (req->pin_source) slots into the PIN step only: it is
+ * looked up after the locked/expired checks, used only while the token
+ * shows no retry warning (read again after the consent dialog, which may
+ * have stayed open for minutes), tried exactly once, and on rejection
+ * handed back to the source to delete before the signer is asked.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +25,10 @@
 
 #define QES_SIGN_MAX_BATCH 1000
 #define QES_SIGN_DEFAULT_ATTEMPTS 3
+#define QES_SIGN_TITLE "qes: sign with your qualified certificate"
+/* token states in which a remembered PIN is never tried */
+#define QES_TOK_STORED_PIN_UNSAFE \
+	(QES_TOK_PIN_COUNT_LOW | QES_TOK_PIN_FINAL_TRY | QES_TOK_PIN_LOCKED)
 
 void
 qes_sign_result_clear(qes_sign_result *result)
@@ -102,13 +112,26 @@ pin_error_text(unsigned flags)
 	return "PIN incorrect.";
 }
 
-/* Ask for the PIN and log in, once, or up to max attempts on a wrong PIN. */
+/* Can the token accept a PIN of this length at all? */
+static int
+pin_length_ok(const qes_p11_token *t, const qes_secret *pin)
+{
+	return qes_secret_len(pin) > 0 &&
+	    (t->min_pin == 0 || qes_secret_len(pin) >= t->min_pin) &&
+	    (t->max_pin == 0 || qes_secret_len(pin) <= t->max_pin);
+}
+
+/*
+ * Ask for the PIN and log in, once, or up to max attempts on a wrong PIN.
+ * first_error (may be NULL) is shown with the first prompt.
+ */
 static int
 login_with_pin(qes_p11_session *s, const qes_p11_token *t, qes_pinentry *pe,
-    const char *desc, int max_attempts, unsigned *flags, qes_sign_result *res)
+    const char *desc, int max_attempts, const char *first_error,
+    unsigned *flags, qes_sign_result *res)
 {
 	qes_secret *pin = NULL;
-	const char *error = NULL;
+	const char *error = first_error;
 	char prompt_desc[64];
 	int attempt, r = QES_ERR_INTERNAL;
 
@@ -118,16 +141,14 @@ login_with_pin(qes_p11_session *s, const qes_p11_token *t, qes_pinentry *pe,
 		if (error == NULL && (*flags & QES_TOK_PIN_FINAL_TRY))
 			error = "Careful: the token reports ONE PIN attempt left.";
 		snprintf(prompt_desc, sizeof(prompt_desc), "PIN for \"%s\":", t->label);
-		r = qes_pinentry_getpin(pe, "qes: sign with your qualified certificate",
-		    desc, prompt_desc, error, pin);
+		r = qes_pinentry_getpin(pe, QES_SIGN_TITLE, desc, prompt_desc,
+		    error, pin);
 		if (r != 0) {
 			snprintf(res->errmsg, sizeof(res->errmsg), "PIN entry: %s",
 			    qes_pinentry_errmsg(pe));
 			goto out;
 		}
-		if (qes_secret_len(pin) == 0 ||
-		    (t->min_pin > 0 && qes_secret_len(pin) < t->min_pin) ||
-		    (t->max_pin > 0 && qes_secret_len(pin) > t->max_pin)) {
+		if (!pin_length_ok(t, pin)) {
 			/* never spend one of the token's tries on a PIN it must refuse */
 			error = "This PIN has the wrong length for this token.";
 			r = QES_ERR_PIN_INVALID;
@@ -154,6 +175,93 @@ login_with_pin(qes_p11_session *s, const qes_p11_token *t, qes_pinentry *pe,
 	return r;
 }
 
+/*
+ * Log in with a remembered PIN, if the source has one and the token is in a
+ * state where trying it cannot hurt; the signer's consent is asked first,
+ * with the same dialog text, so a remembered PIN never signs unseen.
+ * Returns 0 with *logged_in set when it worked; 0 with *logged_in clear when
+ * the caller should ask the signer instead (nothing remembered, a retry
+ * warning, or the PIN was rejected: then *ask_error is the first error line,
+ * and a PIN the token refused has used one of *max_attempts, leaving at
+ * least one); or an error that ends the job (declined, locked, device).
+ */
+static int
+login_with_stored_pin(qes_p11_session *s, const qes_p11_token *t,
+    const qes_sign_pin_source *src, qes_pinentry *pe, const char *desc,
+    unsigned *flags, int *max_attempts, int *logged_in,
+    const char **ask_error, qes_sign_result *res)
+{
+	qes_secret *pin = NULL;
+	int r;
+
+	*logged_in = 0;
+	if (src == NULL || src->lookup == NULL || src->rejected == NULL ||
+	    (*flags & QES_TOK_STORED_PIN_UNSAFE))
+		return 0;
+	if ((pin = qes_secret_new(QES_PIN_MAX)) == NULL)
+		return QES_ERR_ALLOC;
+	if (src->lookup(src->arg, t->serial, pin) != 0 || qes_secret_len(pin) == 0) {
+		r = 0;	/* nothing remembered (or storage off): ask */
+		goto out;
+	}
+	if (!pin_length_ok(t, pin)) {
+		/* the token must refuse it: never spend one of its tries on it */
+		src->rejected(src->arg, t->serial);
+		*ask_error = "The remembered PIN does not fit this token and has "
+		    "been forgotten.";
+		r = 0;
+		goto out;
+	}
+	if ((r = qes_pinentry_confirm(pe, QES_SIGN_TITLE, desc,
+	    "Sign (remembered PIN)", "Cancel")) != 0) {
+		snprintf(res->errmsg, sizeof(res->errmsg), "consent: %s",
+		    qes_pinentry_errmsg(pe));
+		goto out;
+	}
+	/* the dialog may have been open for minutes: the token's state now */
+	if ((r = qes_p11_session_token_flags(s, flags)) != 0) {
+		snprintf(res->errmsg, sizeof(res->errmsg), "token \"%s\": %s",
+		    t->label, qes_p11_session_errmsg(s));
+		goto out;
+	}
+	if (*flags & QES_TOK_STORED_PIN_UNSAFE) {
+		r = 0;
+		goto out;
+	}
+	r = qes_p11_session_login(s, pin);
+	qes_secret_clear(pin);
+	if (r == 0) {
+		*logged_in = 1;
+		goto out;
+	}
+	if (r == QES_ERR_PIN_INCORRECT || r == QES_ERR_PIN_INVALID) {
+		/* forget it at once; a second try could lock the token */
+		src->rejected(src->arg, t->serial);
+		/* it used one of the job's attempts */
+		if (*max_attempts > 1)
+			(*max_attempts)--;
+		(void)qes_p11_session_token_flags(s, flags);
+		if (*flags & QES_TOK_PIN_LOCKED) {
+			snprintf(res->errmsg, sizeof(res->errmsg), "token \"%s\": "
+			    "PIN locked: unblock it with the token vendor's tool",
+			    t->label);
+			r = QES_ERR_PIN_LOCKED;
+			goto out;
+		}
+		*ask_error = (*flags & QES_TOK_PIN_FINAL_TRY) ?
+		    "The token refused the remembered PIN, which has been "
+		    "forgotten. ONE attempt left: another wrong PIN locks the token." :
+		    "The token refused the remembered PIN, which has been "
+		    "forgotten. Enter the PIN.";
+		r = 0;
+		goto out;
+	}
+	snprintf(res->errmsg, sizeof(res->errmsg), "%s", qes_p11_session_errmsg(s));
+ out:
+	qes_secret_free(pin);
+	return r;
+}
+
 int
 qes_sign_local(qes_p11 *p, const qes_p11_token *t, const qes_p11_cred *c,
     const qes_sign_request *req, const qes_pinentry_opts *opts,
@@ -162,10 +270,10 @@ qes_sign_local(qes_p11 *p, const qes_p11_token *t, const qes_p11_cred *c,
 	qes_p11_session *s = NULL;
 	qes_pinentry *pe = NULL;
 	qes_buf *desc = NULL;
-	const char *desc_str;
+	const char *desc_str, *ask_error = NULL;
 	unsigned flags = 0;
 	size_t i;
-	int r, max_attempts = req->max_pin_attempts > 0 ?
+	int r, stored_ok = 0, max_attempts = req->max_pin_attempts > 0 ?
 	    req->max_pin_attempts : QES_SIGN_DEFAULT_ATTEMPTS;
 
 	memset(res, 0, sizeof(*res));
@@ -201,7 +309,7 @@ qes_sign_local(qes_p11 *p, const qes_p11_token *t, const qes_p11_cred *c,
 	}
 	if (flags & QES_TOK_PROTECTED_AUTH) {
 		/* the reader or the vendor middleware asks for the PIN: one prompt, theirs */
-		if ((r = qes_pinentry_confirm(pe, "qes: sign with your qualified certificate",
+		if ((r = qes_pinentry_confirm(pe, QES_SIGN_TITLE,
 		    desc_str, "Sign, then enter the PIN on the reader", "Cancel")) != 0) {
 			snprintf(res->errmsg, sizeof(res->errmsg), "consent: %s",
 			    qes_pinentry_errmsg(pe));
@@ -214,7 +322,11 @@ qes_sign_local(qes_p11 *p, const qes_p11_token *t, const qes_p11_cred *c,
 			goto out;
 		}
 	} else if (flags & QES_TOK_LOGIN_REQUIRED) {
-		if ((r = login_with_pin(s, t, pe, desc_str, max_attempts, &flags, res)) != 0)
+		if ((r = login_with_stored_pin(s, t, req->pin_source, pe, desc_str,
+		    &flags, &max_attempts, &stored_ok, &ask_error, res)) != 0)
+			goto out;
+		if (!stored_ok && (r = login_with_pin(s, t, pe, desc_str,
+		    max_attempts, ask_error, &flags, res)) != 0)
 			goto out;
 	} else if ((r = qes_pinentry_confirm(pe, "qes: sign", desc_str, "Sign", "Cancel")) != 0) {
 		snprintf(res->errmsg, sizeof(res->errmsg), "consent: %s", qes_pinentry_errmsg(pe));
