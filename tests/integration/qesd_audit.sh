@@ -19,8 +19,9 @@
 #    another host name, with a TLS error (exit 11)
 #  - no API key secret in the server log or the database
 #
-# TLS 1.2 refusal is covered by qesd_tls.sh. qes commands run under valgrind
-# with QES_VALGRIND=1 (qes_run_checked).
+# TLS 1.2 refusal is covered by qesd_tls.sh. With QES_VALGRIND=1, qes and
+# `qesd admin` run under valgrind (qes_run_checked), and so does the main
+# `qesd serve` (its exit status after SIGTERM is checked).
 . "$(dirname -- "$0")/../lib.sh"
 
 T=$(qes_tmpdir)
@@ -85,8 +86,15 @@ SERVER_PID=
 PORT=
 # start_qesd CONFIG LOG: sets SERVER_PID and PORT.
 start_qesd() {
-    local cfg=$1 log=$2 i
-    "$QESD" serve --config "$cfg" 2> "$log" &
+    local cfg=$1 log=$2 i vg=()
+    # not through qes_run_checked: $! must be the server itself (valgrind
+    # execs its tool), so that SIGTERM reaches it and its status is seen
+    if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
+        vg=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
+            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
+            --suppressions="$QES_SOURCE_DIR/tests/valgrind.supp")
+    fi
+    "${vg[@]}" "$QESD" serve --config "$cfg" 2> "$log" &
     SERVER_PID=$!
     qes_on_exit "kill -KILL $SERVER_PID"
     PORT=
@@ -126,7 +134,7 @@ field() { awk -v k="$1:" '$1 == k { print $2 }' "$2"; }
 admin() {
     local out=$1
     shift
-    "$QESD" admin --config "$T/qesd.conf" "$@" > "$T/$out.out" 2> "$T/$out.err"
+    qes_run_checked "$QESD" admin --config "$T/qesd.conf" "$@" > "$T/$out.out" 2> "$T/$out.err"
 }
 
 # run NAME EXPECTED-EXIT COMMAND...: stdout/stderr in $T/NAME.out/.err
@@ -179,7 +187,7 @@ expect_contains "$T/keyfile644.err" "accessible by group or others"
 chmod 600 "$T/admin.key"
 run nokey 2 "$QES_CLI" keys list
 expect_contains "$T/nokey.err" "QES_API_KEY"
-run http 2 env QES_SERVER="http://localhost:$PORT" QES_API_KEY="$ADMIN_KEY" "$QES_CLI" keys list
+QES_SERVER="http://localhost:$PORT" QES_API_KEY="$ADMIN_KEY" run http 2 "$QES_CLI" keys list
 expect_contains "$T/http.err" "https://"
 ok "key file 0644 refused, no key refused, http:// refused (no request sent)"
 
@@ -221,10 +229,10 @@ run list3 0 "$QES_CLI" keys list; N=$((N + 1))
 grep "$SIG_ID" "$T/list3.out" | grep -q revoked || fail "revoked key not shown as revoked"
 ok "qes keys list/rotate/revoke"
 
-run scope 10 env QES_API_KEY="$AUD_KEY" "$QES_CLI" keys list; N=$((N + 1))
+QES_API_KEY="$AUD_KEY" run scope 10 "$QES_CLI" keys list; N=$((N + 1))
 expect_contains "$T/scope.err" "qes: "
 expect_contains "$T/scope.err" "urn:qes:problem:insufficient_scope, request id "
-run revoked 10 env QES_API_KEY="$SIG_KEY2" "$QES_CLI" keys list; N=$((N + 1))
+QES_API_KEY="$SIG_KEY2" run revoked 10 "$QES_CLI" keys list; N=$((N + 1))
 expect_contains "$T/revoked.err" "urn:qes:problem:invalid_api_key"
 run notfound 3 "$QES_CLI" keys revoke key_aaaaaaaaaaaaaaaaaaaaaaaaaa; N=$((N + 1))
 expect_contains "$T/notfound.err" "urn:qes:problem:not_found"
@@ -347,9 +355,9 @@ ok "GET /v1/audit/verify: ok"
 # ---------------------------------------------------------------------------
 # Retention: old-co's first records are two years old (test clock). One
 # request now, then one more at the old time, with a client address.
-run oldnow 0 env QES_API_KEY="$OLD_KEY" "$QES_CLI" keys list
+QES_API_KEY="$OLD_KEY" run oldnow 0 "$QES_CLI" keys list
 set_clock "$OLD_OFFSET"
-run oldold 0 env QES_API_KEY="$OLD_KEY" "$QES_CLI" keys list
+QES_API_KEY="$OLD_KEY" run oldold 0 "$QES_CLI" keys list
 set_clock 0
 sleep 0.5   # group commit
 before=$(date -u -d '-365 days' +%Y-%m-%d)
@@ -362,7 +370,7 @@ code=$(curl -sS --cacert "$QES_PKI/root-ca.pem" -H "Authorization: Bearer $OLD_K
 expect_eq "$code" 200 "verify after purge"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"] is True and d["anchor"]["seq"] == 2, d' \
     "$T/vold.json" || fail "verify after purge: $(cat "$T/vold.json")"
-run oldexport 0 env QES_API_KEY="$OLD_KEY" "$QES_CLI" audit export --out "$T/old.jsonl"
+QES_API_KEY="$OLD_KEY" run oldexport 0 "$QES_CLI" audit export --out "$T/old.jsonl"
 run oldverify 0 "$QES_CLI" audit verify "$T/old.jsonl"
 expect_contains "$T/oldverify.out" "chain starts after anchor seq 2"
 python3 - "$T/old.jsonl" <<'EOF' || fail "erased address"
@@ -441,15 +449,15 @@ start_plain() {
 for bad in foreign wronghost; do
     write_config "$T/$bad.conf" "$bad" "$bad.db"
     start_plain "$T/$bad.conf" "$T/$bad.log"
-    run "tls_$bad" 11 env QES_SERVER="https://localhost:$BAD_PORT" QES_API_KEY="$ADMIN_KEY" \
-        "$QES_CLI" keys list
+    QES_SERVER="https://localhost:$BAD_PORT" QES_API_KEY="$ADMIN_KEY" \
+        run "tls_$bad" 11 "$QES_CLI" keys list
     expect_contains "$T/tls_$bad.err" "TLS: the server's certificate is not trusted"
     kill -TERM "$BAD_PID"
     wait "$BAD_PID" || true
 done
 expect_contains "$T/tls_foreign.err" "unable to get local issuer certificate"
 expect_contains "$T/tls_wronghost.err" "subject name"
-run noca 3 env QES_CA="$T/missing.pem" QES_API_KEY="$ADMIN_KEY" "$QES_CLI" keys list
+QES_CA="$T/missing.pem" QES_API_KEY="$ADMIN_KEY" run noca 3 "$QES_CLI" keys list
 ok "TLS: foreign root and wrong host name refused (exit 11), missing CA file exit 3"
 
 # ---------------------------------------------------------------------------
