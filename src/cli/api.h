@@ -70,9 +70,12 @@ typedef struct cli_api_opts {
 	"                        else the system store)\n"			\
 	"  --key-file FILE       read the API key from FILE (mode 0600); default:\n" \
 	"                        $QES_API_KEY. Never pass a key as an argument.\n" \
-	"  --timeout SECONDS     per request (default 60)\n"		\
+	"  --timeout SECONDS     per request (default 60)\n"
+/* ... then the exit codes; a command may add its own in between */
+#define CLI_API_EXIT_HELP(extra)					\
 	"\n"								\
 	"Exit codes: 0 ok, 1 failure, 2 usage or invalid request, 3 not found,\n" \
+	extra								\
 	"10 authentication or permission refused, 11 server unreachable or TLS\n" \
 	"failure, 12 rate-limited or server busy.\n"
 

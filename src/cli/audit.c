@@ -48,10 +48,11 @@ usage(FILE *f)
 	    "\n"
 	    "The tamper-evident audit log of your tenant (needs scope audit).\n"
 	    "\n"
-	    "  list     records in seq order, filtered; TIME is RFC 3339 and the\n"
-	    "           range is [since, until); --limit 1..1000 (default 100); when\n"
-	    "           more records match, the cursor of the next page is printed\n"
-	    "           on stderr. --json prints the API's JSON document.\n"
+	    "  list     records in seq order, filtered; TIME is RFC 3339 or\n"
+	    "           YYYY-MM-DD (UTC), the range is [since, until); --limit\n"
+	    "           1..1000 (default 100); when more records match, the cursor\n"
+	    "           of the next page is printed on stderr. --json prints the\n"
+	    "           API's JSON document.\n"
 	    "  export   the whole log as JSON Lines (the export format), all pages,\n"
 	    "           written atomically to FILE with mode 0600; refused beyond\n"
 	    "           --max-mib MiB (default 1024); --page-size records per request\n"
@@ -63,7 +64,7 @@ usage(FILE *f)
 	    "           rule out records cut from the end.\n"
 	    "\n"
 	    CLI_API_OPTIONS_HELP
-	    "9 (verify) the audit chain is broken or the file damaged.\n", f);
+	    CLI_API_EXIT_HELP("9 (verify) the audit chain is broken or the file damaged,\n"), f);
 }
 
 static void

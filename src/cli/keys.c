@@ -52,7 +52,7 @@ usage(FILE *f)
 	    "           working for --grace SECONDS (server default 86400, max 604800)\n"
 	    "  revoke   revoke KEY_ID at once (the old secret stops working too)\n"
 	    "\n"
-	    CLI_API_OPTIONS_HELP, f);
+	    CLI_API_OPTIONS_HELP CLI_API_EXIT_HELP(""), f);
 }
 
 static int
