@@ -248,6 +248,30 @@ struct export {
 	uint64_t bytes, max_bytes;
 };
 
+/* 1 when s is 64 lower-case hex digits (a hash as exports spell it). */
+static int
+hex64(const char *s)
+{
+	size_t i;
+
+	if (s == NULL || strlen(s) != 2 * QES_AUDIT_HASH_LEN)
+		return 0;
+	for (i = 0; i < 2 * QES_AUDIT_HASH_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* 1 when s can be printed as a tenant id: 1..64 of [A-Za-z0-9_-]. */
+static int
+printable_id(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= QES_AUDIT_ID_MAX && strspn(s,
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
 /* The JSON of one line (without its '\n'); NULL if not an object. */
 static json_t *
 line_json(const uint8_t *p, size_t len)
@@ -292,8 +316,8 @@ export_page(struct export *ex, const cli_response *resp, int first)
 			    !json_is_object(anchor = json_object_get(j, "anchor")) ||
 			    !json_is_integer(v = json_object_get(anchor, "seq")) ||
 			    json_integer_value(v) < 0 ||
-			    json_string_value(json_object_get(anchor, "hash")) == NULL ||
-			    strlen(s) > QES_AUDIT_ID_MAX) {
+			    !hex64(json_string_value(json_object_get(anchor, "hash"))) ||
+			    !printable_id(s)) {
 				fprintf(stderr, "qes audit export: the server's page does "
 				    "not start with an export header\n");
 				goto out;
@@ -323,7 +347,7 @@ export_page(struct export *ex, const cli_response *resp, int first)
 			    !json_is_integer(v = json_object_get(j, "seq")) ||
 			    json_integer_value(v) < 1 ||
 			    (s = json_string_value(json_object_get(j, "hash"))) == NULL ||
-			    strlen(s) != 2 * QES_AUDIT_HASH_LEN) {
+			    !hex64(s)) {
 				fprintf(stderr, "qes audit export: the server sent a record "
 				    "line that is not a record\n");
 				goto out;
