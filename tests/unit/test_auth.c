@@ -442,6 +442,42 @@ test_clock(void **state)
 	rmdir(dir);
 }
 
+/* The testing clock is refused unless the environment says otherwise. */
+static void
+test_clock_config(void **state)
+{
+	char *const env_off[] = { "QESD_INSECURE_TESTING_CLOCK_FILE=/tmp/x", NULL };
+	char *const env_on[] = { "QESD_INSECURE_TESTING=1",
+		"QESD_INSECURE_TESTING_CLOCK_FILE=/tmp/x", NULL };
+	char *const env_zero[] = { "QESD_INSECURE_TESTING=0",
+		"QESD_INSECURE_TESTING_CLOCK_FILE=/tmp/x", NULL };
+	const char *base = "tls_cert = c\ntls_key = k\npepper_file = p\n";
+	qesd_config c;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(qesd_config_init(&c), 0);
+	assert_int_equal(c.key_cache_ttl_ms, 2000);
+	assert_int_equal(qesd_config_parse(&c, base, strlen(base), "t", err, sizeof(err)), 0);
+	assert_int_equal(qesd_config_load_env(&c, env_off, err, sizeof(err)), 0);
+	assert_int_not_equal(qesd_config_validate(&c, 1, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "QESD_INSECURE_TESTING=1"));
+	qesd_config_free(&c);
+
+	assert_int_equal(qesd_config_init(&c), 0);
+	assert_int_equal(qesd_config_parse(&c, base, strlen(base), "t", err, sizeof(err)), 0);
+	assert_int_equal(qesd_config_load_env(&c, env_zero, err, sizeof(err)), 0);
+	assert_int_not_equal(qesd_config_validate(&c, 1, err, sizeof(err)), 0);
+	qesd_config_free(&c);
+
+	assert_int_equal(qesd_config_init(&c), 0);
+	assert_int_equal(qesd_config_parse(&c, base, strlen(base), "t", err, sizeof(err)), 0);
+	assert_int_equal(qesd_config_load_env(&c, env_on, err, sizeof(err)), 0);
+	assert_int_equal(qesd_config_validate(&c, 0, err, sizeof(err)), 0);
+	assert_string_equal(c.insecure_testing_clock_file, "/tmp/x");
+	qesd_config_free(&c);
+}
+
 /* ------------------------------------------------------------------------- */
 /* store-backed: cache, last_used_at, middleware */
 
@@ -897,6 +933,7 @@ main(void)
 		cmocka_unit_test(test_failtrack),
 		cmocka_unit_test(test_addr_key),
 		cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_clock_config),
 		T(test_cache_invalidation),
 		T(test_touch_batch),
 		T(test_middleware),
