@@ -7,4 +7,7 @@
 /* tokens.c: `tokens` (diagnose == 0) and `diagnose` (diagnose == 1) */
 int agent_cmd_tokens(int argc, char **argv, int diagnose);
 
+/* pin.c: `pin remember | forget | list` (the opt-in PIN store) */
+int agent_cmd_pin(int argc, char **argv);
+
 #endif

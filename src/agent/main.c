@@ -21,6 +21,7 @@ usage(FILE *f)
 	    "commands:\n"
 	    "  tokens     list PKCS#11 modules, slots, tokens and certificates\n"
 	    "  diagnose   report versions, modules, tokens, PIN state and a verdict per token\n"
+	    "  pin        remember, forget or list token PINs in the OS secret store (opt-in)\n"
 	    "\n"
 	    "Run `qes-agent COMMAND --help` for the options of a command.\n"
 	    "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 PIN incorrect,\n"
@@ -47,6 +48,8 @@ main(int argc, char **argv)
 		return agent_cmd_tokens(argc - 1, argv + 1, 0);
 	if (strcmp(argv[1], "diagnose") == 0)
 		return agent_cmd_tokens(argc - 1, argv + 1, 1);
+	if (strcmp(argv[1], "pin") == 0)
+		return agent_cmd_pin(argc - 1, argv + 1);
 	fprintf(stderr, "qes-agent: unknown command \"%s\"\n", argv[1]);
 	usage(stderr);
 	return QES_EXIT_USAGE;
