@@ -332,7 +332,15 @@ fi
 slow_job=$!
 (req waiting "/testing/defer?ms=60000" > "$T/waiting.code") &
 wait_job=$!
-sleep 0.4
+# Both must be in flight before SIGTERM: under load (sanitizers, parallel
+# tests) a fixed sleep is not enough, so watch the server's own gauge.
+for i in $(seq 1 200); do
+    req inflight /metrics > /dev/null
+    n=$(sed -n 's/^qesd_inflight_requests //p' "$T/inflight.body")
+    [ "${n:-0}" -ge 2 ] && break
+    sleep 0.05
+done
+[ "${n:-0}" -ge 2 ] || fail "the slow and the waiting request never got in flight"
 kill -TERM "$SERVER_PID"
 sleep 0.2
 expect_eq "$(req dready /readyz)" 503 "/readyz while draining"
