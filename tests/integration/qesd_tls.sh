@@ -333,14 +333,15 @@ slow_job=$!
 (req waiting "/testing/defer?ms=60000" > "$T/waiting.code") &
 wait_job=$!
 # Both must be in flight before SIGTERM: under load (sanitizers, parallel
-# tests) a fixed sleep is not enough, so watch the server's own gauge.
+# tests) a fixed sleep is not enough, so watch the server's own gauge
+# (which counts the /metrics request itself too: 3).
 for i in $(seq 1 200); do
     req inflight /metrics > /dev/null
     n=$(sed -n 's/^qesd_inflight_requests //p' "$T/inflight.body")
-    [ "${n:-0}" -ge 2 ] && break
+    [ "${n:-0}" -ge 3 ] && break
     sleep 0.05
 done
-[ "${n:-0}" -ge 2 ] || fail "the slow and the waiting request never got in flight"
+[ "${n:-0}" -ge 3 ] || fail "the slow and the waiting request never got in flight"
 kill -TERM "$SERVER_PID"
 sleep 0.2
 expect_eq "$(req dready /readyz)" 503 "/readyz while draining"
