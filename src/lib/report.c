@@ -7,6 +7,7 @@
  * the text form is for a person at a terminal and may change freely.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -144,6 +145,32 @@ key_type_name(qes_key_type k)
 	return k == QES_KEY_RSA ? "RSA" : k == QES_KEY_EC ? "EC" : "unknown";
 }
 
+/*
+ * Token and module fields arrive from the PKCS#11 module as bytes; one that
+ * is not valid UTF-8 is shown with '?' for its non-ASCII bytes instead of
+ * making the whole report fail.
+ */
+static json_t *
+jstr(const char *s)
+{
+	json_t *v;
+	char *copy;
+	size_t i;
+
+	if (s == NULL)
+		s = "";
+	if ((v = json_string(s)) != NULL)
+		return v;
+	if ((copy = strdup(s)) == NULL)
+		return NULL;
+	for (i = 0; copy[i] != '\0'; i++)
+		if ((unsigned char)copy[i] >= 0x80)
+			copy[i] = '?';
+	v = json_string(copy);
+	free(copy);
+	return v;
+}
+
 /* json_object_set_new that tolerates a NULL value from a failed constructor */
 static int
 jset(json_t *o, const char *k, json_t *v)
@@ -199,42 +226,42 @@ cert_json(const qes_p11_token *t, const qes_p11_cred *c)
 	if (qes_report_cred_ref(t, c, ref, sizeof(ref)) != 0)
 		goto fail;
 	if (ci->key_usage & QES_KU_DIGITAL_SIGNATURE)
-		r |= json_array_append_new(ku, json_string("digitalSignature"));
+		r |= json_array_append_new(ku, jstr("digitalSignature"));
 	if (ci->key_usage & QES_KU_NON_REPUDIATION)
-		r |= json_array_append_new(ku, json_string("nonRepudiation"));
+		r |= json_array_append_new(ku, jstr("nonRepudiation"));
 	if (ci->key_usage & QES_KU_KEY_ENCIPHERMENT)
-		r |= json_array_append_new(ku, json_string("keyEncipherment"));
+		r |= json_array_append_new(ku, jstr("keyEncipherment"));
 	if (ci->key_usage & QES_KU_KEY_AGREEMENT)
-		r |= json_array_append_new(ku, json_string("keyAgreement"));
+		r |= json_array_append_new(ku, jstr("keyAgreement"));
 	if (ci->qc & QES_QC_COMPLIANCE)
-		r |= json_array_append_new(qc, json_string("QcCompliance"));
+		r |= json_array_append_new(qc, jstr("QcCompliance"));
 	if (ci->qc & QES_QC_SSCD)
-		r |= json_array_append_new(qc, json_string("QcSSCD"));
+		r |= json_array_append_new(qc, jstr("QcSSCD"));
 	if (ci->qc & QES_QC_TYPE_ESIGN)
-		r |= json_array_append_new(qc, json_string("QcType-esign"));
+		r |= json_array_append_new(qc, jstr("QcType-esign"));
 	if (ci->qc & QES_QC_TYPE_ESEAL)
-		r |= json_array_append_new(qc, json_string("QcType-eseal"));
+		r |= json_array_append_new(qc, jstr("QcType-eseal"));
 	if (ci->qc & QES_QC_TYPE_WEB)
-		r |= json_array_append_new(qc, json_string("QcType-web"));
-	r |= jset(o, "credential", json_string(ref));
-	r |= jset(o, "id", json_string(c->id_hex));
-	r |= jset(o, "label", json_string(c->label));
-	r |= jset(o, "classification", json_string(qes_cert_class_name(c->cls)));
-	r |= jset(o, "subject", json_string(ci->subject));
-	r |= jset(o, "subject_cn", json_string(ci->subject_cn));
-	r |= jset(o, "issuer", json_string(ci->issuer));
-	r |= jset(o, "serial", json_string(ci->serial_hex));
-	r |= jset(o, "not_before", json_string(nb));
-	r |= jset(o, "not_after", json_string(na));
-	r |= jset(o, "key_type", json_string(key_type_name(ci->key_type)));
+		r |= json_array_append_new(qc, jstr("QcType-web"));
+	r |= jset(o, "credential", jstr(ref));
+	r |= jset(o, "id", jstr(c->id_hex));
+	r |= jset(o, "label", jstr(c->label));
+	r |= jset(o, "classification", jstr(qes_cert_class_name(c->cls)));
+	r |= jset(o, "subject", jstr(ci->subject));
+	r |= jset(o, "subject_cn", jstr(ci->subject_cn));
+	r |= jset(o, "issuer", jstr(ci->issuer));
+	r |= jset(o, "serial", jstr(ci->serial_hex));
+	r |= jset(o, "not_before", jstr(nb));
+	r |= jset(o, "not_after", jstr(na));
+	r |= jset(o, "key_type", jstr(key_type_name(ci->key_type)));
 	r |= jset(o, "key_bits", json_integer(ci->key_bits));
-	r |= jset(o, "curve", json_string(ci->curve));
+	r |= jset(o, "curve", jstr(ci->curve));
 	r |= jset(o, "key_usage", ku);
 	ku = NULL;
 	r |= jset(o, "qc_statements", qc);
 	qc = NULL;
 	r |= jset(o, "qcp_n_qscd", json_boolean(ci->policies & QES_POLICY_QCP_N_QSCD));
-	r |= jset(o, "sha256", json_string(ci->sha256_hex));
+	r |= jset(o, "sha256", jstr(ci->sha256_hex));
 	r |= jset(o, "has_private_key", c->has_key < 0 ? json_null() : json_boolean(c->has_key));
 	r |= jset(o, "always_authenticate", json_boolean(c->always_authenticate));
 	if (r != 0)
@@ -260,24 +287,24 @@ token_json(const qes_p11 *p, const qes_p11_token *t, int with_verdict)
 		goto fail;
 	snprintf(fw, sizeof(fw), "%u.%u", t->fw_major, t->fw_minor);
 	snprintf(hw, sizeof(hw), "%u.%u", t->hw_major, t->hw_minor);
-	r |= jset(o, "module", json_string(mi != NULL ? mi->path : ""));
+	r |= jset(o, "module", jstr(mi != NULL ? mi->path : ""));
 	r |= jset(o, "slot_id", json_integer((json_int_t)t->slot_id));
-	r |= jset(o, "slot_description", json_string(t->slot_description));
-	r |= jset(o, "slot_manufacturer", json_string(t->slot_manufacturer));
+	r |= jset(o, "slot_description", jstr(t->slot_description));
+	r |= jset(o, "slot_manufacturer", jstr(t->slot_manufacturer));
 	r |= jset(o, "hardware_slot", json_boolean(t->hardware_slot));
 	r |= jset(o, "removable", json_boolean(t->removable));
 	r |= jset(o, "present", json_boolean(t->present));
 	if (t->err != 0) {
-		r |= jset(o, "error", json_string(qes_errname(t->err)));
-		r |= jset(o, "error_detail", json_string(t->errmsg));
+		r |= jset(o, "error", jstr(qes_errname(t->err)));
+		r |= jset(o, "error_detail", jstr(t->errmsg));
 	}
 	if (t->present) {
-		r |= jset(o, "label", json_string(t->label));
-		r |= jset(o, "manufacturer", json_string(t->manufacturer));
-		r |= jset(o, "model", json_string(t->model));
-		r |= jset(o, "serial", json_string(t->serial));
-		r |= jset(o, "firmware_version", json_string(fw));
-		r |= jset(o, "hardware_version", json_string(hw));
+		r |= jset(o, "label", jstr(t->label));
+		r |= jset(o, "manufacturer", jstr(t->manufacturer));
+		r |= jset(o, "model", jstr(t->model));
+		r |= jset(o, "serial", jstr(t->serial));
+		r |= jset(o, "firmware_version", jstr(fw));
+		r |= jset(o, "hardware_version", jstr(hw));
 		r |= jset(o, "flags", flags_json(t->flags));
 		r |= jset(o, "min_pin_len", json_integer((json_int_t)t->min_pin));
 		r |= jset(o, "max_pin_len", json_integer((json_int_t)t->max_pin));
@@ -285,7 +312,7 @@ token_json(const qes_p11 *p, const qes_p11_token *t, int with_verdict)
 			if ((m = json_object()) == NULL)
 				goto fail;
 			r |= json_array_append_new(mechs, m);
-			r |= jset(m, "name", json_string(t->mechs[i].name));
+			r |= jset(m, "name", jstr(t->mechs[i].name));
 			r |= jset(m, "min_key", json_integer((json_int_t)t->mechs[i].min_key));
 			r |= jset(m, "max_key", json_integer((json_int_t)t->mechs[i].max_key));
 		}
@@ -299,8 +326,8 @@ token_json(const qes_p11 *p, const qes_p11_token *t, int with_verdict)
 	if (with_verdict) {
 		qes_verdict v = qes_token_verdict(t);
 
-		r |= jset(o, "verdict", json_string(qes_verdict_name(v)));
-		r |= jset(o, "verdict_text", json_string(qes_verdict_text(v)));
+		r |= jset(o, "verdict", jstr(qes_verdict_name(v)));
+		r |= jset(o, "verdict_text", jstr(qes_verdict_text(v)));
 	}
 	if (r != 0)
 		goto fail;
@@ -321,22 +348,22 @@ module_json(const qes_p11_module_info *mi)
 
 	if (o == NULL)
 		return NULL;
-	r |= jset(o, "path", json_string(mi->path));
-	r |= jset(o, "name", json_string(mi->name));
-	r |= jset(o, "source", json_string(source_name(mi->source)));
+	r |= jset(o, "path", jstr(mi->path));
+	r |= jset(o, "name", jstr(mi->name));
+	r |= jset(o, "source", jstr(source_name(mi->source)));
 	r |= jset(o, "loaded", json_boolean(mi->err == 0));
 	if (mi->err != 0) {
-		r |= jset(o, "error", json_string(qes_errname(mi->err)));
-		r |= jset(o, "error_detail", json_string(mi->errmsg));
+		r |= jset(o, "error", jstr(qes_errname(mi->err)));
+		r |= jset(o, "error_detail", jstr(mi->errmsg));
 	} else {
 		snprintf(v, sizeof(v), "%u.%u", mi->cryptoki_major, mi->cryptoki_minor);
-		r |= jset(o, "cryptoki_version", json_string(v));
+		r |= jset(o, "cryptoki_version", jstr(v));
 		snprintf(v, sizeof(v), "%u.%u", mi->interface_major, mi->interface_minor);
-		r |= jset(o, "interface_version", json_string(v));
+		r |= jset(o, "interface_version", jstr(v));
 		snprintf(v, sizeof(v), "%u.%u", mi->lib_major, mi->lib_minor);
-		r |= jset(o, "library_version", json_string(v));
-		r |= jset(o, "manufacturer", json_string(mi->manufacturer));
-		r |= jset(o, "description", json_string(mi->description));
+		r |= jset(o, "library_version", jstr(v));
+		r |= jset(o, "manufacturer", jstr(mi->manufacturer));
+		r |= jset(o, "description", jstr(mi->description));
 	}
 	if (r != 0) {
 		json_decref(o);
@@ -391,14 +418,14 @@ qes_report_diagnose(const qes_p11 *p, const qes_p11_inventory *inv)
 		return NULL;
 	}
 	iso_time((int64_t)time(NULL), now, sizeof(now));
-	r |= jset(sys, "agent_version", json_string(QES_VERSION));
-	r |= jset(sys, "openssl_version", json_string(OpenSSL_version(OPENSSL_VERSION)));
+	r |= jset(sys, "agent_version", jstr(QES_VERSION));
+	r |= jset(sys, "openssl_version", jstr(OpenSSL_version(OPENSSL_VERSION)));
 	if (uname(&u) == 0) {
-		r |= jset(sys, "os", json_string(u.sysname));
-		r |= jset(sys, "os_release", json_string(u.release));
-		r |= jset(sys, "machine", json_string(u.machine));
+		r |= jset(sys, "os", jstr(u.sysname));
+		r |= jset(sys, "os_release", jstr(u.release));
+		r |= jset(sys, "machine", jstr(u.machine));
 	}
-	r |= jset(sys, "time", json_string(now));
+	r |= jset(sys, "time", jstr(now));
 	r |= jset(o, "system", sys);
 	if (r != 0) {
 		json_decref(o);
