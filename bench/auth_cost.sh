@@ -27,8 +27,9 @@
 # /healthz is never rate limited.
 #
 # Environment:
-#   QES_BUILD_DIR          build directory (default: build-bench, Release);
-#                          built when it has no qesd
+#   QES_BUILD_DIR          build directory (default: build-bench, built as
+#                          RelWithDebInfo - -O2, the project's default and the
+#                          build CI tests - when it has no qesd)
 #   QES_BENCH_DURATION     seconds per load (15)
 #   QES_BENCH_THREADS      wrk threads (2)
 #   QES_BENCH_CONNECTIONS  wrk connections (50)
@@ -58,8 +59,12 @@ done
 # Build (only what is missing).
 if [ ! -x "$build/qesd" ]; then
     echo "auth_cost: building qesd in $build"
-    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" --target qesd >/dev/null
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    if ! cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" --target qesd \
+        > "$build/auth_cost-build.log" 2>&1; then
+        tail -n 20 "$build/auth_cost-build.log" >&2
+        die "building qesd failed (log: $build/auth_cost-build.log)"
+    fi
 fi
 QESD=$build/qesd
 [ -x "$QESD" ] || die "no qesd at $QESD after the build"
