@@ -161,9 +161,11 @@ qesd_time_format(int64_t ms, char out[QESD_TIME_TEXT_SIZE])
 	days = ms / MS_PER_DAY;
 	rem = ms % MS_PER_DAY;
 	civil_from_days(days, &y, &m, &d);
+	/* the modulos tell the compiler the widths (the values are in range) */
 	snprintf(out, QESD_TIME_TEXT_SIZE,
-	    "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", (int)y, m, d,
-	    (int)(rem / 3600000), (int)(rem / 60000 % 60),
-	    (int)(rem / 1000 % 60), (int)(rem % 1000));
+	    "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)(y % 10000),
+	    m % 100, d % 100, (unsigned)(rem / 3600000 % 100),
+	    (unsigned)(rem / 60000 % 60), (unsigned)(rem / 1000 % 60),
+	    (unsigned)(rem % 1000));
 	return 0;
 }
