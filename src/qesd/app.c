@@ -22,6 +22,7 @@
 #include "qes/err.h"
 #include "app.h"
 #include "auth.h"
+#include "jobs.h"
 #include "log.h"
 
 #define CLOCK_REREAD_MS 100
@@ -207,6 +208,7 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
     qes_secret **pepper, qesd_app **out, char *err, size_t errlen)
 {
 	qesd_audit_queue_config qc;
+	qesd_jobs_config jc;
 	qesd_failtrack_config fc;
 	qesd_auth_svc_config ac;
 	qesd_store_config stc;
@@ -278,6 +280,12 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 		errf(err, errlen, "cannot set up failure tracking: %s", qes_strerror(r));
 		goto out;
 	}
+	memset(&jc, 0, sizeof(jc));
+	jc.result_retention_ms = (int64_t)cfg->job_result_retention_s * 1000;
+	if ((r = qesd_jobs_new(app, &jc, &app->jobs)) != 0) {
+		errf(err, errlen, "cannot set up signature jobs: %s", qes_strerror(r));
+		goto out;
+	}
 	*out = app;
 	app = NULL;
 	r = 0;
@@ -317,6 +325,7 @@ qesd_app_free(qesd_app *app)
 {
 	if (app == NULL)
 		return;
+	qesd_jobs_free(app->jobs);	/* its sweeper writes to the store */
 	(void)qesd_app_flush(app);
 	qesd_auth_svc_free(app->auth);
 	qesd_audit_queue_free(app->audit_queue);

@@ -11,6 +11,7 @@
  *   rl_key, rl_addr token buckets per API key and per client address
  *   auth_fails      failed authentications per client address
  *   clock           qesd_now_ms(): wall time, or wall time plus a test offset
+ *   jobs            signature jobs, their long-poll waiters and sweeper
  *
  * Lifecycle: qesd_app_new() opens the store (migrating it) and starts the
  * two background threads (audit queue, last_used_at flusher);
@@ -36,6 +37,7 @@
 #include "store.h"
 
 typedef struct qesd_auth_svc qesd_auth_svc;	/* auth.h */
+typedef struct qesd_jobs qesd_jobs;		/* jobs.h */
 typedef struct qesd_clock qesd_clock;
 
 typedef struct qesd_app {
@@ -50,6 +52,7 @@ typedef struct qesd_app {
 	qesd_ratelimit *rl_addr;
 	qesd_failtrack *auth_fails;
 	qesd_clock *clock;
+	qesd_jobs *jobs;		/* signature jobs (jobs.h) */
 } qesd_app;
 
 /*

@@ -60,6 +60,7 @@ static const struct key keys[] = {
 	{ "auth_fail_delay_ms", K_UINT, OFF(auth_fail_delay_ms), 0, 10000, "delay after a failed authentication (250)" },
 	{ "key_cache_ttl_ms", K_UINT, OFF(key_cache_ttl_ms), 0, 3600000, "API key cache lifetime (2000)" },
 	{ "audit_retention_days", K_UINT, OFF(audit_retention_days), 1, 36500, "audit retention (365)" },
+	{ "job_result_retention_s", K_UINT, OFF(job_result_retention_s), 60, 31536000, "seconds a completed signature job keeps its signatures (86400)" },
 	{ "drain_timeout_s", K_UINT, OFF(drain_timeout_s), 0, 3600, "SIGTERM drain deadline (30)" },
 	{ "log_level", K_LEVEL, OFF(log_level), 0, 0, "debug | info | warn | error (info)" },
 	{ "metrics_listen", K_METRICS_LISTEN, 0, 0, 0, "separate host:port for /metrics (off: served on listen)" },
@@ -117,6 +118,7 @@ qesd_config_init(qesd_config *c)
 	c->auth_fail_delay_ms = 250;
 	c->key_cache_ttl_ms = 2000;
 	c->audit_retention_days = 365;
+	c->job_result_retention_s = 86400;
 	c->drain_timeout_s = 30;
 	c->log_level = QESD_LOG_INFO;
 	return set_str(&c->store, "sqlite:/var/lib/qesd/qesd.db");

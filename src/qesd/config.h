@@ -48,6 +48,7 @@ typedef struct qesd_config {
 	unsigned auth_fail_delay_ms;
 	unsigned key_cache_ttl_ms;
 	unsigned audit_retention_days;
+	unsigned job_result_retention_s;	/* completed jobs keep signatures */
 	unsigned drain_timeout_s;
 	int log_level;				/* qesd_log_level */
 	int metrics_enabled;			/* metrics_listen was set */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qes/err.h"
 #include "qes/secret.h"
 #include "admin.h"
 #include "app.h"
@@ -26,6 +27,7 @@
 #include "auth.h"
 #include "config.h"
 #include "health.h"
+#include "jobs.h"
 #include "log.h"
 #include "metrics.h"
 #include "routes.h"
@@ -128,6 +130,13 @@ serve(int argc, char **argv)
 	if (qesd_app_new(&app.cfg, app.metrics, &app.pepper, &app.svc, err,
 	    sizeof(err)) != 0) {
 		qesd_log(QESD_LOG_ERROR, "cannot open the store", QLS("error", err));
+		goto out;
+	}
+	/* every job a previous run left open ends now, before anyone asks */
+	if ((r = qesd_jobs_recover(app.svc->jobs, NULL)) != 0 ||
+	    (r = qesd_jobs_start(app.svc->jobs)) != 0) {
+		qesd_log(QESD_LOG_ERROR, "cannot start the signature jobs service",
+		    QLS("error", qes_strerror(r)));
 		goto out;
 	}
 

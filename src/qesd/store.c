@@ -215,6 +215,31 @@ tx_result(qesd_tx *tx, int r)
 
 #define OPS(tx) ((tx)->store->ops)
 
+/* The same rules for the per-concern files (store.h, store_jobs.c). */
+const struct qesd_store_ops *
+qesd_tx_ops(const qesd_tx *tx)
+{
+	return tx != NULL && tx->store != NULL ? tx->store->ops : NULL;
+}
+
+int
+qesd_tx_check(qesd_tx *tx, int write)
+{
+	return tx_check(tx, write);
+}
+
+int
+qesd_tx_result(qesd_tx *tx, int r)
+{
+	return tx == NULL ? QES_ERR_INVALID_ARG : tx_result(tx, r);
+}
+
+int
+qesd_tx_refuse(qesd_tx *tx, int r, const char *why)
+{
+	return tx == NULL ? r : tx_refuse(tx, r, why);
+}
+
 /* ---- argument checks ---- */
 
 /* A name: 1..QESD_NAME_MAX bytes of UTF-8 without control characters. */

@@ -52,7 +52,7 @@
 
 #include "qes/audit.h"
 
-#define QESD_SCHEMA_VERSION 1		/* latest migration this code knows */
+#define QESD_SCHEMA_VERSION 2		/* latest migration this code knows */
 #define QESD_ID_SIZE 48			/* buffer for any id, NUL included */
 #define QESD_NAME_MAX 128		/* tenant and key names: bytes */
 #define QESD_CURSOR_SIZE 96		/* buffer for a pagination cursor */
@@ -344,6 +344,8 @@ struct qesd_tx {
  * poisons nothing. Backend open/close run once; every other function may
  * be called from any thread, one thread per transaction at a time.
  */
+struct qesd_store_job_ops;	/* store_jobs.h */
+
 struct qesd_store_ops {
 	const char *name;
 	int (*open)(const char *target, const qesd_store_config *cfg,
@@ -391,7 +393,22 @@ struct qesd_store_ops {
 	    uint64_t *count);
 	int (*audit_erase_addrs)(qesd_tx *tx, const char *tenant_id,
 	    int64_t before_ms, uint64_t *count);
+
+	/* signature jobs (store_jobs.h) */
+	const struct qesd_store_job_ops *jobs;
 };
+
+/*
+ * For the per-concern halves of the store (store_jobs.c, ...), which
+ * follow store.c's rules: the backend of tx; the check every operation
+ * makes first (tx usable, and a write transaction when write); recording
+ * a backend result (anything but 0 and QES_ERR_NOT_FOUND poisons tx); and
+ * refusing bad arguments with a detail for qesd_tx_errmsg (no poison).
+ */
+const struct qesd_store_ops *qesd_tx_ops(const qesd_tx *tx);
+int qesd_tx_check(qesd_tx *tx, int write);
+int qesd_tx_result(qesd_tx *tx, int r);
+int qesd_tx_refuse(qesd_tx *tx, int r, const char *why);
 
 extern const struct qesd_store_ops qesd_store_sqlite_ops;
 

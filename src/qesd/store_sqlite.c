@@ -49,6 +49,8 @@
 #include "qes/audit.h"
 #include "qes/err.h"
 #include "store.h"
+#include "store_jobs.h"
+#include "store_sqlite.h"
 
 #define APPLICATION_ID 0x71657364	/* "qesd" */
 #define POOL_DEFAULT 4
@@ -224,16 +226,28 @@ static const char migration_1[] =
 "CREATE INDEX jobs_live ON jobs (expires_at_ms)\n"
 "  WHERE state NOT IN ('completed', 'failed', 'expired', 'cancelled');\n";
 
+/*
+ * Migration 2 (jobs, issue 4): the session a job was sent on, so that a
+ * closing session fails only its own jobs (a device that reconnected keeps
+ * the jobs sent on the new session); completed jobs by age, for the
+ * retention that drops their signatures.
+ */
+static const char migration_2[] =
+"ALTER TABLE jobs ADD COLUMN session_id TEXT;\n"
+"CREATE INDEX jobs_completed ON jobs (updated_at_ms)\n"
+"  WHERE state = 'completed';\n";
+
 /* Append only; a version once released never changes. */
 static const struct {
 	int version;
 	const char *sql;
 } migrations[] = {
 	{ 1, migration_1 },
+	{ 2, migration_2 },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-_Static_assert(QESD_SCHEMA_VERSION == 1,
+_Static_assert(QESD_SCHEMA_VERSION == 2,
     "QESD_SCHEMA_VERSION must be the version of the last migration");
 
 /* ---- statements ---- */
@@ -359,12 +373,20 @@ enum {
 
 struct sq_store;
 
+/* statements of the per-concern files (store_sqlite.h), by SQL address */
+#define EXT_STMTS 64
+struct sq_ext_stmt {
+	const char *sql;
+	sqlite3_stmt *stmt;
+};
+
 struct sq_conn {
 	struct qesd_tx tx;		/* first: the handle callers get */
 	struct sq_store *st;
 	sqlite3 *db;
 	sqlite3_stmt *stmt[ST_COUNT];
 	sqlite3_stmt *list_stmt[F_COMBINATIONS];
+	struct sq_ext_stmt ext[EXT_STMTS];
 	int in_use;
 	int writer;			/* holds the store's writer slot */
 };
@@ -821,6 +843,8 @@ conn_close(struct sq_conn *c)
 		sqlite3_finalize(c->stmt[i]);
 	for (i = 0; i < F_COMBINATIONS; i++)
 		sqlite3_finalize(c->list_stmt[i]);
+	for (i = 0; i < EXT_STMTS; i++)
+		sqlite3_finalize(c->ext[i].stmt);
 	if (c->db != NULL)
 		sqlite3_close(c->db);
 	memset(c, 0, sizeof(*c));
@@ -1669,4 +1693,92 @@ const struct qesd_store_ops qesd_store_sqlite_ops = {
 	.audit_list = sq_audit_list,
 	.audit_purge = sq_audit_purge,
 	.audit_erase_addrs = sq_audit_erase_addrs,
+	.jobs = &qesd_store_sqlite_job_ops,
 };
+
+/* ---- helpers for the per-concern files (store_sqlite.h) ---- */
+
+int
+qesd_sq_stmt(qesd_tx *tx, const char *sql, sqlite3_stmt **out)
+{
+	struct sq_conn *c = (struct sq_conn *)tx;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	for (i = 0; i < EXT_STMTS && c->ext[i].sql != NULL; i++)
+		if (c->ext[i].sql == sql) {
+			*out = c->ext[i].stmt;
+			return 0;
+		}
+	if (i == EXT_STMTS)
+		return sq_fail(c, SQLITE_INTERNAL, "too many statements");
+	if ((rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+	    &c->ext[i].stmt, NULL)) != SQLITE_OK) {
+		c->ext[i].stmt = NULL;
+		return sq_fail(c, rc, "preparing statement");
+	}
+	c->ext[i].sql = sql;
+	*out = c->ext[i].stmt;
+	return 0;
+}
+
+void
+qesd_sq_done(sqlite3_stmt *s)
+{
+	done(s);
+}
+
+int
+qesd_sq_fail(qesd_tx *tx, int rc, const char *what)
+{
+	return sq_fail((struct sq_conn *)tx, rc, what);
+}
+
+int
+qesd_sq_corrupt(qesd_tx *tx, const char *what)
+{
+	return sq_corrupt((struct sq_conn *)tx, what);
+}
+
+int
+qesd_sq_run(qesd_tx *tx, sqlite3_stmt *s, const char *what)
+{
+	return run((struct sq_conn *)tx, s, what);
+}
+
+int
+qesd_sq_bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	return bind_text(s, i, v);
+}
+
+int
+qesd_sq_bind_blob(sqlite3_stmt *s, int i, const void *v, size_t len)
+{
+	return bind_blob(s, i, v, len);
+}
+
+int
+qesd_sq_col_text(sqlite3_stmt *s, int i, char *dst, size_t size, int nullable)
+{
+	return col_text(s, i, dst, size, nullable);
+}
+
+int
+qesd_sq_col_dup(sqlite3_stmt *s, int i, size_t max, char **out)
+{
+	return col_dup(s, i, max, out);
+}
+
+int
+qesd_sq_col_blob(sqlite3_stmt *s, int i, uint8_t *dst, size_t len, int *has)
+{
+	return col_blob(s, i, dst, len, has);
+}
+
+int64_t
+qesd_sq_col_opt_i64(sqlite3_stmt *s, int i)
+{
+	return col_opt_i64(s, i);
+}
