@@ -1001,14 +1001,18 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 			goto out;
 		if ((r = qesd_tenant_get(tx, tenant_id, &tenant)) != 0)
 			goto out;
+		/* no application named: the key's name, else the tenant's;
+		 * only what a dialog may show (no control or bidi characters) */
 		application = sr->application;
 		if (application == NULL) {
 			r = qesd_key_get(tx, tenant_id, req->auth.key_id, &key);
 			if (r != 0 && r != QES_ERR_NOT_FOUND)
 				goto out;
-			application = r == 0 && key.name[0] != '\0' ? key.name :
-			    tenant.name;
+			application = r == 0 && qes_proto_display_text_ok(key.name,
+			    QES_PROTO_NAME_MAX, 0, 0) ? key.name : tenant.name;
 		}
+		if (!qes_proto_display_text_ok(application, QES_PROTO_NAME_MAX, 0, 0))
+			application = tenant.id;
 		now = qesd_now_ms(j->app);
 		snprintf(job.tenant_id, sizeof(job.tenant_id), "%.47s", tenant_id);
 		job.state = QESD_JOB_CREATED;
@@ -1056,7 +1060,9 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 		r = QES_ERR_ALLOC;
 		goto out;
 	}
-	if ((r = sign_frame(j, &job, sr, scheme, tenant.name, application,
+	if ((r = sign_frame(j, &job, sr, scheme,
+	    qes_proto_display_text_ok(tenant.name, QES_PROTO_NAME_MAX, 0, 0) ?
+	    tenant.name : tenant.id, application,
 	    cred.credential, frame)) != 0) {
 		qesd_log(QESD_LOG_ERROR, "the sign message cannot be built",
 		    QLS("request_id", req->request_id), QLS("job_id", job.id),

@@ -15,6 +15,7 @@ const qesd_route_table *const qesd_route_tables[] = {
 	&qesd_health_routes,
 	&qesd_key_routes,
 	&qesd_audit_routes,
+	&qesd_signature_routes,
 	NULL,
 };
 

@@ -25,6 +25,10 @@ extern const qesd_route_table qesd_key_routes;
 /* h_audit.c: GET /v1/audit, GET /v1/audit/verify */
 extern const qesd_route_table qesd_audit_routes;
 
+/* h_signatures.c: POST /v1/signatures, GET /v1/signatures/{id},
+ * POST /v1/signatures/{id}/cancel */
+extern const qesd_route_table qesd_signature_routes;
+
 /* NULL-terminated: health, keys, ... (not /metrics, not testing) */
 extern const qesd_route_table *const qesd_route_tables[];
 
