@@ -225,7 +225,7 @@ read_token_flags(qes_p11_session *s, CK_FLAGS *raw)
 int
 qes_p11_session_token_flags(qes_p11_session *s, unsigned *flags_out)
 {
-	CK_FLAGS raw;
+	CK_FLAGS raw = 0;
 	int r;
 
 	if (s == NULL || flags_out == NULL)
@@ -261,7 +261,7 @@ do_login(qes_p11_session *s, CK_USER_TYPE user_type)
 int
 qes_p11_session_login(qes_p11_session *s, const qes_secret *pin)
 {
-	CK_FLAGS raw;
+	CK_FLAGS raw = 0;
 	CK_RV rv;
 	int r;
 
