@@ -85,8 +85,9 @@ store_problem(qesd_request *req, qesd_response *resp, int r, qesd_tx *tx,
 	    QLS("op", what), QLS("error", qes_errname(r)),
 	    QLS("detail", tx != NULL ? qesd_tx_errmsg(tx) : ""));
 	if (r == QES_ERR_BUSY || r == QES_ERR_UNAVAILABLE) {
-		qesd_problem(resp, req, 503, "store_unavailable",
-		    "Store unavailable", "the store is busy or unreachable: retry shortly");
+		qesd_problem(resp, req, 503, r == QES_ERR_BUSY ? "store_busy" :
+		    "store_unavailable", "Service unavailable",
+		    "the store cannot take this request right now; retry shortly");
 		(void)qesd_response_header(resp, "Retry-After", "1");
 	} else {
 		qesd_problem(resp, req, 500, "internal", "Internal error", NULL);
@@ -378,7 +379,7 @@ audit_verify(qesd_request *req, qesd_response *resp)
 			break;
 	}
 	if (attempt == VERIFY_ATTEMPTS) {
-		qesd_problem(resp, req, 503, "store_unavailable", "Store unavailable",
+		qesd_problem(resp, req, 503, "store_busy", "Service unavailable",
 		    "the log kept changing (purges) during verification: retry");
 		(void)qesd_response_header(resp, "Retry-After", "1");
 		return QESD_HANDLED;
