@@ -830,6 +830,18 @@ idempotency_check(qesd_tx *tx, const char *tenant_id,
 	return 0;
 }
 
+/* 1 when the session the job was sent on is still the device's live one. */
+static int
+session_still_live(qesd_jobs *j, const qesd_job *job)
+{
+	char now_sid[QESD_ID_SIZE] = "";
+
+	if (j->devices.is_live == NULL || j->devices.is_live(j->devices.ctx,
+	    job->tenant_id, job->device_id, now_sid) != 1)
+		return 0;
+	return strcmp(now_sid, job->session_id) == 0;
+}
+
 /* Build the sign frame for a created job. */
 static int
 sign_frame(qesd_jobs *j, const qesd_job *job, const qesd_sign_request *sr,
@@ -1077,6 +1089,23 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 	    QLS("job_id", job.id), QLS("device_id", job.device_id),
 	    QLI("digests", sr->n_digests));
 	qesd_jobs_changed(j, tenant_id, job.id);
+	/*
+	 * A session that closed while the dispatch was committing listed its
+	 * jobs before this one existed as dispatched: look once more, so the
+	 * job fails now (device_disconnected) rather than at its timeout.
+	 */
+	if (job.state == QESD_JOB_DISPATCHED && !session_still_live(j, &job)) {
+		qesd_job after;
+		int applied = 0;
+
+		memset(&after, 0, sizeof(after));
+		if (fail_job(j, tenant_id, job.id, AT_DEVICE, "device_disconnected",
+		    NULL, &applied, NULL, &after) == 0 && applied) {
+			qesd_job_clear(&job);
+			job = after;
+		} else
+			qesd_job_clear(&after);
+	}
 	*outcome = QESD_SUBMIT_ACCEPTED;
 	*out = job;
 	memset(&job, 0, sizeof(job));

@@ -57,6 +57,7 @@ struct fake {
 	int live;
 	int revoked;
 	int send_fails;
+	int drop_after_send;		/* the session ends right after a send */
 	uint8_t *cert_ec;
 	size_t cert_ec_len;
 	uint8_t *cert_rsa;
@@ -121,6 +122,8 @@ fake_send(void *ctx, const char *tenant_id, const char *device_id,
 	memcpy(fk->frames[fk->n_frames], frame, len);
 	fk->frames[fk->n_frames][len] = '\0';
 	fk->n_frames++;
+	if (fk->drop_after_send)
+		fk->live = 0;
 	return 0;
 }
 
@@ -1283,6 +1286,21 @@ test_session_closed(void **state)
 	qesd_job_clear(&a);
 	qesd_job_clear(&b);
 	qesd_job_clear(&c);
+
+	/* the session ends while the dispatch commits (its close listed the
+	 * jobs before this one was dispatched): the job fails at once */
+	f->fk.drop_after_send = 1;
+	{
+		qesd_submit_outcome oc = 0;
+
+		assert_int_equal(qesd_jobs_submit(f->jobs, &f->req, &sr, &oc, &a), 0);
+		assert_int_equal(oc, QESD_SUBMIT_ACCEPTED);
+		assert_int_equal(a.state, QESD_JOB_FAILED);
+		assert_string_equal(a.reason, "device_disconnected");
+		assert_int_equal(audit_count(f, "signature.dispatched", a.id), 1);
+		assert_int_equal(audit_count(f, "signature.failed", a.id), 1);
+		qesd_job_clear(&a);
+	}
 }
 
 static void
