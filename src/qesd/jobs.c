@@ -505,7 +505,7 @@ struct transition {
 	unsigned from;			/* states the job must be in */
 	qesd_job_state to;		/* COMPLETED passes through SIGNED */
 	const char *reason;		/* FAILED */
-	char *result;			/* new result text (owned by the caller);
+	const char *result;		/* new result text (the caller's);
 					 * NULL: keep, unless drop_result */
 	int drop_result;
 	int64_t version;		/* > 0: the job must still have it */
@@ -578,7 +578,7 @@ transition(qesd_jobs *j, const char *tenant_id, const char *job_id,
 		*applied = 1;
 	}
  out:
-	if (r != 0)
+	if (r != 0 && r != QES_ERR_NOT_FOUND)
 		qesd_log(r == QES_ERR_BUSY ? QESD_LOG_WARN : QESD_LOG_ERROR,
 		    "a job could not be moved in the store",
 		    QLS("tenant", tenant_id), QLS("job_id", job_id),
@@ -1209,19 +1209,51 @@ result_ignored(qesd_jobs *j, const char *tenant_id, const char *device_id,
 }
 
 /*
- * Verify every value against the certificate the signer was shown: 0, or
+ * One value as the API gives it: ECDSA as DER (the protocol says DER, but
+ * a raw r||s that verifies is converted rather than passed on in a form
+ * the documentation does not promise); RSA as it is.
+ */
+static json_t *
+value_json(const qes_cert *cert, qes_sig_scheme scheme, const uint8_t *sig,
+    size_t len)
+{
+	const qes_cert_info *ci = qes_cert_get_info(cert);
+	size_t field = ci != NULL ? ((size_t)ci->key_bits + 7) / 8 : 0;
+	qes_buf *raw = NULL, *der = NULL;
+	json_t *j = NULL;
+
+	if (scheme != QES_SIG_ECDSA || field == 0)
+		return qesd_b64_json(sig, len);
+	if ((raw = qes_buf_new()) == NULL)
+		return NULL;
+	if (qes_ecdsa_der_to_raw(sig, len, field, raw) == 0) {
+		j = qesd_b64_json(sig, len);
+	} else if (len == 2 * field && (der = qes_buf_new()) != NULL &&
+	    qes_ecdsa_raw_to_der(sig, len, der) == 0) {
+		j = qesd_b64_json(qes_buf_data(der), qes_buf_len(der));
+	}
+	qes_buf_free(raw);
+	qes_buf_free(der);
+	return j;
+}
+
+/*
+ * Verify every value against the certificate the signer was shown. 0 with
+ * *result (the job's result text: the values as the API gives them), or
  * QES_ERR_SIGNATURE_INVALID (wrong count or a value that does not verify),
  * or another error when the stored request is unusable.
  */
 static int
 verify_signatures(const qesd_job *job, const qes_proto_sign_result *sr,
-    qes_sig_scheme *scheme_out)
+    qes_sig_scheme *scheme_out, char **result)
 {
 	struct stored_request q;
 	qes_cert *cert = NULL;
+	json_t *values = NULL, *o;
 	size_t dlen, i;
 	int r;
 
+	*result = NULL;
 	if ((r = stored_request_parse(job->request, &q)) != 0)
 		return r;
 	*scheme_out = q.scheme;
@@ -1232,39 +1264,31 @@ verify_signatures(const qesd_job *job, const qes_proto_sign_result *sr,
 	if ((r = qes_cert_from_der(qes_buf_data(q.cert_der),
 	    qes_buf_len(q.cert_der), &cert)) != 0)
 		goto out;
+	r = QES_ERR_ALLOC;
+	if ((values = json_array()) == NULL)
+		goto out;
 	dlen = qes_md_len(q.md);
-	for (i = 0; i < q.n; i++)
-		if ((r = qes_cert_verify_digest(cert, q.scheme, q.md,
+	for (i = 0; i < q.n; i++) {
+		if (qes_cert_verify_digest(cert, q.scheme, q.md,
 		    qes_buf_data(q.digests) + i * dlen, dlen,
-		    sr->signatures[i].data, sr->signatures[i].len)) != 0) {
+		    sr->signatures[i].data, sr->signatures[i].len) != 0) {
 			r = QES_ERR_SIGNATURE_INVALID;
 			goto out;
 		}
+		if (json_array_append_new(values, value_json(cert, q.scheme,
+		    sr->signatures[i].data, sr->signatures[i].len)) != 0)
+			goto out;
+	}
+	o = json_pack("{s:o}", "signatures", values);
+	values = NULL;
+	if (o != NULL && (*result = json_dumps(o, JSON_COMPACT)) != NULL)
+		r = 0;
+	json_decref(o);
  out:
+	json_decref(values);
 	qes_cert_free(cert);
 	stored_request_free(&q);
 	return r;
-}
-
-static char *
-signatures_result(const qes_proto_sign_result *sr)
-{
-	json_t *a = json_array(), *o;
-	char *s = NULL;
-	size_t i;
-
-	if (a == NULL)
-		return NULL;
-	for (i = 0; i < sr->n_signatures; i++)
-		if (json_array_append_new(a, qesd_b64_json(sr->signatures[i].data,
-		    sr->signatures[i].len)) != 0) {
-			json_decref(a);
-			return NULL;
-		}
-	if ((o = json_pack("{s:o}", "signatures", a)) != NULL)
-		s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return s;
 }
 
 static void
@@ -1311,10 +1335,10 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
 	t.version = job.version;
 	t.device_id = device_id;
 	if (sr->status == QES_PROTO_STATUS_OK) {
-		v = verify_signatures(&job, sr, &scheme);
+		v = verify_signatures(&job, sr, &scheme, &result);
+		if (v == QES_ERR_ALLOC)
+			goto out;	/* the job stays open: a retry or its timeout */
 		if (v == 0) {
-			if ((result = signatures_result(sr)) == NULL)
-				goto out;
 			t.to = QESD_JOB_COMPLETED;
 			t.result = result;
 			t.type = "signature.completed";

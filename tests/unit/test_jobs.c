@@ -1031,6 +1031,41 @@ test_sign_result_good(void **state)
 	qesd_job_clear(&done);
 	qesd_job_clear(&job);
 
+	/* an ECDSA value as raw r||s is accepted and handed out as DER */
+	{
+		uint8_t der[128];
+		qes_proto_bytes pb;
+		qes_buf *raw = qes_buf_new(), *got = qes_buf_new();
+		const char *s;
+
+		assert_non_null(raw);
+		assert_non_null(got);
+		sr = sign_request(CRED, 1);
+		submit_ok(f, &sr, &job);
+		pb.len = token_sign(f->ec, QES_SIG_ECDSA, digests[0], der, sizeof(der));
+		assert_int_equal(qes_ecdsa_der_to_raw(der, pb.len, 32, raw), 0);
+		pb.data = qes_buf_data(raw);
+		pb.len = qes_buf_len(raw);
+		deliver_result(f, f->fk.device_id, job.id, &pb, 1, NULL, -1);
+		assert_int_equal(qesd_jobs_get(f->jobs, f->tenant.id, job.id, &done), 0);
+		assert_int_equal(done.state, QESD_JOB_COMPLETED);
+		assert_non_null(o = qesd_job_json(&done));
+		s = json_string_value(json_array_get(json_object_get(o, "signatures"), 0));
+		assert_int_equal(qesd_b64_decode(s, strlen(s), got), 0);
+		assert_int_equal(qes_buf_data(got)[0], 0x30);	/* a DER SEQUENCE */
+		assert_int_equal(qes_cert_from_der(f->fk.cert_ec, f->fk.cert_ec_len,
+		    &cert), 0);
+		assert_int_equal(qes_cert_verify_digest(cert, QES_SIG_ECDSA,
+		    QES_MD_SHA256, digests[0], 32, qes_buf_data(got),
+		    qes_buf_len(got)), 0);
+		qes_cert_free(cert);
+		json_decref(o);
+		qes_buf_free(raw);
+		qes_buf_free(got);
+		qesd_job_clear(&done);
+		qesd_job_clear(&job);
+	}
+
 	/* RSA PKCS#1 and PSS values verify too */
 	for (i = 0; i < 2; i++) {
 		qes_sig_scheme sch = i == 0 ? QES_SIG_RSA_PKCS1 : QES_SIG_RSA_PSS;
