@@ -22,6 +22,8 @@ usage(FILE *f)
 	    "  tokens     list PKCS#11 modules, slots, tokens and certificates\n"
 	    "  diagnose   report versions, modules, tokens, PIN state and a verdict per token\n"
 	    "  pin        remember, forget or list token PINs in the OS secret store (opt-in)\n"
+	    "  enroll     register this desktop with a qes server (one-time code)\n"
+	    "  run        stay connected to the qes server and sign what it asks, with consent\n"
 	    "\n"
 	    "Run `qes-agent COMMAND --help` for the options of a command.\n"
 	    "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 PIN incorrect,\n"
@@ -50,6 +52,10 @@ main(int argc, char **argv)
 		return agent_cmd_tokens(argc - 1, argv + 1, 1);
 	if (strcmp(argv[1], "pin") == 0)
 		return agent_cmd_pin(argc - 1, argv + 1);
+	if (strcmp(argv[1], "enroll") == 0)
+		return agent_cmd_enroll(argc - 1, argv + 1);
+	if (strcmp(argv[1], "run") == 0)
+		return agent_cmd_run(argc - 1, argv + 1);
 	fprintf(stderr, "qes-agent: unknown command \"%s\"\n", argv[1]);
 	usage(stderr);
 	return QES_EXIT_USAGE;
