@@ -10,7 +10,7 @@ packages=(
   libssl-dev libp11-kit-dev p11-kit libjansson-dev libcmocka-dev
   libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev
   # tests and demo: a real PKCS#11 token, its tools, PIN entry, validators
-  openssl softhsm2 opensc pinentry-tty tmux valgrind python3 python3-yaml sqlite3 curl
+  openssl softhsm2 opensc pinentry-tty tmux valgrind python3 python3-yaml sqlite3 curl python3-websockets python3-cryptography
   # the agent's Secret Service (libsecret) and its test: gnome-keyring on a private bus
   libsecret-1-dev gnome-keyring libsecret-tools dbus dbus-bin
 )
