@@ -11,6 +11,11 @@
  * State lives on the loop thread. Dialing always goes through a timer, never
  * from inside a callback of the connection that is going away, so a closed()
  * callback may ask for the next dial without re-entering libwebsockets.
+ *
+ * This libwebsockets is built without asynchronous DNS, so resolving the
+ * server's name happens inside lws_client_connect_via_info(), on the loop.
+ * It only ever runs while there is no session (dialing), so no heartbeat,
+ * cancel or result can be waiting behind it; a stop request waits for it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -54,6 +59,7 @@ struct agent_conn {
 	/* the current connection, NULL when none */
 	struct lws *wsi;
 	int established;
+	int ended;			/* closed() was called for this dial */
 	struct frame *q_head, *q_tail;
 	size_t q_len;
 	qes_buf *rx;
@@ -100,6 +106,7 @@ ended(agent_conn *c, int code, const char *reason)
 	char why[160];
 
 	snprintf(why, sizeof(why), "%s", reason);
+	c->ended = 1;
 	c->wsi = NULL;
 	c->established = 0;
 	c->heartbeat_s = 0;
@@ -317,10 +324,11 @@ dial_now(lws_sorted_usec_list_t *sul)
 	c->established = 0;
 	qes_buf_reset(c->rx);
 	agent_log(AGENT_LOG_INFO, "connecting", "host", c->host_header, NULL);
+	c->ended = 0;
 	if (lws_client_connect_via_info(&i) == NULL) {
-		/* pwsi was set to NULL; nothing will call back */
+		/* it may or may not have reported the error through the callback */
 		c->wsi = NULL;
-		if (c->o.cb.closed != NULL)
+		if (!c->ended && c->o.cb.closed != NULL)
 			c->o.cb.closed(c->o.cb.arg, 0, "cannot start a connection");
 	}
 }

@@ -843,16 +843,3 @@ agent_jobs_take(agent_jobs *j)
 		reap_workers(j, 0);
 	return r;
 }
-
-size_t
-agent_jobs_open(agent_jobs *j)
-{
-	struct job *jb;
-	size_t n = 0;
-
-	pthread_mutex_lock(&j->mu);
-	for (jb = j->jobs; jb != NULL; jb = jb->next)
-		n++;
-	pthread_mutex_unlock(&j->mu);
-	return n;
-}

@@ -133,9 +133,6 @@ void agent_jobs_post_inventory(agent_jobs *j, qes_p11_inventory *inv);
 /* The next result, or NULL. Loop thread. */
 agent_result *agent_jobs_take(agent_jobs *j);
 
-/* Jobs open now (queued or running), for logs and tests. */
-size_t agent_jobs_open(agent_jobs *j);
-
 int64_t agent_now_ms(void);	/* CLOCK_MONOTONIC, ms */
 
 #endif
