@@ -1395,7 +1395,11 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
 	qesd_job_clear(&job);
 }
 
-/* An error message about a job's sign message (its id is the job id). */
+/*
+ * An error message about a job's sign message (a sign message's id is its
+ * job id): the agent could not take the job, so it fails (device_error),
+ * except duplicate_job, which says the agent has it already.
+ */
 static void
 on_error(qesd_jobs *j, const char *tenant_id, const char *device_id,
     const qes_proto_msg *m)
@@ -1406,6 +1410,9 @@ on_error(qesd_jobs *j, const char *tenant_id, const char *device_id,
 
 	if (e->ref_id == NULL || !qesd_id_valid("job", e->ref_id))
 		return;		/* about something else: the device side's */
+	/* the agent has that job already (a sign sent twice): it goes on */
+	if (strcmp(e->code, "duplicate_job") == 0)
+		return;
 	memset(&t, 0, sizeof(t));
 	t.from = AT_DEVICE;
 	t.to = QESD_JOB_FAILED;

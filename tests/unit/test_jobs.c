@@ -1274,6 +1274,13 @@ test_error_message(void **state)
 	memset(&m, 0, sizeof(m));
 	m.type = QES_PROTO_ERROR;
 	m.id = "err1";
+	/* the agent has the job already: nothing changes */
+	m.u.error.code = "duplicate_job";
+	m.u.error.message = "job already open";
+	m.u.error.ref_id = job.id;
+	qesd_jobs_on_message(f->jobs, f->tenant.id, f->fk.device_id,
+	    f->fk.session_id, &m);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_DISPATCHED);
 	m.u.error.code = "busy";
 	m.u.error.message = "another dialog is open";
 	m.u.error.ref_id = job.id;
