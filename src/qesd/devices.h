@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "qes/proto.h"
 #include "qes/secret.h"
 #include "store.h"
@@ -67,6 +69,16 @@ int qesd_devices_credentials(qesd_tx *tx, const char *tenant_id,
 int qesd_devices_credential_lookup(qesd_tx *tx, const char *tenant_id,
     const char *credential_id, int64_t now_ms, qesd_credential *out);
 
+/*
+ * The public JSON view of a credential, the same in GET /v1/credentials and
+ * GET /v1/devices/{id}: {"id", "device_id", "device_name", "token_serial",
+ * "token_label", "key_id", "label", "subject", "subject_cn", "issuer",
+ * "not_before", "not_after", "key_type" ("RSA"|"EC"), "key_bits", "curve"
+ * (null for RSA), "classification", "device_live", "always_authenticate",
+ * "certificate_sha256"}. New reference; NULL on allocation failure.
+ */
+json_t *qesd_credential_json(const qesd_credential *c);
+
 /* ---- enrollment codes ---- */
 
 /* A fresh code (a SECRET until used: show it once, then qes_wipe it) and
@@ -102,5 +114,15 @@ int qesd_device_key_check(const uint8_t *der, size_t len);
 int qesd_devices_store_inventory(qesd_store *store, const char *tenant_id,
     const char *device_id, const char *session_id, const qes_proto_msg *msg,
     int64_t now_ms, int *changed);
+
+/* ---- wiring ---- */
+
+/*
+ * Connect the jobs service (app->jobs) and the hub (app->hub): jobs look
+ * credentials up here and send through the hub; the hub's messages and
+ * closed sessions go to the jobs. qesd_app_new() calls it (devices_jobs.c).
+ */
+typedef struct qesd_app qesd_app;
+void qesd_devices_attach_jobs(qesd_app *app);
 
 #endif

@@ -52,7 +52,7 @@
 
 #include "qes/audit.h"
 
-#define QESD_SCHEMA_VERSION 2		/* latest migration this code knows */
+#define QESD_SCHEMA_VERSION 3		/* latest migration this code knows */
 #define QESD_ID_SIZE 48			/* buffer for any id, NUL included */
 #define QESD_NAME_MAX 128		/* tenant and key names: bytes */
 #define QESD_CURSOR_SIZE 96		/* buffer for a pagination cursor */
@@ -345,6 +345,7 @@ struct qesd_tx {
  * be called from any thread, one thread per transaction at a time.
  */
 struct qesd_store_job_ops;	/* store_jobs.h */
+struct qesd_store_device_ops;	/* store_devices.h */
 
 struct qesd_store_ops {
 	const char *name;
@@ -396,6 +397,8 @@ struct qesd_store_ops {
 
 	/* signature jobs (store_jobs.h) */
 	const struct qesd_store_job_ops *jobs;
+	/* enrollments, devices, credentials, sessions (store_devices.h) */
+	const struct qesd_store_device_ops *devices;
 };
 
 /*

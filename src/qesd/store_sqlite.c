@@ -49,6 +49,7 @@
 #include "qes/audit.h"
 #include "qes/err.h"
 #include "store.h"
+#include "store_devices.h"
 #include "store_jobs.h"
 #include "store_sqlite.h"
 
@@ -237,6 +238,9 @@ static const char migration_2[] =
 "CREATE INDEX jobs_completed ON jobs (updated_at_ms)\n"
 "  WHERE state = 'completed';\n";
 
+/* Migration 3 (devices, issue 4): in store_sqlite_devices.c. */
+extern const char qesd_sq_migration_devices[];
+
 /* Append only; a version once released never changes. */
 static const struct {
 	int version;
@@ -244,10 +248,11 @@ static const struct {
 } migrations[] = {
 	{ 1, migration_1 },
 	{ 2, migration_2 },
+	{ 3, qesd_sq_migration_devices },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-_Static_assert(QESD_SCHEMA_VERSION == 2,
+_Static_assert(QESD_SCHEMA_VERSION == 3,
     "QESD_SCHEMA_VERSION must be the version of the last migration");
 
 /* ---- statements ---- */
@@ -1694,6 +1699,7 @@ const struct qesd_store_ops qesd_store_sqlite_ops = {
 	.audit_purge = sq_audit_purge,
 	.audit_erase_addrs = sq_audit_erase_addrs,
 	.jobs = &qesd_store_sqlite_job_ops,
+	.devices = &qesd_store_sqlite_device_ops,
 };
 
 /* ---- helpers for the per-concern files (store_sqlite.h) ---- */
