@@ -148,14 +148,6 @@ idempotency_key_ok(const char *s)
 	return 1;
 }
 
-/* "crd_" + 26 base32 characters: anything else cannot name a credential. */
-static int
-credential_id_ok(const char *s)
-{
-	return strlen(s) == 30 && strncmp(s, "crd_", 4) == 0 &&
-	    strspn(s + 4, "abcdefghijklmnopqrstuvwxyz234567") == 26;
-}
-
 static qesd_handler_result
 signatures_create(qesd_request *req, qesd_response *resp)
 {
@@ -249,7 +241,8 @@ signatures_create(qesd_request *req, qesd_response *resp)
 	sr.digests = qes_buf_data(digests);
 	sr.n_digests = json_array_size(json_object_get(req->json, "digests"));
 
-	if (!credential_id_ok(sr.credential_id)) {
+	/* an id of the wrong shape cannot name a credential */
+	if (!qesd_id_valid("crd", sr.credential_id)) {
 		outcome = QESD_SUBMIT_CREDENTIAL_NOT_FOUND;
 	} else if ((r = qesd_jobs_submit(app->jobs, req, &sr, &outcome,
 	    &job)) != 0) {

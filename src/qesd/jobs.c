@@ -53,6 +53,7 @@
 #include "qes/sig.h"
 #include "app.h"
 #include "audit_svc.h"
+#include "devices.h"
 #include "jobs.h"
 #include "log.h"
 #include "problem.h"
@@ -628,6 +629,48 @@ qesd_jobs_credential_clear(qesd_jobs_credential *c)
 
 static void *sweeper_main(void *arg);
 
+/*
+ * The default credential lookup: the devices service's view of the store
+ * (devices.h). Whether the device can be reached NOW is the hub's to say
+ * (is_live), not the store's.
+ */
+static int
+store_credential_lookup(void *ctx, const char *tenant_id,
+    const char *credential_id, qesd_jobs_credential *out)
+{
+	qesd_jobs *j = ctx;
+	qesd_credential c;
+	qesd_tx *tx = NULL;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	memset(out, 0, sizeof(*out));
+	if ((r = qesd_store_begin(j->app->store, QESD_TX_READ, &tx)) == 0)
+		r = qesd_devices_credential_lookup(tx, tenant_id, credential_id,
+		    qesd_now_ms(j->app), &c);
+	qesd_tx_end(tx);
+	if (r != 0)
+		goto out;
+	r = QES_ERR_INVALID_ARG;
+	if (snprintf(out->device_id, sizeof(out->device_id), "%s",
+	    c.device_id) >= (int)sizeof(out->device_id) ||
+	    snprintf(out->credential, sizeof(out->credential), "%s:%s", c.serial,
+	    c.key_id_hex) >= (int)sizeof(out->credential) || c.cert_der_len == 0)
+		goto out;
+	r = QES_ERR_ALLOC;
+	if ((out->cert_der = malloc(c.cert_der_len)) == NULL)
+		goto out;
+	memcpy(out->cert_der, c.cert_der, c.cert_der_len);
+	out->cert_der_len = c.cert_der_len;
+	out->device_revoked = c.device_revoked_at_ms != 0;
+	r = 0;
+ out:
+	if (r != 0)
+		qesd_jobs_credential_clear(out);
+	qesd_credential_clear(&c);
+	return r;
+}
+
 int
 qesd_jobs_new(qesd_app *app, const qesd_jobs_config *cfg, qesd_jobs **out)
 {
@@ -643,7 +686,7 @@ qesd_jobs_new(qesd_app *app, const qesd_jobs_config *cfg, qesd_jobs **out)
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return QES_ERR_ALLOC;
 	j->app = app;
-	j->devices = cfg->devices;
+	qesd_jobs_set_devices(j, &cfg->devices);
 	j->retention_ms = cfg->result_retention_ms > 0 ?
 	    cfg->result_retention_ms : RETENTION_DEFAULT_MS;
 	if (pthread_mutex_init(&j->wait_mu, NULL) != 0) {
@@ -708,6 +751,10 @@ qesd_jobs_set_devices(qesd_jobs *j, const qesd_jobs_devices *d)
 		j->devices = *d;
 	else
 		memset(&j->devices, 0, sizeof(j->devices));
+	if (j->devices.credential_lookup == NULL) {
+		j->devices.credential_lookup = store_credential_lookup;
+		j->devices.lookup_ctx = j;
+	}
 }
 
 int
@@ -967,8 +1014,7 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 	}
 
 	/* where the credential lives, and whether it is reachable now */
-	r = j->devices.credential_lookup == NULL ? QES_ERR_NOT_FOUND :
-	    j->devices.credential_lookup(j->devices.ctx, tenant_id,
+	r = j->devices.credential_lookup(j->devices.lookup_ctx, tenant_id,
 	    sr->credential_id, &cred);
 	if (r == QES_ERR_NOT_FOUND) {
 		*outcome = QESD_SUBMIT_CREDENTIAL_NOT_FOUND;

@@ -74,18 +74,21 @@ typedef struct qesd_jobs_credential {
 void qesd_jobs_credential_clear(qesd_jobs_credential *c);
 
 /*
- * The device side, as functions (app.c wires devices.h and hub.h in;
- * tests put fakes). Each may be NULL: then no credential exists, no device
- * is live, nothing can be sent.
+ * The device side, as functions (the hub wiring sets is_live and send;
+ * tests put fakes):
  *   credential_lookup  0, QES_ERR_NOT_FOUND (no such credential in the
- *                      tenant), or a store error
+ *                      tenant), or a store error. NULL: the devices
+ *                      service's lookup in the store (devices.h), with
+ *                      lookup_ctx set by the jobs service.
  *   is_live            1 when the device has a live session here (its id
- *                      copied), else 0
- *   send               qesd_hub_send()'s contract
+ *                      copied), else 0. NULL: no device is live.
+ *   send               qesd_hub_send()'s contract. NULL: nothing can be sent.
+ * ctx goes to is_live and send, lookup_ctx to credential_lookup.
  */
 typedef struct qesd_jobs_devices {
-	int (*credential_lookup)(void *ctx, const char *tenant_id,
+	int (*credential_lookup)(void *lookup_ctx, const char *tenant_id,
 	    const char *credential_id, qesd_jobs_credential *out);
+	void *lookup_ctx;
 	int (*is_live)(void *ctx, const char *tenant_id, const char *device_id,
 	    char session_id[QESD_ID_SIZE]);
 	int (*send)(void *ctx, const char *tenant_id, const char *device_id,
@@ -109,7 +112,8 @@ int qesd_jobs_start(qesd_jobs *j);
 /* Stop the sweeper; no other call may run, and the server that deferred
  * requests to qesd_jobs_resume is freed already. NULL: no-op. */
 void qesd_jobs_free(qesd_jobs *j);
-/* Replace the device side (before serving; e.g. once the hub exists). */
+/* Replace the device side (before serving; e.g. once the hub exists);
+ * d NULL: the defaults (credentials from the store, nothing live). */
 void qesd_jobs_set_devices(qesd_jobs *j, const qesd_jobs_devices *d);
 
 /* ---- requests ---- */

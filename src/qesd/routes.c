@@ -16,6 +16,7 @@ const qesd_route_table *const qesd_route_tables[] = {
 	&qesd_key_routes,
 	&qesd_audit_routes,
 	&qesd_signature_routes,
+	&qesd_credential_routes,
 	NULL,
 };
 

@@ -29,6 +29,9 @@ extern const qesd_route_table qesd_audit_routes;
  * POST /v1/signatures/{id}/cancel */
 extern const qesd_route_table qesd_signature_routes;
 
+/* h_credentials.c: GET /v1/credentials */
+extern const qesd_route_table qesd_credential_routes;
+
 /* NULL-terminated: health, keys, ... (not /metrics, not testing) */
 extern const qesd_route_table *const qesd_route_tables[];
 

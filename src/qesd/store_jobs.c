@@ -107,19 +107,11 @@ qesd_job_list_free(qesd_job *jobs, size_t n)
 
 /* ---- argument checks ---- */
 
-/* "crd_" + 26 base32 characters (hub.h: qesd_credential_id). Not an
- * ids.c id: the last character carries hash bits, not zero padding. */
+/* "crd_..." (hub.h: qesd_credential_id, an id of ids.c's shape). */
 static int
 credential_id_ok(const char *s)
 {
-	size_t i;
-
-	if (s == NULL || strncmp(s, "crd_", 4) != 0 || strlen(s) != 4 + 26)
-		return 0;
-	for (i = 4; i < 30; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '2' && s[i] <= '7')))
-			return 0;
-	return 1;
+	return qesd_id_valid("crd", s);
 }
 
 static int

@@ -2,6 +2,11 @@
 # qesd_jobs.sh - signature jobs through the real qesd on 127.0.0.1 with real
 # TLS, everything that needs no desktop agent (the end-to-end run with
 # qes-agent and SoftHSM2 is its own test):
+#   - a credential of a device that is not connected: 409 device_offline; of
+#     a revoked device: 409 device_revoked; GET /v1/credentials lists the
+#     tenant's credentials on connected devices only, with the certificate
+#     and its schemes (device rows written into the database as the devices
+#     service would, since no agent runs here);
 #   - POST /v1/signatures body validation, one problem per mistake (unknown,
 #     missing and invalid fields, digests of the wrong length or not
 #     canonical base64, text a signer's dialog would refuse, bad
@@ -244,6 +249,45 @@ if __name__ == "__main__":
                idem=None if a[4] in (None, "-") else a[4],
                now_ms=None if a[5] in (None, "-") else int(a[5]),
                expires_in_s=int(a[6]) if a[6] else 300, result=a[7])
+    elif cmd == "device":
+        # device DB TENANT CERT-DER-FILE: a device with one credential; prints
+        # "DEVICE-ID CREDENTIAL-ID"
+        db, tenant, der = sys.argv[2], sys.argv[3], open(sys.argv[4], "rb").read()
+        dev, crd, now = new_id("dev"), new_id("crd"), int(time.time() * 1000)
+        c = sqlite3.connect(db, timeout=10)
+        c.execute("INSERT INTO devices (id, tenant_id, name, public_key, "
+                  "enrolled_at_ms) VALUES (?, ?, 'laptop', x'00', ?)",
+                  (dev, tenant, now))
+        c.execute(
+            "INSERT INTO device_credentials (tenant_id, id, device_id, serial, "
+            "key_id_hex, label, token_label, subject, subject_cn, issuer, "
+            "cert_serial, class, not_before_ms, not_after_ms, key_type, "
+            "key_bits, curve, key_usage, qc, has_private_key, "
+            "always_authenticate, cert_sha256, cert_der, updated_at_ms) "
+            "VALUES (?, ?, ?, 'TOKEN0001', '02', 'sign key', 'token A', "
+            "'CN=Test Signer', 'Test Signer', 'CN=qes Test CA', '01', "
+            "'qualified', ?, ?, 2, 256, 'P-256', 64, 7, 1, 0, ?, ?, ?)",
+            (tenant, crd, dev, now - 86400000, now + 86400000 * 365,
+             hashlib.sha256(der).hexdigest(), der, now))
+        c.commit()
+        c.close()
+        print(dev, crd)
+    elif cmd == "session":
+        # session DB TENANT DEVICE: an open session row
+        c = sqlite3.connect(sys.argv[2], timeout=10)
+        now = int(time.time() * 1000)
+        c.execute("INSERT INTO device_sessions (id, tenant_id, device_id, "
+                  "replica_id, connected_at_ms, last_seen_at_ms) VALUES "
+                  "(?, ?, ?, 'test', ?, ?)",
+                  (new_id("ses"), sys.argv[3], sys.argv[4], now, now))
+        c.commit()
+        c.close()
+    elif cmd == "revoke":
+        c = sqlite3.connect(sys.argv[2], timeout=10)
+        c.execute("UPDATE devices SET revoked_at_ms = ? WHERE id = ?",
+                  (int(time.time() * 1000), sys.argv[3]))
+        c.commit()
+        c.close()
     elif cmd == "state":
         c = sqlite3.connect(sys.argv[2], timeout=10)
         row = c.execute("SELECT state, coalesce(reason, ''), "
@@ -329,6 +373,40 @@ expect_problem 404 credential_not_found
 check 403 "an audit-only key" "$A_AUDIT" POST /v1/signatures "$(body)"
 expect_problem 403 insufficient_scope
 ok "404 credential_not_found for unknown and malformed credential ids; scope sign required"
+
+# A credential whose device is not connected here, then revoked.
+openssl x509 -in "$QES_PKI/qual-p256.pem" -outform DER -out "$T/cert.der"
+read -r DEV1 CRED1 < <(jobdb device "$DB" "$A_TENANT" "$T/cert.der")
+CREDBODY="{\"credential_id\":\"$CRED1\",\"digest_algorithm\":\"sha256\",\"digests\":[\"$D1\"],\"title\":\"t\"}"
+check 409 "a device without a session" "$A_SIGN" POST /v1/signatures "$CREDBODY"
+expect_problem 409 device_offline
+check 404 "another tenant's credential" "$B_SIGN" POST /v1/signatures "$CREDBODY"
+expect_problem 404 credential_not_found
+check 200 "credentials without a connected device" "$A_SIGN" GET /v1/credentials
+expect_eq "$(jfield "$BODY" items)" "[]" "credentials of a tenant without connected devices"
+jobdb session "$DB" "$A_TENANT" "$DEV1"
+check 200 "credentials of a connected device" "$A_SIGN" GET /v1/credentials
+python3 - "$BODY" "$CRED1" "$DEV1" "$T/cert.der" <<'EOF' || fail "GET /v1/credentials: unexpected list"
+import base64, json, sys
+items = json.load(open(sys.argv[1]))["items"]
+assert len(items) == 1, items
+c = items[0]
+assert c["id"] == sys.argv[2] and c["device_id"] == sys.argv[3], c
+assert c["token_serial"] == "TOKEN0001" and c["key_id"] == "02", c
+assert base64.b64decode(c["certificate"]) == open(sys.argv[4], "rb").read()
+assert c["signature_schemes"] == ["ecdsa"], c["signature_schemes"]
+assert c["key_type"] == "EC" and c["classification"] == "qualified", c
+EOF
+check 200 "another tenant's credentials" "$B_SIGN" GET /v1/credentials
+expect_eq "$(jfield "$BODY" items)" "[]" "B's credentials"
+check 400 "credentials with an unknown parameter" "$A_SIGN" GET "/v1/credentials?device=x"
+expect_problem 400 invalid_query
+jobdb revoke "$DB" "$DEV1"
+check 409 "a revoked device" "$A_SIGN" POST /v1/signatures "$CREDBODY"
+expect_problem 409 device_revoked
+check 200 "credentials of a revoked device" "$A_SIGN" GET /v1/credentials
+expect_eq "$(jfield "$BODY" items)" "[]" "credentials of a revoked device"
+ok "409 device_offline (no session here), 409 device_revoked; GET /v1/credentials: connected devices only, with certificate and schemes, per tenant"
 
 # Unknown jobs.
 UNKNOWN=$(jobdb id job)

@@ -35,7 +35,9 @@
 #include "app.h"
 #include "audit_svc.h"
 #include "config.h"
+#include "devices.h"
 #include "http.h"
+#include "hub.h"
 #include "jobs.h"
 #include "store.h"
 #include "store_jobs.h"
@@ -43,8 +45,8 @@
 
 #define PEPPER "0123456789abcdef0123456789abcdef-test-pepper"
 #define CRED "crd_aaaaaaaaaaaaaaaaaaaaaaaaaa"
-#define CRED_RSA "crd_bbbbbbbbbbbbbbbbbbbbbbbbbb"
-#define CRED_OTHER "crd_cccccccccccccccccccccccccc"
+#define CRED_RSA "crd_bbbbbbbbbbbbbbbbbbbbbbbbbq"
+#define CRED_OTHER "crd_cccccccccccccccccccccccccy"
 #define T0 1700000000000LL
 #define MAX_FRAMES 32
 
@@ -284,6 +286,7 @@ setup(void **state)
 	f->fk.cert_rsa = make_cert(f->rsa, &f->fk.cert_rsa_len);
 	memset(&d, 0, sizeof(d));
 	d.credential_lookup = fake_lookup;
+	d.lookup_ctx = &f->fk;
 	d.is_live = fake_is_live;
 	d.send = fake_send;
 	d.ctx = &f->fk;
@@ -950,7 +953,7 @@ test_submit_refusals(void **state)
 	qesd_job_clear(&job);
 	f->fk.send_fails = 0;
 
-	/* no device side at all: nothing exists */
+	/* the defaults: credentials from the devices store (none here) */
 	qesd_jobs_set_devices(f->jobs, NULL);
 	assert_int_equal(qesd_jobs_submit(f->jobs, &f->req, &sr, &oc, &job), 0);
 	assert_int_equal(oc, QESD_SUBMIT_CREDENTIAL_NOT_FOUND);
@@ -1420,6 +1423,80 @@ test_retention(void **state)
 	qesd_job_clear(&job);
 }
 
+/* The default lookup: credentials as the devices service stores them. */
+static void
+test_store_credentials(void **state)
+{
+	struct fx *f = *state;
+	qesd_sign_request sr;
+	qesd_submit_outcome oc = 0;
+	qesd_jobs_devices d;
+	qesd_credential c;
+	qes_proto_msg *m;
+	qesd_tx *tx = NULL;
+	qesd_job job;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.serial, sizeof(c.serial), "SERIAL1");
+	snprintf(c.key_id_hex, sizeof(c.key_id_hex), "0a0b");
+	snprintf(c.cert_serial_hex, sizeof(c.cert_serial_hex), "01a2b3c4d5");
+	snprintf(c.classification, sizeof(c.classification), "advanced");
+	snprintf(c.cert_sha256_hex, sizeof(c.cert_sha256_hex), "%064d", 7);
+	c.label = strdup("");
+	c.token_label = strdup("token");
+	c.subject = strdup("CN=Test Signer");
+	c.subject_cn = strdup("Test Signer");
+	c.issuer = strdup("CN=qes Test CA");
+	c.not_before_ms = T0;
+	c.not_after_ms = T0 + 86400LL * 365 * 1000 * 10;
+	c.key_type = QES_KEY_EC;
+	c.key_bits = 256;
+	c.has_private_key = 1;
+	assert_non_null(c.cert_der = malloc(f->fk.cert_ec_len));
+	memcpy(c.cert_der, f->fk.cert_ec, f->fk.cert_ec_len);
+	c.cert_der_len = f->fk.cert_ec_len;
+	assert_int_equal(qesd_credential_id(f->fk.device_id, c.serial,
+	    c.key_id_hex, c.cert_sha256_hex, c.id), 0);
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_device_set_inventory(tx, f->tenant.id,
+	    f->fk.device_id, "{\"tokens\":[]}", &c, 1, T0 + 5), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+
+	/* the hub's part faked, the lookup the service's own */
+	memset(&d, 0, sizeof(d));
+	d.is_live = fake_is_live;
+	d.send = fake_send;
+	d.ctx = &f->fk;
+	qesd_jobs_set_devices(f->jobs, &d);
+	sr = sign_request(c.id, 1);
+	submit_ok(f, &sr, &job);
+	m = last_frame(&f->fk, QES_PROTO_SIGN);
+	assert_string_equal(m->u.sign.credential, "SERIAL1:0a0b");
+	assert_int_equal(m->u.sign.scheme, QES_SIG_ECDSA);
+	qes_proto_msg_free(m);
+	deliver_good(f, job.id, 1);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_COMPLETED);
+	qesd_job_clear(&job);
+	/* not connected, then revoked */
+	f->fk.live = 0;
+	assert_int_equal(qesd_jobs_submit(f->jobs, &f->req, &sr, &oc, &job), 0);
+	assert_int_equal(oc, QESD_SUBMIT_DEVICE_OFFLINE);
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_device_revoke(tx, f->tenant.id, f->fk.device_id,
+	    T0 + 10), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+	assert_int_equal(qesd_jobs_submit(f->jobs, &f->req, &sr, &oc, &job), 0);
+	assert_int_equal(oc, QESD_SUBMIT_DEVICE_REVOKED);
+	/* another tenant does not see the credential */
+	snprintf(f->req.auth.tenant_id, sizeof(f->req.auth.tenant_id), "%s",
+	    f->other.id);
+	assert_int_equal(qesd_jobs_submit(f->jobs, &f->req, &sr, &oc, &job), 0);
+	assert_int_equal(oc, QESD_SUBMIT_CREDENTIAL_NOT_FOUND);
+	qesd_credential_clear(&c);
+}
+
 /* Waiters are woken on change and free themselves in resume. */
 static void
 test_waiters(void **state)
@@ -1463,6 +1540,7 @@ main(void)
 		T(test_session_closed),
 		T(test_timeout_and_recover),
 		T(test_retention),
+		T(test_store_credentials),
 		T(test_waiters),
 	};
 #undef T
