@@ -133,21 +133,6 @@ job_answer(qesd_request *req, qesd_response *resp, int status,
 /* ------------------------------------------------------------------------- */
 /* POST /v1/signatures */
 
-/* An Idempotency-Key: 1..255 printable ASCII, no blank at either end. */
-static int
-idempotency_key_ok(const char *s)
-{
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > QESD_IDEMPOTENCY_KEY_MAX || s[0] == ' ' ||
-	    s[n - 1] == ' ')
-		return 0;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
-			return 0;
-	return 1;
-}
-
 static qesd_handler_result
 signatures_create(qesd_request *req, qesd_response *resp)
 {
@@ -170,7 +155,8 @@ signatures_create(qesd_request *req, qesd_response *resp)
 		qesd_jv_problem(resp, req, &jerr);
 		goto out;
 	}
-	if (req->idempotency_key != NULL && !idempotency_key_ok(req->idempotency_key)) {
+	if (req->idempotency_key != NULL &&
+	    !qesd_job_idempotency_key_ok(req->idempotency_key)) {
 		qesd_problem(resp, req, 400, "invalid_idempotency_key",
 		    "Invalid Idempotency-Key",
 		    "the Idempotency-Key header must be 1-255 printable ASCII characters");

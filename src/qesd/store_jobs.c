@@ -124,10 +124,8 @@ reason_ok(const char *s)
 	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
 }
 
-/* Printable ASCII without spaces at the ends; what an HTTP header may
- * carry after trimming. */
-static int
-idempotency_key_ok(const char *s)
+int
+qesd_job_idempotency_key_ok(const char *s)
 {
 	size_t n, i;
 
@@ -181,7 +179,7 @@ qesd_job_insert(qesd_tx *tx, qesd_job *job)
 	    !text_ok(job->request, QESD_JOB_REQUEST_MAX) ||
 	    job->result != NULL || !vcode_ok(job->verification_code) ||
 	    (job->idempotency_key[0] != '\0' &&
-	    !idempotency_key_ok(job->idempotency_key)) ||
+	    !qesd_job_idempotency_key_ok(job->idempotency_key)) ||
 	    job->created_at_ms <= 0 || job->updated_at_ms != job->created_at_ms ||
 	    job->expires_at_ms <= job->created_at_ms ||
 	    (job->id[0] != '\0' && !qesd_id_valid("job", job->id)))
@@ -221,7 +219,7 @@ qesd_job_get_by_idempotency_key(qesd_tx *tx, const char *tenant_id,
 		return QES_ERR_INVALID_ARG;
 	memset(out, 0, sizeof(*out));
 	if (!qesd_id_valid("ten", tenant_id) ||
-	    !idempotency_key_ok(idempotency_key))
+	    !qesd_job_idempotency_key_ok(idempotency_key))
 		return QES_ERR_NOT_FOUND;
 	return qesd_tx_result(tx, JOBS(tx)->get(tx, tenant_id, NULL,
 	    idempotency_key, out));

@@ -84,6 +84,10 @@ typedef struct qesd_job {
 	int64_t version;			/* 1 at insert, +1 per change */
 } qesd_job;
 
+/* 1 when s may be an Idempotency-Key: 1..255 printable ASCII characters,
+ * no blank at either end (what an HTTP header carries after trimming). */
+int qesd_job_idempotency_key_ok(const char *s);
+
 /* Free request and result and zero the job. NULL: no-op. */
 void qesd_job_clear(qesd_job *job);
 /* Free an array from a list function (each entry cleared). */

@@ -1,0 +1,125 @@
+/*
+ * jobs_priv.h - what the files of the jobs service share (jobs.c says which
+ * file does what). Not for the rest of qesd: they use jobs.h.
+ */
+#ifndef QESD_JOBS_PRIV_H
+#define QESD_JOBS_PRIV_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "qes/buf.h"
+#include "qes/proto.h"
+#include "qes/sig.h"
+#include "http.h"
+#include "jobs.h"
+#include "store.h"
+#include "store_jobs.h"
+
+#define WAIT_BUCKETS 256
+#define SWEEP_INTERVAL_MS 1000
+#define RETENTION_INTERVAL_MS 60000
+#define RETENTION_DEFAULT_MS (24LL * 3600 * 1000)
+#define SWEEP_BATCH 100
+#define SWEEP_ROUNDS 20		/* at most SWEEP_BATCH * SWEEP_ROUNDS per kind per sweep */
+#define CAS_ATTEMPTS 3
+#define REQUEST_VERSION 1
+
+#define BIT(s) (1u << (s))
+#define LIVE_STATES (BIT(QESD_JOB_CREATED) | BIT(QESD_JOB_DISPATCHED) | \
+	BIT(QESD_JOB_AWAITING_USER) | BIT(QESD_JOB_SIGNED))
+#define AT_DEVICE (BIT(QESD_JOB_DISPATCHED) | BIT(QESD_JOB_AWAITING_USER))
+
+struct qesd_jobs_waiter;	/* jobs_wait.c */
+
+struct qesd_jobs {
+	qesd_app *app;
+	qesd_jobs_devices devices;
+	int64_t retention_ms;
+
+	pthread_mutex_t wait_mu;
+	struct qesd_jobs_waiter *waiters[WAIT_BUCKETS];
+
+	pthread_mutex_t sweep_mu;
+	pthread_cond_t sweep_cv;
+	int stop;			/* sweep_mu */
+	int thread_started;
+	pthread_t thread;
+	int64_t next_retention_mono_ms;	/* sweeper thread only */
+};
+
+/* ---- jobs.c ---- */
+
+/* A change of one job, applied by jobs_transition(). */
+struct jobs_transition {
+	unsigned from;			/* states the job must be in */
+	qesd_job_state to;		/* COMPLETED passes through SIGNED */
+	const char *reason;		/* FAILED */
+	const char *result;		/* new result text (the caller's);
+					 * NULL: keep, unless drop_result */
+	int drop_result;
+	int64_t version;		/* > 0: the job must still have it */
+	const char *device_id;		/* non-NULL: the job's device must be it */
+	const char *type;		/* audit record type */
+	json_t *extra;			/* audit details (borrowed) */
+	qesd_request *req;		/* the request that acts, or NULL */
+	int status;
+};
+
+/*
+ * Apply t to the tenant's job in one write transaction with its record,
+ * retrying a lost compare-and-set. 0 with *applied 1 when the job moved, 0
+ * when it was not in a state (or version, device) t applies to; out (may
+ * be NULL) is the job afterwards, *prev its state before.
+ */
+int jobs_transition(qesd_jobs *j, const char *tenant_id, const char *job_id,
+    const struct jobs_transition *t, int *applied, qesd_job_state *prev,
+    qesd_job *out);
+/* Fail a job in one of the states from, for a reason; extra is borrowed. */
+int jobs_fail(qesd_jobs *j, const char *tenant_id, const char *job_id,
+    unsigned from, const char *reason, json_t *extra, int *applied,
+    qesd_job_state *prev, qesd_job *out);
+/* Details of a job record: ids, names and counts only. Takes extra. */
+char *jobs_details(const qesd_job *job, const char *reason, json_t *extra);
+/* Append a job record inside tx, naming req when there is one. */
+int jobs_audit(qesd_jobs *j, qesd_tx *tx, qesd_request *req,
+    const qesd_job *job, const char *type, int status, const char *details);
+/* Commit tx (marking req audited when there is one). */
+int jobs_commit(qesd_tx *tx, qesd_request *req);
+/* Queue a frame for the device (QES_ERR_NOT_FOUND: nobody to send to). */
+int jobs_send(qesd_jobs *j, const char *tenant_id, const char *device_id,
+    const qes_buf *b);
+/* Tell the device to close the job's dialog; best effort. */
+void jobs_send_cancel(qesd_jobs *j, const qesd_job *job,
+    qes_proto_cancel_reason why);
+
+/* ---- jobs_format.c ---- */
+
+/* A job's stored request, parsed. */
+struct jobs_request {
+	json_t *root;			/* owns the strings below */
+	qes_md md;
+	qes_sig_scheme scheme;
+	qes_buf *digests;		/* n * qes_md_len(md) bytes */
+	size_t n;
+	const char *title, *description, *application, *credential;
+	int64_t timeout_s;
+	qes_buf *cert_der;
+};
+
+/* The request text to store (NULL on allocation failure). */
+char *jobs_request_text(const qesd_sign_request *sr, qes_sig_scheme scheme,
+    const char *application, const qesd_jobs_credential *cred);
+/* Parse a job's request text (ours, still checked); free with
+ * jobs_request_free. */
+int jobs_request_parse(const char *text, struct jobs_request *q);
+void jobs_request_free(struct jobs_request *q);
+
+/* ---- jobs_sweep.c ---- */
+
+void *jobs_sweeper_main(void *arg);
+
+#endif
