@@ -22,6 +22,8 @@
 #include "qes/err.h"
 #include "app.h"
 #include "auth.h"
+#include "devices.h"
+#include "hub.h"
 #include "jobs.h"
 #include "log.h"
 
@@ -295,6 +297,10 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 		errf(err, errlen, "cannot set up signature jobs: %s", qes_strerror(r));
 		goto out;
 	}
+	/* the agent endpoint's sessions; jobs reach devices through it */
+	if ((r = qesd_hub_new(app, &app->hub, err, errlen)) != 0)
+		goto out;
+	qesd_devices_attach_jobs(app);
 	*out = app;
 	app = NULL;
 	r = 0;
@@ -335,6 +341,7 @@ qesd_app_free(qesd_app *app)
 	if (app == NULL)
 		return;
 	qesd_jobs_free(app->jobs);	/* its sweeper writes to the store */
+	qesd_hub_free(app->hub);	/* after the jobs: their sweeper sends */
 	(void)qesd_app_flush(app);
 	qesd_auth_svc_free(app->auth);
 	qesd_audit_queue_free(app->audit_queue);

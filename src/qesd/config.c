@@ -66,6 +66,10 @@ static const struct key keys[] = {
 	{ "metrics_listen", K_METRICS_LISTEN, 0, 0, 0, "separate host:port for /metrics (off: served on listen)" },
 	{ "testing_routes", K_BOOL, OFF(testing_routes), 0, 0, "on | off: test-only routes; refused unless QESD_ALLOW_TESTING=1 (off)" },
 	{ "insecure_testing_clock_file", K_STR, OFF(insecure_testing_clock_file), 0, 0, "tests only: file with a clock offset in ms; refused unless QESD_INSECURE_TESTING=1 (unset)" },
+	{ "server_name", K_STR, OFF(server_name), 0, 0, "host name agents dial, signed in their authentication (the listen host)" },
+	{ "replica_name", K_STR, OFF(replica_name), 0, 0, "this replica's name in device sessions (the host name)" },
+	{ "agent_ping_interval_s", K_UINT, OFF(agent_ping_interval_s), 1, 300, "WebSocket ping to agents every this many seconds (20)" },
+	{ "agent_dead_after_s", K_UINT, OFF(agent_dead_after_s), 2, 3600, "close an agent session silent this long (60)" },
 };
 
 static int
@@ -121,6 +125,8 @@ qesd_config_init(qesd_config *c)
 	c->job_result_retention_s = 86400;
 	c->drain_timeout_s = 30;
 	c->log_level = QESD_LOG_INFO;
+	c->agent_ping_interval_s = 20;
+	c->agent_dead_after_s = 60;
 	return set_str(&c->store, "sqlite:/var/lib/qesd/qesd.db");
 }
 
@@ -134,8 +140,10 @@ qesd_config_free(qesd_config *c)
 	free(c->pepper_file);
 	free(c->store);
 	free(c->insecure_testing_clock_file);
+	free(c->server_name);
+	free(c->replica_name);
 	c->tls_cert = c->tls_key = c->pepper_file = c->store = NULL;
-	c->insecure_testing_clock_file = NULL;
+	c->insecure_testing_clock_file = c->server_name = c->replica_name = NULL;
 }
 
 int
@@ -438,6 +446,9 @@ qesd_config_validate(const qesd_config *c, int allow_testing, char *err,
 	if (c->metrics_enabled && c->metrics_port == c->listen_port &&
 	    c->listen_port != 0 && strcmp(c->metrics_host, c->listen_host) == 0)
 		return errf(err, errlen, "metrics_listen must differ from listen");
+	if (c->agent_dead_after_s <= c->agent_ping_interval_s)
+		return errf(err, errlen, "agent_dead_after_s (%u) must exceed agent_ping_interval_s (%u): a live agent answers pings",
+		    c->agent_dead_after_s, c->agent_ping_interval_s);
 	if (c->testing_routes && !allow_testing)
 		return errf(err, errlen, "testing_routes = on is refused: it adds test-only routes and is allowed only with QESD_ALLOW_TESTING=1, never in production");
 	if (c->insecure_testing_clock_file != NULL && !c->insecure_testing)

@@ -58,6 +58,12 @@ typedef struct qesd_config {
 	char *insecure_testing_clock_file;	/* tests only: a clock offset in ms;
 						 * needs QESD_INSECURE_TESTING=1 */
 	int insecure_testing;			/* load_env saw QESD_INSECURE_TESTING=1 */
+	/* the agent endpoint (hub.c) */
+	char *server_name;			/* host agents dial; NULL: listen_host */
+	char *replica_name;			/* this process in device_sessions;
+						 * NULL: the host name */
+	unsigned agent_ping_interval_s;		/* WebSocket ping period */
+	unsigned agent_dead_after_s;		/* silence that closes a session */
 } qesd_config;
 
 /* Defaults for everything; strings NULL or defaults (owned). */

@@ -118,9 +118,9 @@ int qesd_devices_store_inventory(qesd_store *store, const char *tenant_id,
 /* ---- wiring ---- */
 
 /*
- * Connect the jobs service (app->jobs) and the hub (app->hub): jobs look
- * credentials up here and send through the hub; the hub's messages and
- * closed sessions go to the jobs. qesd_app_new() calls it (devices_jobs.c).
+ * Connect the jobs service (app->jobs) and the hub (app->hub): jobs ask
+ * the hub whether a device is live and send through it; the hub's messages
+ * and closed sessions go to the jobs. qesd_app_new() calls it (devices_jobs.c).
  */
 typedef struct qesd_app qesd_app;
 void qesd_devices_attach_jobs(qesd_app *app);

@@ -13,7 +13,14 @@
  * "not here" (QES_ERR_NOT_FOUND), exactly like an offline one.
  *
  * Threads: callbacks run on a worker thread, never on the event loop, so
- * they may use the store. They may call qesd_hub_* functions.
+ * they may use the store. They may call qesd_hub_* functions. For one
+ * session they run one at a time and in order (session_open, messages,
+ * session_closed); different sessions run in parallel.
+ *
+ * Life cycle (main.c): qesd_hub_new() after the application services,
+ * qesd_hub_set_events() by the services that listen, qesd_hub_recover()
+ * before serving, then the server gets the hub (qesd_server_config.hub)
+ * and serves /v1/agent; qesd_hub_free() after qesd_server_free().
  */
 #ifndef QESD_HUB_H
 #define QESD_HUB_H
@@ -22,6 +29,7 @@
 #include <stdint.h>
 
 #include "qes/proto.h"
+#include "app.h"
 #include "store.h"
 
 typedef struct qesd_hub qesd_hub;
@@ -40,6 +48,25 @@ typedef struct qesd_hub_events {
 	    const char *session_id, const qes_proto_msg *msg);
 	void *app;
 } qesd_hub_events;
+
+/*
+ * A hub for app (configuration: server_name, replica_name,
+ * agent_ping_interval_s, agent_dead_after_s). QES_ERR_INVALID_ARG with err
+ * set when server_name is not a host name the protocol accepts (lower
+ * case, no port).
+ */
+int qesd_hub_new(qesd_app *app, qesd_hub **out, char *err, size_t errlen);
+/* NULL is a no-op. After qesd_server_free(). */
+void qesd_hub_free(qesd_hub *hub);
+/* Set the listeners (copied); before the server runs. */
+void qesd_hub_set_events(qesd_hub *hub, const qesd_hub_events *events);
+/*
+ * Close the sessions this replica left open in the store (a crash, a kill)
+ * with reason gateway_restart, each with its audit record. Before serving.
+ */
+int qesd_hub_recover(qesd_hub *hub);
+/* The configured server name (what agents sign); borrowed. */
+const char *qesd_hub_server_name(const qesd_hub *hub);
 
 /*
  * Queue a text frame for the live session of device_id in tenant_id.

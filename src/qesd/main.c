@@ -28,6 +28,7 @@
 #include "config.h"
 #include "health.h"
 #include "jobs.h"
+#include "hub.h"
 #include "log.h"
 #include "metrics.h"
 #include "routes.h"
@@ -139,6 +140,9 @@ serve(int argc, char **argv)
 		    QLS("error", qes_strerror(r)));
 		goto out;
 	}
+	/* device sessions a previous run left open are closed too */
+	if (qesd_hub_recover(app.svc->hub) != 0)
+		goto out;
 
 	/* route tables: routes.c lists them; /metrics and testing by config */
 	for (k = 0; qesd_route_tables[k] != NULL && nt < MAX_TABLES - 3; k++)
@@ -162,6 +166,7 @@ serve(int argc, char **argv)
 	sc.middleware = qesd_auth_middleware;
 	sc.after = qesd_audit_after;
 	sc.ready = qesd_app_ready;
+	sc.hub = app.svc->hub;		/* the agent endpoint, /v1/agent */
 	if (qesd_server_new(&sc, &app.srv, err, sizeof(err)) != 0) {
 		qesd_log(QESD_LOG_ERROR, "cannot start", QLS("error", err));
 		goto out;

@@ -22,6 +22,19 @@
  *
  * Signals: no handler runs in signal context. SIGTERM and SIGINT are blocked
  * in every thread and a small thread takes them with sigtimedwait().
+ *
+ * Tasks (qesd_server_task) share the workers with requests: the agent
+ * endpoint (hub.c) runs its store calls there and continues on the loop in
+ * the task's done function, collected like responses. Workers take a task
+ * and a request in turn when both wait, so neither starves the other. The
+ * drain waits for tasks as for requests; tasks whose done never ran when the
+ * server is freed get done(arg, 1).
+ *
+ * The agent endpoint: when qesd_server_config.hub is set, the API vhost
+ * also speaks the WebSocket sub-protocol qes.v1 (hub_ws.h). The upgrade is
+ * accepted only for that protocol on that path, never on the metrics
+ * vhost and never while draining; the drain closes agent sessions
+ * (server_draining) and waits until they are gone.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -41,6 +54,7 @@
 #include "qes/err.h"
 #include "qes/secret.h"
 #include "log.h"
+#include "hub_ws.h"
 #include "problem.h"
 #include "server.h"
 
@@ -87,12 +101,19 @@ struct conn {
 	struct txn *txn;		/* the request in progress on this connection */
 };
 
+struct task {
+	struct task *next;
+	qesd_task_fn work;
+	qesd_task_done_fn done;
+	void *arg;
+};
+
 struct qesd_server {
 	qesd_server_config sc;
 	const qesd_config *cfg;
 	struct lws_context *ctx;
 	struct lws_vhost *vhost, *metrics_vhost;
-	struct lws_protocols protocols[2];
+	struct lws_protocols protocols[3];
 	lws_sorted_usec_list_t sul;
 	uint8_t hdrbuf[LWS_PRE + HDRBUF_BYTES];
 
@@ -106,6 +127,10 @@ struct qesd_server {
 	uint64_t next_token;			/* mu */
 	size_t busy_workers;			/* mu */
 	int stop_workers;			/* mu */
+	struct task *task_head, *task_tail;	/* mu: waiting for a worker */
+	struct task *tdone_head, *tdone_tail;	/* mu: done, for the loop */
+	size_t tasks_pending;			/* mu: queued, running or done */
+	int task_turn;				/* mu: a task goes next */
 	pthread_t *workers;
 	size_t n_workers;
 
@@ -512,20 +537,54 @@ done:
 	finish(t);
 }
 
+/* Run one task on this worker and hand it to the loop. */
+static void
+run_task(qesd_server *srv, struct task *k)
+{
+	k->work(k->arg);
+	pthread_mutex_lock(&srv->mu);
+	k->next = NULL;
+	if (srv->tdone_tail != NULL)
+		srv->tdone_tail->next = k;
+	else
+		srv->tdone_head = k;
+	srv->tdone_tail = k;
+	pthread_mutex_unlock(&srv->mu);
+	lws_cancel_service(srv->ctx);
+}
+
 static void *
 worker_main(void *arg)
 {
 	qesd_server *srv = arg;
+	struct task *k;
 	struct txn *t;
 
 	for (;;) {
 		pthread_mutex_lock(&srv->mu);
-		while (srv->work_head == NULL && !srv->stop_workers)
+		while (srv->work_head == NULL && srv->task_head == NULL &&
+		    !srv->stop_workers)
 			pthread_cond_wait(&srv->cv, &srv->mu);
-		if (srv->work_head == NULL) {
+		if (srv->work_head == NULL && srv->task_head == NULL) {
 			pthread_mutex_unlock(&srv->mu);
 			break;
 		}
+		if (srv->task_head != NULL &&
+		    (srv->work_head == NULL || srv->task_turn)) {
+			k = srv->task_head;
+			srv->task_head = k->next;
+			if (srv->task_head == NULL)
+				srv->task_tail = NULL;
+			srv->task_turn = 0;
+			srv->busy_workers++;
+			pthread_mutex_unlock(&srv->mu);
+			run_task(srv, k);
+			pthread_mutex_lock(&srv->mu);
+			srv->busy_workers--;
+			pthread_mutex_unlock(&srv->mu);
+			continue;
+		}
+		srv->task_turn = 1;
 		t = srv->work_head;
 		srv->work_head = t->next;
 		if (srv->work_head == NULL)
@@ -545,6 +604,70 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&srv->mu);
 	}
 	return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* tasks (server.h) */
+
+int
+qesd_server_task(qesd_server *srv, qesd_task_fn work, qesd_task_done_fn done,
+    void *arg)
+{
+	struct task *k;
+
+	if (srv == NULL || work == NULL || done == NULL)
+		return QES_ERR_INVALID_ARG;
+	if ((k = calloc(1, sizeof(*k))) == NULL)
+		return QES_ERR_ALLOC;
+	k->work = work;
+	k->done = done;
+	k->arg = arg;
+	pthread_mutex_lock(&srv->mu);
+	if (srv->stop_workers || srv->n_workers == 0) {
+		pthread_mutex_unlock(&srv->mu);
+		free(k);
+		return QES_ERR_UNAVAILABLE;
+	}
+	if (srv->task_tail != NULL)
+		srv->task_tail->next = k;
+	else
+		srv->task_head = k;
+	srv->task_tail = k;
+	srv->tasks_pending++;
+	pthread_cond_signal(&srv->cv);
+	pthread_mutex_unlock(&srv->mu);
+	return 0;
+}
+
+void
+qesd_server_wake(qesd_server *srv)
+{
+	if (srv != NULL && srv->ctx != NULL)
+		lws_cancel_service(srv->ctx);
+}
+
+/* Done functions of finished tasks, on the loop thread. */
+static void
+collect_tasks(qesd_server *srv)
+{
+	struct task *k, *next;
+	size_t n = 0;
+
+	pthread_mutex_lock(&srv->mu);
+	k = srv->tdone_head;
+	srv->tdone_head = srv->tdone_tail = NULL;
+	pthread_mutex_unlock(&srv->mu);
+	for (; k != NULL; k = next) {
+		next = k->next;
+		k->done(k->arg, 0);
+		free(k);
+		n++;
+	}
+	if (n > 0) {
+		pthread_mutex_lock(&srv->mu);
+		srv->tasks_pending -= n;
+		pthread_mutex_unlock(&srv->mu);
+	}
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1113,6 +1236,7 @@ collect_done(qesd_server *srv)
 static void
 check_drain(qesd_server *srv)
 {
+	size_t tasks, agents = 0;
 	int64_t now;
 
 	if (!atomic_load(&srv->draining))
@@ -1125,8 +1249,15 @@ check_drain(qesd_server *srv)
 		    QLI("in_flight", (long long)srv->live_txns),
 		    QLI("drain_timeout_s", srv->cfg->drain_timeout_s));
 		resume_expired(srv, 1);
+		if (srv->sc.hub != NULL)
+			qesd_hub_ws_drain(srv->sc.hub);
 	}
-	if (srv->live_txns == 0) {
+	pthread_mutex_lock(&srv->mu);
+	tasks = srv->tasks_pending;
+	pthread_mutex_unlock(&srv->mu);
+	if (srv->sc.hub != NULL)
+		agents = qesd_hub_ws_connections(srv->sc.hub);
+	if (srv->live_txns == 0 && tasks == 0 && agents == 0) {
 		srv->exit_loop = 1;
 	} else if (now >= srv->drain_deadline_us) {
 		qesd_log(QESD_LOG_WARN, "drain timeout: abandoning requests still running",
@@ -1142,6 +1273,8 @@ tick(lws_sorted_usec_list_t *sul)
 	qesd_server *srv = lws_container_of(sul, qesd_server, sul);
 
 	resume_expired(srv, 0);
+	if (srv->sc.hub != NULL)
+		qesd_hub_ws_tick(srv->sc.hub);
 	check_drain(srv);
 	lws_sul_schedule(srv->ctx, 0, &srv->sul, tick, TICK_US);
 }
@@ -1194,11 +1327,18 @@ callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		if (srv != NULL) {
 			collect_done(srv);
+			collect_tasks(srv);
+			if (srv->sc.hub != NULL)
+				qesd_hub_ws_service(srv->sc.hub);
 			check_drain(srv);
 		}
 		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-		return -1;	/* no WebSocket yet (issue 4 adds /v1/agent) */
+		/* only qes.v1 on /v1/agent of the API vhost (hub_ws.c decides) */
+		if (srv == NULL || srv->sc.hub == NULL || vh != srv->vhost ||
+		    atomic_load(&srv->draining))
+			return -1;
+		return qesd_hub_ws_confirm_upgrade(srv->sc.hub, wsi, in);
 	default:
 		break;
 	}
@@ -1322,6 +1462,8 @@ qesd_server_new(const qesd_server_config *sc, qesd_server **out, char *err,
 	srv->protocols[0].callback = callback_http;
 	srv->protocols[0].per_session_data_size = sizeof(struct conn);
 	srv->protocols[0].rx_buffer_size = 0;
+	if (sc->hub != NULL)
+		qesd_hub_ws_protocol(sc->hub, &srv->protocols[1]);
 
 	if (sc->handle_signals) {
 		sigemptyset(&set);
@@ -1387,6 +1529,8 @@ qesd_server_new(const qesd_server_config *sc, qesd_server **out, char *err,
 		srv->sig_thread_started = 1;
 	}
 	lws_sul_schedule(srv->ctx, 0, &srv->sul, tick, TICK_US);
+	if (sc->hub != NULL)
+		qesd_hub_ws_attach(sc->hub, srv);
 	*out = srv;
 	return 0;
 fail:
@@ -1441,10 +1585,21 @@ qesd_server_free(qesd_server *srv)
 	for (i = 0; i < srv->n_workers; i++)
 		pthread_join(srv->workers[i], NULL);
 	free(srv->workers);
+	/* from here the hub runs its store work inline, and wakes nobody */
+	if (srv->sc.hub != NULL)
+		qesd_hub_ws_detach(srv->sc.hub);
 	/* closes every connection: CLOSED_HTTP frees what is left */
 	if (srv->ctx != NULL) {
 		lws_sul_cancel(&srv->sul);
 		lws_context_destroy(srv->ctx);
+	}
+	/* tasks the loop never took back */
+	while (srv->tdone_head != NULL) {
+		struct task *k = srv->tdone_head;
+
+		srv->tdone_head = k->next;
+		k->done(k->arg, 1);
+		free(k);
 	}
 	/* completions nobody collected (run() never ran or ended early) */
 	while (srv->done_head != NULL) {

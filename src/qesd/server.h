@@ -12,6 +12,10 @@
  * qesd_server_stop()), then drains: new requests get 503 shutting_down,
  * readiness turns false, waiting long-polls are resumed at once, in-flight
  * requests finish until drain_timeout_s. qesd_server_free() releases all.
+ *
+ * With a hub (hub.h) the API vhost is also the agents' WebSocket endpoint
+ * (wss://HOST/v1/agent, sub-protocol qes.v1); the drain then closes agent
+ * sessions with server_draining and waits for them too.
  */
 #ifndef QESD_SERVER_H
 #define QESD_SERVER_H
@@ -26,6 +30,8 @@
  * worker, may block briefly. */
 typedef int (*qesd_ready_fn)(void *app);
 
+typedef struct qesd_hub qesd_hub;	/* hub.h */
+
 typedef struct qesd_server_config {
 	const qesd_config *cfg;			/* borrowed for the server's life */
 	const qesd_route_table *const *tables;	/* NULL-terminated */
@@ -36,6 +42,7 @@ typedef struct qesd_server_config {
 	void *app;				/* handed to hooks and handlers */
 	qesd_metrics *metrics;			/* borrowed, required */
 	int handle_signals;			/* SIGTERM/SIGINT start the drain */
+	qesd_hub *hub;				/* agent endpoint; NULL: none */
 } qesd_server_config;
 
 /*
@@ -65,5 +72,24 @@ int qesd_server_ready(qesd_server *srv);
 /* The bound port of the API vhost (useful with listen port 0). */
 int qesd_server_port(const qesd_server *srv);
 int qesd_server_metrics_port(const qesd_server *srv);
+
+/*
+ * Tasks: run work(arg) on a worker thread, then done(arg, 0) on the loop
+ * thread, the one that owns every connection. This is how loop code (the
+ * agent endpoint) gets store calls done without blocking the loop: work
+ * does the blocking part and must not touch libwebsockets; done continues
+ * with the result and may. Tasks share the workers with requests. From any
+ * thread. QES_ERR_UNAVAILABLE once the workers have stopped (free: run the
+ * work inline then); QES_ERR_ALLOC. A task whose done the loop never ran
+ * (the server was freed first) gets done(arg, 1) from qesd_server_free()
+ * after every connection is closed.
+ */
+typedef void (*qesd_task_fn)(void *arg);
+typedef void (*qesd_task_done_fn)(void *arg, int cancelled);
+int qesd_server_task(qesd_server *srv, qesd_task_fn work,
+    qesd_task_done_fn done, void *arg);
+
+/* Wake the loop thread (its hub service runs), from any thread. */
+void qesd_server_wake(qesd_server *srv);
 
 #endif
