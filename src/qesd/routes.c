@@ -17,6 +17,7 @@ const qesd_route_table *const qesd_route_tables[] = {
 	&qesd_audit_routes,
 	&qesd_signature_routes,
 	&qesd_credential_routes,
+	&qesd_device_routes,
 	NULL,
 };
 

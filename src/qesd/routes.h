@@ -28,6 +28,9 @@ extern const qesd_route_table qesd_audit_routes;
 /* h_signatures.c: POST /v1/signatures, GET /v1/signatures/{id},
  * POST /v1/signatures/{id}/cancel */
 extern const qesd_route_table qesd_signature_routes;
+/* h_devices.c: POST /v1/enrollments, POST /v1/devices/enroll (public),
+ * GET /v1/devices[/{id}[/sessions]], DELETE /v1/devices/{id} */
+extern const qesd_route_table qesd_device_routes;
 
 /* h_credentials.c: GET /v1/credentials */
 extern const qesd_route_table qesd_credential_routes;

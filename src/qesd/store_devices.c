@@ -124,7 +124,8 @@ qesd_enrollment_insert(qesd_tx *tx, qesd_enrollment *e)
 		return QES_ERR_INVALID_ARG;
 	if (!ten_ok(e->tenant_id))
 		return QES_ERR_NOT_FOUND;
-	if (!name_ok(e->device_name) || e->created_at_ms <= 0 ||
+	if ((e->device_name[0] != '\0' && !name_ok(e->device_name)) ||
+	    e->created_at_ms <= 0 ||
 	    e->expires_at_ms <= e->created_at_ms || e->used_at_ms != 0 ||
 	    e->device_id[0] != '\0' ||
 	    (e->created_by[0] != '\0' && !qesd_id_valid("key", e->created_by)) ||

@@ -44,7 +44,7 @@ typedef struct qesd_enrollment {
 	char id[QESD_ID_SIZE];			/* "enr_..." */
 	char tenant_id[QESD_ID_SIZE];
 	uint8_t code_hash[QESD_HMAC_LEN];	/* HMAC(pepper, code): devices.c */
-	char device_name[QESD_NAME_MAX + 1];
+	char device_name[QESD_NAME_MAX + 1];	/* "": the agent names it */
 	char created_by[QESD_ID_SIZE];		/* key id; "" = local admin */
 	int64_t created_at_ms;
 	int64_t expires_at_ms;
