@@ -588,12 +588,13 @@ auth_work(void *arg)
 		goto out;
 	known = 1;
 	memcpy(a->tenant_id, d.tenant_id, sizeof(a->tenant_id));
-	if (d.revoked_at_ms != 0) {
-		a->fail_reason = "revoked";
-		goto out;
-	}
+	/* the signature first: only the device itself learns it is revoked */
 	if (verify_device_sig(&d, a, s, hub->server_name) != 0) {
 		a->fail_reason = "bad_signature";
+		goto out;
+	}
+	if (d.revoked_at_ms != 0) {
+		a->fail_reason = "revoked";
 		goto out;
 	}
 	/* the session row and its record, or neither */

@@ -19,7 +19,9 @@
  * Anything else, in any state, closes the connection with 4000 and a
  * reason naming the problem (audited as device.protocol_error once the
  * device is known); a refused authentication closes with 4001 (audited as
- * device.auth_failed in the device's tenant when the device exists).
+ * device.auth_failed in the device's tenant when the device exists) - but a
+ * revoked device that signed correctly gets 4002, which tells the agent to
+ * stop retrying and enroll again.
  *
  * Every frame is reassembled up to the limit of the state (64 KiB before
  * authentication, 1 MiB after) and parsed by qes_proto_parse in the
@@ -602,8 +604,14 @@ hub_ws_auth_done(struct hub_auth *a, int cancelled)
 		    QLS("session_id", s->session_id), QLS("device_id", a->device_id),
 		    QLS("tenant", a->tenant_id[0] ? a->tenant_id : NULL),
 		    QLS("reason", a->fail_reason), QLS("client", s->client_addr));
-		close_session(s, QES_PROTO_CLOSE_AUTH_FAILED, a->fail_reason,
-		    "auth_failed");
+		/* a revoked device that proved itself is told to stop for good
+		 * (4002: enroll again); anything else may retry later (4001) */
+		if (strcmp(a->fail_reason, "revoked") == 0)
+			close_session(s, QES_PROTO_CLOSE_DEVICE_REVOKED,
+			    "the device was revoked", "revoked");
+		else
+			close_session(s, QES_PROTO_CLOSE_AUTH_FAILED,
+			    a->fail_reason, "auth_failed");
 		goto out;
 	}
 	if (s->state != HS_AUTHING) {

@@ -488,10 +488,14 @@ wait_for "the revoked session's row" 10 sql_is 1 "select count(*) from device_se
 check 204 "revoking again" "$A_ADMIN" DELETE "/v1/devices/$DEV1"
 expect_eq "$(audits "$A_TENANT" device.revoked "$DEV1")" 1 "device.revoked after a second DELETE"
 ws revoked --device-id "$DEV1" --key "$T/dev1.pem"
-has "$WS_OUT" "close 4001 auth_failed: revoked" || { cat "$WS_OUT" >&2; fail "the revoked device authenticated"; }
+has "$WS_OUT" "close 4002 device_revoked" || { cat "$WS_OUT" >&2; fail "the revoked device was not told 4002"; }
+has "$WS_OUT" '"type":"auth_ok"' && fail "the revoked device authenticated"
+wait_for "device.auth_failed (revoked)" 10 sql_is 1 "select count(*) from audit_records where tenant_id = ? and type = 'device.auth_failed' and device_id = ? and details like '%revoked%'" "$A_TENANT" "$DEV1"
+ws revoked_badsig --device-id "$DEV1" --key "$T/dev1.pem" --sign-key "$T/other.pem"
+has "$WS_OUT" "close 4001 auth_failed: bad_signature" || { cat "$WS_OUT" >&2; fail "a wrong key learned that the device is revoked"; }
 check 200 "revoked device" "$A_ADMIN" GET "/v1/devices/$DEV1"
 expect_eq "$(jfield "$BODY" status)" revoked "status of the revoked device"
-ok "revocation closes the live session with 4002 at once, is audited once, and the device can never authenticate again"
+ok "revocation closes the live session with 4002 at once, is audited once; the device can never authenticate again (4002, audited; a wrong key still gets 4001)"
 
 # ---------------------------------------------------------------------------
 # Drain: SIGTERM closes agent sessions with 4004.
@@ -517,8 +521,7 @@ ws_bg crash --device-id "$DEV2" --key "$T/dev2.pem" --until-close
 wait_for "desk-2's session again" 10 has "$WS_OUT" '"type":"auth_ok"'
 SESC=$(grep -o '"session_id":"ses_[a-z2-7]*"' "$WS_OUT" | head -n 1 | cut -d'"' -f4)
 wait_for "the open session row" 10 sql_is 1 "select count(*) from device_sessions where id = ? and closed_at_ms is null" "$SESC"
-kill -KILL "$SERVER_PID"
-wait "$SERVER_PID" 2>/dev/null || true
+{ kill -KILL "$SERVER_PID"; wait "$SERVER_PID"; } 2>/dev/null || true
 wait "$WS_PID" || true
 start_qesd "$T/qesd3.log"
 expect_eq "$(sql "select close_reason from device_sessions where id = ?" "$SESC")" gateway_restart "close reason after a crash"
