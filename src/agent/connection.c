@@ -254,8 +254,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			return on_receive(c, wsi, in, len);
 		break;
 	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-		if (wsi == c->wsi)
+		if (wsi == c->wsi) {
 			c->last_rx_ms = agent_now_ms();
+			agent_log(AGENT_LOG_DEBUG, "ws_pong", NULL);
+		}
 		break;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		if (wsi == c->wsi)
