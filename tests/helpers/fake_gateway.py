@@ -10,7 +10,8 @@ says, verifies the agent's auth signature and every signature value the
 agent returns (against the certificate in the agent's own inventory), and
 records every message it receives.
 
-Two TLS 1.3 listeners on 127.0.0.1 (the agent dials "localhost"):
+Two TLS 1.3 listeners on 127.0.0.1 (the agent dials "localhost"; with
+--tls12-only they speak TLS 1.2 and nothing else, which the agent refuses):
   HTTPS (control and enrollment), port written to STATE/https.port
     POST /v1/devices/enroll            {code, public_key, agent_version, os[, name]}
     POST /ctl/send                     a message object; "id" and "v" added
@@ -309,7 +310,11 @@ def make_http(gw):
 
 def tls_context(args):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if args.tls12_only:     # a server the agent must refuse
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    else:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(args.cert, args.key)
     return ctx
 
@@ -333,6 +338,7 @@ def main():
     p.add_argument("--server-name", default="localhost")
     p.add_argument("--heartbeat", type=int, default=20)
     p.add_argument("--code", action="append", default=[])
+    p.add_argument("--tls12-only", action="store_true")
     args = p.parse_args()
     gw = Gateway(args)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_http(gw))

@@ -138,6 +138,36 @@ sed -i "s|https://localhost:$HP|https://localhost:$WP|" "$CFG/enrollment.json"
 # The original CA file may change afterwards: the agent trusts its copy.
 cp "$T/other-ca.pem" "$T/ca-original.pem"
 
+# TLS 1.2 is refused by enroll and run alike, even with the right CA.
+mkdir -p "$T/gw12"
+"$PY" "$QES_SOURCE_DIR/tests/helpers/fake_gateway.py" --cert "$T/server.pem" \
+    --key "$T/server.key" --state "$T/gw12" --tls12-only --code CODE-12 2>"$T/gw12.err" &
+GW12_PID=$!
+qes_on_exit "kill $GW12_PID"
+for _ in $(seq 1 100); do [ -s "$T/gw12/wss.port" ] && break; sleep 0.1; done
+[ -s "$T/gw12/wss.port" ] || { cat "$T/gw12.err" >&2; fail "the TLS 1.2 gateway did not start"; }
+rc=0
+"$QES_AGENT" enroll --server "https://localhost:$(cat "$T/gw12/https.port")" --code CODE-12 \
+    --ca "$T/ca.pem" --config "$T/cfg12" >/dev/null 2>"$T/enroll12.err" || rc=$?
+expect_eq "$rc" 1 "enroll against a TLS 1.2 server"
+[ ! -e "$T/cfg12/enrollment.json" ] || fail "a TLS 1.2 server got an enrollment"
+mkdir -p "$T/cfg12"
+chmod 700 "$T/cfg12"
+cp -p "$CFG/enrollment.json" "$CFG/server-ca.pem" "$CFG/device-key-$DEV" "$T/cfg12/"
+sed -i "s|https://localhost:$WP|https://localhost:$(cat "$T/gw12/wss.port")|" "$T/cfg12/enrollment.json"
+grep -q "localhost:$(cat "$T/gw12/wss.port")" "$T/cfg12/enrollment.json" || fail "cfg12 does not point at the TLS 1.2 server"
+"$QES_AGENT" run --config "$T/cfg12" --module "$QES_TEST_MODULE" --only-module \
+    >/dev/null 2>"$T/run12.log" &
+RUN12=$!
+for _ in $(seq 1 100); do grep -q '"event":"disconnected"' "$T/run12.log" && break; sleep 0.1; done
+kill -TERM "$RUN12"
+wait "$RUN12" || true
+grep -q '"event":"disconnected"' "$T/run12.log" || fail "run against TLS 1.2: no failed connection logged"
+grep -q '"event":"session_open"' "$T/run12.log" && fail "run opened a session over TLS 1.2"
+[ ! -s "$T/gw12/received.jsonl" ] || fail "the TLS 1.2 server received a message"
+kill "$GW12_PID"
+ok "a TLS 1.2-only server: enroll fails ($(cut -c1-90 "$T/enroll12.err")), run never opens a session"
+
 # ---------------------------------------------------------------------------
 # run: session, inventory.
 AGENT_PID=
