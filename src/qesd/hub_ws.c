@@ -403,7 +403,14 @@ on_writable(struct hub_sess *s, struct lws *wsi)
 {
 	qesd_hub *hub = s->hub;
 	struct hub_frame *f;
-	unsigned char ping[LWS_PRE + 1];
+	/*
+	 * The ping carries a payload: libwebsockets 4.1 raises no
+	 * LWS_CALLBACK_RECEIVE_PONG for an empty pong, and without that callback
+	 * every idle agent would look dead after agent_dead_after_s.
+	 */
+	unsigned char ping[LWS_PRE + 8];
+	int64_t stamp;
+	size_t i;
 	char text[124];
 	int code, more;
 
@@ -419,7 +426,10 @@ on_writable(struct hub_sess *s, struct lws *wsi)
 		s->ping_due = 0;
 		more = s->out_head != NULL;
 		pthread_mutex_unlock(&hub->mu);
-		if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+		stamp = mono_ms();
+		for (i = 0; i < 8; i++)
+			ping[LWS_PRE + i] = (unsigned char)((uint64_t)stamp >> (56 - 8 * i));
+		if (lws_write(wsi, ping + LWS_PRE, 8, LWS_WRITE_PING) < 0)
 			return -1;
 		if (more)
 			lws_callback_on_writable(wsi);
