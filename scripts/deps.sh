@@ -13,6 +13,10 @@ packages=(
   openssl softhsm2 opensc pinentry-tty tmux valgrind python3 python3-yaml sqlite3 curl python3-websockets python3-cryptography
   # the agent's Secret Service (libsecret) and its test: gnome-keyring on a private bus
   libsecret-1-dev gnome-keyring libsecret-tools dbus dbus-bin
+  # AdES formats: XML (XAdES), zlib (PDF streams), and the independent validators
+  # and PDF producers of their tests
+  libxml2-dev libxmlsec1-dev libxmlsec1-openssl zlib1g-dev xmlsec1 qpdf poppler-utils
+  ghostscript libnss3-tools python3-cairo python3-jwcrypto
 )
 
 missing=()
