@@ -55,6 +55,13 @@ typedef enum qes_err {
 	QES_ERR_BUSY = -51,		/* store busy or locked: retry shortly */
 	QES_ERR_UNAVAILABLE = -52,	/* store unreachable or unusable (503) */
 	QES_ERR_CHAIN_BROKEN = -53,	/* audit hash chain does not verify */
+	/* AdES formats: documents, timestamps, revocation data */
+	QES_ERR_PDF_MALFORMED = -60,	/* PDF syntax/structure is broken */
+	QES_ERR_PDF_ENCRYPTED = -61,	/* encrypted PDF: refused */
+	QES_ERR_XML_MALFORMED = -62,	/* XML document is not well formed */
+	QES_ERR_TIMESTAMP = -63,	/* TSA failed or its token does not verify */
+	QES_ERR_REVOCATION = -64,	/* OCSP/CRL unavailable or not acceptable */
+	QES_ERR_FETCH = -65,		/* outbound HTTP (TSA, OCSP, CRL) failed */
 } qes_err;
 
 /* A sentence for humans ("PIN incorrect"). Never NULL. */

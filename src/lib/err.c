@@ -51,6 +51,12 @@ static const struct err_entry errors[] = {
 	{ QES_ERR_BUSY, "store_busy", "store is busy: retry shortly" },
 	{ QES_ERR_UNAVAILABLE, "store_unavailable", "store is unavailable" },
 	{ QES_ERR_CHAIN_BROKEN, "audit_chain_broken", "audit hash chain is broken" },
+	{ QES_ERR_PDF_MALFORMED, "pdf_malformed", "PDF is malformed" },
+	{ QES_ERR_PDF_ENCRYPTED, "pdf_encrypted", "PDF is encrypted: decrypt it before signing" },
+	{ QES_ERR_XML_MALFORMED, "xml_malformed", "XML document is malformed" },
+	{ QES_ERR_TIMESTAMP, "timestamp_failed", "timestamp could not be obtained or does not verify" },
+	{ QES_ERR_REVOCATION, "revocation_unavailable", "revocation data unavailable or not acceptable" },
+	{ QES_ERR_FETCH, "fetch_failed", "outbound HTTP request failed" },
 };
 
 static const struct err_entry *
