@@ -12,6 +12,7 @@
 #define QES_TOOL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "qes/p11.h"
 
@@ -62,6 +63,22 @@ int qes_tool_load_modules(qes_p11 *p, const qes_tool_modules *m);
 int qes_tool_find_cred(const qes_p11_inventory *inv, const char *token,
     const char *key, const qes_p11_token **t_out, const qes_p11_cred **c_out,
     char *err, size_t err_len);
+
+/* One command of a program or of a command group: argv[0] is its name. */
+typedef struct qes_tool_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} qes_tool_cmd;
+
+/*
+ * Run the command argv[1] names among cmds (ended by a { NULL, NULL }
+ * entry) with argc - 1, argv + 1. No command: usage on stderr, exit 2;
+ * --help, -h or help: usage on stdout, exit 0; --version (only when
+ * version is not NULL): "PROG VERSION"; an unknown name: a message naming
+ * prog, usage on stderr, exit 2.
+ */
+int qes_tool_dispatch(const char *prog, const char *version,
+    const qes_tool_cmd *cmds, void (*usage)(FILE *f), int argc, char **argv);
 
 #ifdef __cplusplus
 }

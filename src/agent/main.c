@@ -30,33 +30,29 @@ usage(FILE *f)
 	    "5 PIN locked, 6 cancelled, 7 token removed or device error, 8 bad signature.\n", f);
 }
 
+static int
+cmd_tokens(int argc, char **argv)
+{
+	return agent_cmd_tokens(argc, argv, 0);
+}
+
+static int
+cmd_diagnose(int argc, char **argv)
+{
+	return agent_cmd_tokens(argc, argv, 1);
+}
+
 int
 main(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return QES_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
-		return QES_EXIT_OK;
-	}
-	if (strcmp(argv[1], "--version") == 0) {
-		printf("qes-agent %s\n", QES_VERSION);
-		return QES_EXIT_OK;
-	}
-	if (strcmp(argv[1], "tokens") == 0)
-		return agent_cmd_tokens(argc - 1, argv + 1, 0);
-	if (strcmp(argv[1], "diagnose") == 0)
-		return agent_cmd_tokens(argc - 1, argv + 1, 1);
-	if (strcmp(argv[1], "pin") == 0)
-		return agent_cmd_pin(argc - 1, argv + 1);
-	if (strcmp(argv[1], "enroll") == 0)
-		return agent_cmd_enroll(argc - 1, argv + 1);
-	if (strcmp(argv[1], "run") == 0)
-		return agent_cmd_run(argc - 1, argv + 1);
-	fprintf(stderr, "qes-agent: unknown command \"%s\"\n", argv[1]);
-	usage(stderr);
-	return QES_EXIT_USAGE;
+	static const qes_tool_cmd cmds[] = {
+		{ "tokens", cmd_tokens },
+		{ "diagnose", cmd_diagnose },
+		{ "pin", agent_cmd_pin },
+		{ "enroll", agent_cmd_enroll },
+		{ "run", agent_cmd_run },
+		{ NULL, NULL },
+	};
+
+	return qes_tool_dispatch("qes-agent", QES_VERSION, cmds, usage, argc, argv);
 }

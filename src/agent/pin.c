@@ -400,21 +400,12 @@ cmd_list(int argc, char **argv)
 int
 agent_cmd_pin(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return QES_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		usage(stdout);
-		return QES_EXIT_OK;
-	}
-	if (strcmp(argv[1], "remember") == 0)
-		return cmd_remember(argc - 1, argv + 1);
-	if (strcmp(argv[1], "forget") == 0)
-		return cmd_forget(argc - 1, argv + 1);
-	if (strcmp(argv[1], "list") == 0)
-		return cmd_list(argc - 1, argv + 1);
-	fprintf(stderr, "qes-agent pin: unknown command \"%s\"\n", argv[1]);
-	usage(stderr);
-	return QES_EXIT_USAGE;
+	static const qes_tool_cmd cmds[] = {
+		{ "remember", cmd_remember },
+		{ "forget", cmd_forget },
+		{ "list", cmd_list },
+		{ NULL, NULL },
+	};
+
+	return qes_tool_dispatch("qes-agent pin", NULL, cmds, usage, argc, argv);
 }

@@ -603,19 +603,13 @@ cmd_verify(int argc, char **argv)
 int
 cli_cmd_audit(int argc, char **argv)
 {
+	static const qes_tool_cmd cmds[] = {
+		{ "list", cmd_list },
+		{ "export", cmd_export },
+		{ "verify", cmd_verify },
+		{ NULL, NULL },
+	};
+
 	cli_api_wipe_json_memory();
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? QES_EXIT_USAGE : QES_EXIT_OK;
-	}
-	if (strcmp(argv[1], "list") == 0)
-		return cmd_list(argc - 1, argv + 1);
-	if (strcmp(argv[1], "export") == 0)
-		return cmd_export(argc - 1, argv + 1);
-	if (strcmp(argv[1], "verify") == 0)
-		return cmd_verify(argc - 1, argv + 1);
-	fprintf(stderr, "qes audit: unknown command \"%s\"\n", argv[1]);
-	usage(stderr);
-	return QES_EXIT_USAGE;
+	return qes_tool_dispatch("qes audit", NULL, cmds, usage, argc, argv);
 }

@@ -456,24 +456,29 @@ cmd_one(int argc, char **argv, int rotate)
 	return rc;
 }
 
+static int
+cmd_rotate(int argc, char **argv)
+{
+	return cmd_one(argc, argv, 1);
+}
+
+static int
+cmd_revoke(int argc, char **argv)
+{
+	return cmd_one(argc, argv, 0);
+}
+
 int
 cli_cmd_keys(int argc, char **argv)
 {
+	static const qes_tool_cmd cmds[] = {
+		{ "create", cmd_create },
+		{ "list", cmd_list },
+		{ "rotate", cmd_rotate },
+		{ "revoke", cmd_revoke },
+		{ NULL, NULL },
+	};
+
 	cli_api_wipe_json_memory();
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? QES_EXIT_USAGE : QES_EXIT_OK;
-	}
-	if (strcmp(argv[1], "create") == 0)
-		return cmd_create(argc - 1, argv + 1);
-	if (strcmp(argv[1], "list") == 0)
-		return cmd_list(argc - 1, argv + 1);
-	if (strcmp(argv[1], "rotate") == 0)
-		return cmd_one(argc - 1, argv + 1, 1);
-	if (strcmp(argv[1], "revoke") == 0)
-		return cmd_one(argc - 1, argv + 1, 0);
-	fprintf(stderr, "qes keys: unknown command \"%s\"\n", argv[1]);
-	usage(stderr);
-	return QES_EXIT_USAGE;
+	return qes_tool_dispatch("qes keys", NULL, cmds, usage, argc, argv);
 }

@@ -29,26 +29,12 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return QES_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
-		return QES_EXIT_OK;
-	}
-	if (strcmp(argv[1], "--version") == 0) {
-		printf("qes %s\n", QES_VERSION);
-		return QES_EXIT_OK;
-	}
-	if (strcmp(argv[1], "sign") == 0)
-		return cli_cmd_sign(argc - 1, argv + 1);
-	if (strcmp(argv[1], "keys") == 0)
-		return cli_cmd_keys(argc - 1, argv + 1);
-	if (strcmp(argv[1], "audit") == 0)
-		return cli_cmd_audit(argc - 1, argv + 1);
-	fprintf(stderr, "qes: unknown command \"%s\"\n", argv[1]);
-	usage(stderr);
-	return QES_EXIT_USAGE;
+	static const qes_tool_cmd cmds[] = {
+		{ "sign", cli_cmd_sign },
+		{ "keys", cli_cmd_keys },
+		{ "audit", cli_cmd_audit },
+		{ NULL, NULL },
+	};
+
+	return qes_tool_dispatch("qes", QES_VERSION, cmds, usage, argc, argv);
 }

@@ -142,3 +142,30 @@ qes_tool_find_cred(const qes_p11_inventory *inv, const char *token,
 	snprintf(err, err_len, "%zu certificates match: choose one with --token and --key", found);
 	return QES_ERR_INVALID_ARG;
 }
+
+int
+qes_tool_dispatch(const char *prog, const char *version,
+    const qes_tool_cmd *cmds, void (*usage)(FILE *f), int argc, char **argv)
+{
+	const qes_tool_cmd *c;
+
+	if (argc < 2) {
+		usage(stderr);
+		return QES_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return QES_EXIT_OK;
+	}
+	if (version != NULL && strcmp(argv[1], "--version") == 0) {
+		printf("%s %s\n", prog, version);
+		return fflush(stdout) == 0 ? QES_EXIT_OK : QES_EXIT_FAILURE;
+	}
+	for (c = cmds; c->name != NULL; c++)
+		if (strcmp(argv[1], c->name) == 0)
+			return c->run(argc - 1, argv + 1);
+	fprintf(stderr, "%s: unknown command \"%.64s\"\n", prog, argv[1]);
+	usage(stderr);
+	return QES_EXIT_USAGE;
+}
