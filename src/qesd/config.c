@@ -70,6 +70,8 @@ static const struct key keys[] = {
 	{ "replica_name", K_STR, OFF(replica_name), 0, 0, "this replica's name in device sessions (the host name)" },
 	{ "agent_ping_interval_s", K_UINT, OFF(agent_ping_interval_s), 1, 300, "WebSocket ping to agents every this many seconds (20)" },
 	{ "agent_dead_after_s", K_UINT, OFF(agent_dead_after_s), 2, 3600, "close an agent session silent this long (60)" },
+	/* at most the server's cap on a deferred response (http.h) */
+	{ "diagnostics_timeout_s", K_UINT, OFF(diagnostics_timeout_s), 1, 300, "seconds POST /v1/devices/{id}/diagnostics waits for the agent (30)" },
 };
 
 static int
@@ -127,6 +129,7 @@ qesd_config_init(qesd_config *c)
 	c->log_level = QESD_LOG_INFO;
 	c->agent_ping_interval_s = 20;
 	c->agent_dead_after_s = 60;
+	c->diagnostics_timeout_s = 30;
 	return set_str(&c->store, "sqlite:/var/lib/qesd/qesd.db");
 }
 

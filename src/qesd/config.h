@@ -64,6 +64,7 @@ typedef struct qesd_config {
 						 * NULL: the host name */
 	unsigned agent_ping_interval_s;		/* WebSocket ping period */
 	unsigned agent_dead_after_s;		/* silence that closes a session */
+	unsigned diagnostics_timeout_s;		/* wait for a device's diagnose_result */
 } qesd_config;
 
 /* Defaults for everything; strings NULL or defaults (owned). */
