@@ -26,6 +26,7 @@
 
 T=$(qes_tmpdir)
 QESD=$QES_BUILD_DIR/qesd
+. "$(dirname -- "$0")/../qesd.sh"
 [ -x "$QESD" ] || fail "no qesd binary at $QESD"
 [ -x "$QES_CLI" ] || fail "no qes binary at $QES_CLI"
 for tool in curl openssl python3 sqlite3; do
@@ -82,50 +83,7 @@ set_clock() {
     sleep 0.3
 }
 
-SERVER_PID=
-PORT=
-# start_qesd CONFIG LOG: sets SERVER_PID and PORT.
-start_qesd() {
-    local cfg=$1 log=$2 i vg=()
-    # not through qes_run_checked: $! must be the server itself (valgrind
-    # execs its tool), so that SIGTERM reaches it and its status is seen
-    if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
-        vg=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
-            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
-            --suppressions="$QES_SOURCE_DIR/tests/valgrind.supp")
-    fi
-    "${vg[@]}" "$QESD" serve --config "$cfg" 2> "$log" &
-    SERVER_PID=$!
-    qes_on_exit "kill -KILL $SERVER_PID"
-    PORT=
-    for i in $(seq 1 200); do
-        PORT=$(grep -o '"msg":"listening".*"port":[0-9]*' "$log" 2>/dev/null |
-            grep -o '"port":[0-9]*' | head -n 1 | cut -d: -f2) || true
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log" >&2; fail "qesd died at start"; }
-        sleep 0.05
-    done
-    [ -n "$PORT" ] || { cat "$log" >&2; fail "qesd did not report its port"; }
-    for i in $(seq 1 100); do
-        curl -sS -o /dev/null --cacert "$QES_PKI/root-ca.pem" \
-            "https://localhost:$PORT/healthz" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    cat "$log" >&2
-    fail "qesd did not answer /healthz"
-}
 
-stop_qesd() {
-    local i rc=0
-    kill -TERM "$SERVER_PID"
-    for i in $(seq 1 100); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$SERVER_PID" 2>/dev/null && fail "qesd still running after SIGTERM"
-    wait "$SERVER_PID" || rc=$?
-    expect_eq "$rc" 0 "qesd exit status after SIGTERM"
-}
 
 # field NAME FILE: the value of a "name: value" line
 field() { awk -v k="$1:" '$1 == k { print $2 }' "$2"; }

@@ -27,6 +27,8 @@
 
 T=$(qes_tmpdir)
 QESD=$QES_BUILD_DIR/qesd
+CA=$QES_PKI/root-ca.pem
+. "$(dirname -- "$0")/../qesd.sh"
 WSC=$QES_BUILD_DIR/tests/qes-ws-client
 [ -x "$QESD" ] || fail "no qesd binary at $QESD"
 [ -x "$WSC" ] || fail "no test client at $WSC"
@@ -34,7 +36,6 @@ for tool in curl openssl python3; do
     command -v "$tool" >/dev/null || fail "$tool is needed"
 done
 [ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI (run tests/setup-testenv.sh)"
-CA=$QES_PKI/root-ca.pem
 qes_private_tokens
 
 # ---------------------------------------------------------------------------
@@ -74,70 +75,9 @@ agent_ping_interval_s = 1
 agent_dead_after_s = 3
 EOF
 
-# under valgrind when QES_VALGRIND=1 (not in sanitizer builds), like
-# qes_run_checked: a leak or memory error makes the exit status 99
-VALGRIND=()
-if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
-    VALGRIND=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
-        --errors-for-leak-kinds=definite,indirect --error-exitcode=99
-        --suppressions="$QES_SOURCE_DIR/tests/valgrind.supp")
-fi
 
-SERVER_PID=
-PORT=
-LOG=
-start_qesd() {
-    local i
-    LOG=$1
-    # a simple command, so that $! is qesd itself (signals reach it)
-    QESD_INSECURE_TESTING=1 "${VALGRIND[@]}" "$QESD" serve --config "$T/qesd.conf" \
-        > /dev/null 2> "$LOG" &
-    SERVER_PID=$!
-    qes_on_exit "kill -KILL $SERVER_PID"
-    PORT=
-    for i in $(seq 1 400); do
-        PORT=$(grep -o '"msg":"listening".*"port":[0-9]*' "$LOG" 2>/dev/null |
-            grep -o '"port":[0-9]*' | head -n 1 | cut -d: -f2) || true
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$LOG" >&2; fail "qesd died at start"; }
-        sleep 0.05
-    done
-    [ -n "$PORT" ] || { cat "$LOG" >&2; fail "qesd did not report its port"; }
-    for i in $(seq 1 100); do
-        curl -sS -o /dev/null --cacert "$CA" "https://localhost:$PORT/healthz" \
-            2>/dev/null && return 0
-        sleep 0.1
-    done
-    cat "$LOG" >&2
-    fail "qesd did not answer /healthz"
-}
 
-stop_qesd() {
-    local i rc=0
-    kill -TERM "$SERVER_PID"
-    for i in $(seq 1 300); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$SERVER_PID" 2>/dev/null && fail "qesd still running 30s after SIGTERM"
-    wait "$SERVER_PID" || rc=$?
-    expect_eq "$rc" 0 "qesd exit status after SIGTERM"
-}
 
-# call KEY METHOD PATH [BODY]: sets CODE, BODY, HDR (KEY "-": no key).
-call() {
-    local key=$1 method=$2 path=$3 body=${4-} args=()
-    N=$((N + 1))
-    BODY=$T/resp/$N.body
-    HDR=$T/resp/$N.hdr
-    [ "$key" != - ] && args+=(-H "Authorization: Bearer $key")
-    if [ -n "$body" ]; then
-        printf '%s' "$body" > "$T/req-$N.json"
-        args+=(-H "Content-Type: application/json" --data-binary @"$T/req-$N.json")
-    fi
-    CODE=$(curl -sS --cacert "$CA" -X "$method" -o "$BODY" -D "$HDR" \
-        -w '%{http_code}' "${args[@]}" "https://localhost:$PORT$path") || true
-}
 
 check() {
     local want=$1 what=$2
@@ -155,12 +95,6 @@ for k in sys.argv[2].split("."):
 print("" if v is None else (json.dumps(v) if isinstance(v, (list, dict)) else v))' "$1" "$2"
 }
 
-expect_problem() {
-    local got
-    got=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(p.get("status"), p.get("type"))' "$BODY") ||
-        fail "response $BODY is not JSON"
-    expect_eq "$got" "$1 urn:qes:problem:$2" "problem of response $N"
-}
 
 advance_clock() {
     OFFSET_MS=$((OFFSET_MS + $1))
@@ -258,7 +192,8 @@ A_ADMIN=$ADMIN_KEY
 A_TENANT=$TENANT_ID
 admin_tenant B
 B_ADMIN=$ADMIN_KEY
-start_qesd "$T/qesd.log"
+LOG=$T/qesd.log
+start_qesd "$T/qesd.conf" "$LOG" QESD_INSECURE_TESTING=1
 ok "qesd started on 127.0.0.1:$PORT with tenants A and B"
 
 # ---------------------------------------------------------------------------
@@ -516,14 +451,16 @@ expect_eq "$(sql "select close_reason from device_sessions where device_id = ? o
 ok "SIGTERM closes agent sessions with 4004 server_draining and records them; qesd exits 0"
 
 # A session a killed qesd left open is closed at the next start.
-start_qesd "$T/qesd2.log"
+LOG=$T/qesd2.log
+start_qesd "$T/qesd.conf" "$LOG" QESD_INSECURE_TESTING=1
 ws_bg crash --device-id "$DEV2" --key "$T/dev2.pem" --until-close
 wait_for "desk-2's session again" 10 has "$WS_OUT" '"type":"auth_ok"'
 SESC=$(grep -o '"session_id":"ses_[a-z2-7]*"' "$WS_OUT" | head -n 1 | cut -d'"' -f4)
 wait_for "the open session row" 10 sql_is 1 "select count(*) from device_sessions where id = ? and closed_at_ms is null" "$SESC"
 { kill -KILL "$SERVER_PID"; wait "$SERVER_PID"; } 2>/dev/null || true
 wait "$WS_PID" || true
-start_qesd "$T/qesd3.log"
+LOG=$T/qesd3.log
+start_qesd "$T/qesd.conf" "$LOG" QESD_INSECURE_TESTING=1
 expect_eq "$(sql "select close_reason from device_sessions where id = ?" "$SESC")" gateway_restart "close reason after a crash"
 expect_contains "$T/qesd3.log" "closed device sessions this replica left open"
 ok "a session left open by a killed qesd is closed with gateway_restart at the next start"

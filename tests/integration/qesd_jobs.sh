@@ -26,12 +26,13 @@
 
 T=$(qes_tmpdir)
 QESD=$QES_BUILD_DIR/qesd
+CA=$QES_PKI/root-ca.pem
+. "$(dirname -- "$0")/../qesd.sh"
 [ -x "$QESD" ] || fail "no qesd binary at $QESD"
 for tool in curl openssl python3; do
     command -v "$tool" >/dev/null || fail "$tool is needed"
 done
 [ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI (run tests/setup-testenv.sh)"
-CA=$QES_PKI/root-ca.pem
 
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
@@ -66,61 +67,8 @@ rate_key_burst = 10000
 job_result_retention_s = 60
 EOF
 
-SERVER_PID=
-PORT=
-start_qesd() {
-    local log=$1 i
-    QESD_INSECURE_TESTING=1 "$QESD" serve --config "$T/qesd.conf" 2> "$log" &
-    SERVER_PID=$!
-    qes_on_exit "kill -KILL $SERVER_PID"
-    PORT=
-    for i in $(seq 1 400); do
-        PORT=$(grep -o '"msg":"listening".*"port":[0-9]*' "$log" 2>/dev/null |
-            grep -o '"port":[0-9]*' | head -n 1 | cut -d: -f2) || true
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log" >&2; fail "qesd died at start"; }
-        sleep 0.05
-    done
-    [ -n "$PORT" ] || { cat "$log" >&2; fail "qesd did not report its port"; }
-    for i in $(seq 1 100); do
-        curl -sS -o /dev/null --cacert "$CA" "https://localhost:$PORT/healthz" \
-            2>/dev/null && return 0
-        sleep 0.1
-    done
-    cat "$log" >&2
-    fail "qesd did not answer /healthz"
-}
 
-stop_qesd() {
-    local i rc=0
-    kill -TERM "$SERVER_PID"
-    for i in $(seq 1 300); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$SERVER_PID" 2>/dev/null && fail "qesd still running 30s after SIGTERM"
-    wait "$SERVER_PID" || rc=$?
-    expect_eq "$rc" 0 "qesd exit status after SIGTERM"
-}
 
-# call KEY METHOD PATH [BODY [EXTRA-CURL-ARGS...]]: sets CODE, BODY, HDR.
-call() {
-    local key=$1 method=$2 path=$3 body=${4-} args=()
-    shift 3
-    [ $# -gt 0 ] && shift
-    N=$((N + 1))
-    BODY=$T/resp/$N.body
-    HDR=$T/resp/$N.hdr
-    args+=(-H "Authorization: Bearer $key")
-    if [ -n "$body" ]; then
-        printf '%s' "$body" > "$T/req-$N.json"
-        args+=(-H "Content-Type: application/json" --data-binary @"$T/req-$N.json")
-    elif [ "$method" = POST ]; then
-        args+=(-H "Content-Length: 0")
-    fi
-    CODE=$(curl -sS --cacert "$CA" -X "$method" -o "$BODY" -D "$HDR" \
-        -w '%{http_code}' "${args[@]}" "$@" "https://localhost:$PORT$path") || true
-}
 
 check() {
     local want=$1 what=$2
@@ -135,12 +83,6 @@ v = json.load(open(sys.argv[1])).get(sys.argv[2])
 print("" if v is None else (json.dumps(v) if isinstance(v, (list, dict)) else v))' "$1" "$2"
 }
 
-expect_problem() {
-    local got
-    got=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(p.get("status"), p.get("type"))' "$BODY") ||
-        fail "response $BODY is not JSON"
-    expect_eq "$got" "$1 urn:qes:problem:$2" "problem of response $N"
-}
 
 advance_clock() {
     OFFSET_MS=$((OFFSET_MS + $1))
@@ -305,7 +247,7 @@ A_ADMIN=$ADMIN_KEY
 A_TENANT=$TENANT_ID
 admin_tenant B
 B_ADMIN=$ADMIN_KEY
-start_qesd "$T/qesd.log"
+start_qesd "$T/qesd.conf" "$T/qesd.log" QESD_INSECURE_TESTING=1
 ok "qesd started on 127.0.0.1:$PORT"
 create_key "$A_ADMIN" signer '["sign"]'
 A_SIGN=$KEY
@@ -512,7 +454,7 @@ J5=$(jobdb insert "$DB" "$A_TENANT" completed "$T/body5.json" - "$(now_ms -12000
     '{"signatures":["AAAA","BBBB"]}')
 stop_qesd
 expect_eq "$(jobdb state "$DB" "$J4")" "dispatched  0" "the open job while qesd is down"
-start_qesd "$T/qesd2.log"
+start_qesd "$T/qesd.conf" "$T/qesd2.log" QESD_INSECURE_TESTING=1
 expect_eq "$(jobdb state "$DB" "$J4")" "failed gateway_restart 0" "the open job after the restart"
 expect_contains "$T/qesd2.log" "gateway_restart"
 check 200 "GET the job after the restart" "$A_SIGN" GET "/v1/signatures/$J4"

@@ -23,12 +23,13 @@
 
 T=$(qes_tmpdir)
 QESD=$QES_BUILD_DIR/qesd
+CA=$QES_PKI/root-ca.pem
+. "$(dirname -- "$0")/../qesd.sh"
 [ -x "$QESD" ] || fail "no qesd binary at $QESD"
 for tool in curl openssl python3; do
     command -v "$tool" >/dev/null || fail "$tool is needed"
 done
 [ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI (run tests/setup-testenv.sh)"
-CA=$QES_PKI/root-ca.pem
 
 # ---------------------------------------------------------------------------
 # A server certificate for localhost and 127.0.0.1 from the test root.
@@ -69,71 +70,6 @@ write_config() {
     } > "$f"
 }
 
-# The background job is a subshell running qes_run_checked (a function);
-# SERVER_PID is the process inside it (qesd, or valgrind running qesd), the
-# one that must get SIGTERM; JOB_PID is waited for (its status is qesd's).
-SERVER_PID=
-JOB_PID=
-PORT=
-start_qesd() {
-    local cfg=$1 log=$2 i child
-    QESD_INSECURE_TESTING=1 qes_run_checked "$QESD" serve --config "$cfg" 2> "$log" &
-    JOB_PID=$!
-    SERVER_PID=$JOB_PID
-    qes_on_exit "kill -KILL $JOB_PID"
-    PORT=
-    for i in $(seq 1 400); do
-        PORT=$(grep -o '"msg":"listening".*"port":[0-9]*' "$log" 2>/dev/null |
-            grep -o '"port":[0-9]*' | head -n 1 | cut -d: -f2) || true
-        [ -n "$PORT" ] && break
-        kill -0 "$JOB_PID" 2>/dev/null || { cat "$log" >&2; fail "qesd died at start"; }
-        sleep 0.05
-    done
-    [ -n "$PORT" ] || { cat "$log" >&2; fail "qesd did not report its port"; }
-    child=$(pgrep -P "$JOB_PID" | head -n 1) || true
-    [ -n "$child" ] && SERVER_PID=$child
-    qes_on_exit "kill -KILL $SERVER_PID"
-    expect_contains "$log" "INSECURE testing clock is ON"
-    for i in $(seq 1 100); do
-        curl -sS -o /dev/null --cacert "$CA" "https://localhost:$PORT/healthz" \
-            2>/dev/null && return 0
-        sleep 0.1
-    done
-    cat "$log" >&2
-    fail "qesd did not answer /healthz"
-}
-
-stop_qesd() {
-    local i rc=0
-    kill -TERM "$SERVER_PID"
-    for i in $(seq 1 300); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$SERVER_PID" 2>/dev/null && fail "qesd still running 30s after SIGTERM"
-    wait "$JOB_PID" || rc=$?
-    expect_eq "$rc" 0 "qesd exit status after SIGTERM"
-}
-
-# call KEY METHOD PATH [BODY]: one request; KEY "-" sends no Authorization.
-# Sets CODE (the status), BODY and HDR (files holding the response body and
-# headers, one pair per request). Never call it in $(...): N must advance.
-call() {
-    local key=$1 method=$2 path=$3 body=${4-} args=()
-    N=$((N + 1))
-    BODY=$T/resp/$N.body
-    HDR=$T/resp/$N.hdr
-    [ "$key" != - ] && args+=(-H "Authorization: Bearer $key")
-    if [ -n "$body" ]; then
-        printf '%s' "$body" > "$T/req-$N.json"
-        args+=(-H "Content-Type: application/json" --data-binary @"$T/req-$N.json")
-    elif [ "$method" = POST ]; then
-        args+=(-H "Content-Length: 0")     # qesd wants a length on every POST
-    fi
-    CODE=$(curl -sS --cacert "$CA" -X "$method" -o "$BODY" -D "$HDR" \
-        -w '%{http_code}' "${args[@]}" "https://localhost:$PORT$path") || true
-}
-
 # check STATUS WHAT KEY METHOD PATH [BODY]: call, and expect STATUS.
 check() {
     local want=$1 what=$2
@@ -149,14 +85,6 @@ v = json.load(open(sys.argv[1])).get(sys.argv[2])
 print("" if v is None else (json.dumps(v) if isinstance(v, (list, dict)) else v))' "$1" "$2"
 }
 
-# expect_problem STATUS TYPE: the last response is that problem.
-expect_problem() {
-    local got
-    got=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(p.get("status"), p.get("type"))' "$BODY") ||
-        fail "response $BODY is not JSON"
-    expect_eq "$got" "$1 urn:qes:problem:$2" "problem of response $N"
-    grep -qi '^content-type: application/problem+json' "$HDR" || fail "response $N is not problem+json"
-}
 
 # remember_key KEY: record a key minted by the last response.
 remember_key() {
@@ -230,7 +158,8 @@ admin_tenant B
 B_ADMIN=$ADMIN_KEY
 ok "tenants A and B with their first admin keys (qesd admin tenant create)"
 
-start_qesd "$T/qesd.conf" "$T/qesd.log"
+start_qesd "$T/qesd.conf" "$T/qesd.log" QESD_INSECURE_TESTING=1
+expect_contains "$T/qesd.log" "INSECURE testing clock is ON"
 ok "qesd started on 127.0.0.1:$PORT"
 
 # ---------------------------------------------------------------------------
@@ -491,7 +420,7 @@ ok "SIGTERM: qesd exits 0"
 # Rate limits: a small per-key bucket, then a small per-address bucket.
 write_config "$T/rate.conf" "rate_key_per_s = 0.5" "rate_key_burst = 3" \
     "rate_ip_per_s = 1" "rate_ip_burst = 12"
-start_qesd "$T/rate.conf" "$T/rate.log"
+start_qesd "$T/rate.conf" "$T/rate.log" QESD_INSECURE_TESTING=1
 for i in 1 2 3; do
     check 200 "request $i within the key's burst" "$NEWER_KEY" GET /v1/api-keys
 done
@@ -521,7 +450,7 @@ ok "rate limits: 429 rate_limited with Retry-After per key and per address; prob
 # Repeated bad keys from one address: slowed down, then 429; audited.
 write_config "$T/fail.conf" "rate_ip_per_s = 1000" "rate_ip_burst = 10000" \
     "auth_fail_delay_ms = 200"
-start_qesd "$T/fail.conf" "$T/fail.log"
+start_qesd "$T/fail.conf" "$T/fail.log" QESD_INSECURE_TESTING=1
 for i in 1 2 3; do
     check 401 "bad key $i" "$wrong" GET /v1/api-keys
 done

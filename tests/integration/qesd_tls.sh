@@ -12,6 +12,8 @@
 
 T=$(qes_tmpdir)
 QESD=$QES_BUILD_DIR/qesd
+CA=$T/ca.pem
+. "$(dirname -- "$0")/../qesd.sh"
 [ -x "$QESD" ] || fail "no qesd binary at $QESD"
 for tool in curl openssl python3; do
     command -v "$tool" >/dev/null || fail "$tool is needed"
@@ -53,51 +55,7 @@ write_config() {
     } > "$f"
 }
 
-SERVER_PID=
-PORT=
-# start_qesd CONFIG LOG: start in the background, wait for the port and /healthz.
-start_qesd() {
-    local cfg=$1 log=$2 i cmd=("$QESD")
-    # not through a shell function: $! must be qesd itself, for kill -TERM
-    if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
-        cmd=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
-            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
-            --suppressions="$QES_SOURCE_DIR/tests/valgrind.supp" "$QESD")
-    fi
-    QESD_ALLOW_TESTING=1 "${cmd[@]}" serve --config "$cfg" > /dev/null 2> "$log" &
-    SERVER_PID=$!
-    qes_on_exit "kill -KILL $SERVER_PID"
-    PORT=
-    for i in $(seq 1 200); do
-        PORT=$(grep -o '"msg":"listening".*"port":[0-9]*' "$log" 2>/dev/null |
-            grep -o '"port":[0-9]*' | head -n 1 | cut -d: -f2) || true
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log" >&2; fail "qesd died at start"; }
-        sleep 0.05
-    done
-    [ -n "$PORT" ] || { cat "$log" >&2; fail "qesd did not report its port"; }
-    for i in $(seq 1 100); do
-        curl -sS -o /dev/null --cacert "$T/ca.pem" "https://localhost:$PORT/healthz" \
-            2>/dev/null && return 0
-        sleep 0.1
-    done
-    cat "$log" >&2
-    fail "qesd did not answer /healthz"
-}
 
-# stop_qesd: SIGTERM, expect exit status 0 within SECONDS (default 15).
-stop_qesd() {
-    local secs=${1:-15} i rc
-    kill -TERM "$SERVER_PID"
-    for i in $(seq 1 $((secs * 10))); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$SERVER_PID" 2>/dev/null && fail "qesd still running ${secs}s after SIGTERM"
-    rc=0
-    wait "$SERVER_PID" || rc=$?
-    expect_eq "$rc" 0 "qesd exit status after SIGTERM"
-}
 
 # req NAME [curl args...] URL-PATH: status code on stdout; body and headers in
 # $T/NAME.body and $T/NAME.hdr.
@@ -110,13 +68,9 @@ req() {
         -w '%{http_code}' "${args[@]}" "https://localhost:$PORT$path" || true
 }
 
-alive() {
-    expect_eq "$(req alive /healthz)" 200 "/healthz after $1"
-}
-
-# expect_problem NAME STATUS TYPE-NAME: the response is that problem, with a
-# request id equal to its X-Request-Id header.
-expect_problem() {
+# expect_problem_of NAME STATUS TYPE-NAME: the response saved as NAME is that
+# problem, with a request id equal to its X-Request-Id header.
+expect_problem_of() {
     local name=$1 status=$2 type=$3 hdr_id body_id
     grep -qi '^content-type: application/problem+json' "$T/$name.hdr" ||
         fail "$name: not application/problem+json"
@@ -133,6 +87,11 @@ EOF
         "$T/$name.body")
     expect_eq "$body_id" "$hdr_id" "$name: request id in body and header"
 }
+
+alive() {
+    expect_eq "$(req alive /healthz)" 200 "/healthz after $1"
+}
+
 
 # ---------------------------------------------------------------------------
 # Refusals at start: each exits with status 3 and a clear message.
@@ -177,7 +136,7 @@ ALLOW=0 refuse "testing routes without QESD_ALLOW_TESTING=1" \
 # ---------------------------------------------------------------------------
 # The main server.
 write_config "$T/qesd.conf"
-start_qesd "$T/qesd.conf" "$T/qesd.log"
+start_qesd "$T/qesd.conf" "$T/qesd.log" QESD_ALLOW_TESTING=1
 ok "qesd started on 127.0.0.1:$PORT"
 
 # TLS 1.3 works, TLS 1.2 is refused by both clients.
@@ -216,10 +175,10 @@ ok "X-Request-Id echoed when sane, replaced otherwise"
 
 # Unknown route, wrong method.
 expect_eq "$(req nf /v1/nothing-here)" 404 "unknown route"
-expect_problem nf 404 not_found
+expect_problem_of nf 404 not_found
 alive "404"
 expect_eq "$(req m405 -X DELETE /healthz)" 405 "wrong method"
-expect_problem m405 405 method_not_allowed
+expect_problem_of m405 405 method_not_allowed
 grep -qi '^allow: GET' "$T/m405.hdr" || fail "405 without Allow: GET"
 ok "404 not_found and 405 with Allow"
 
@@ -227,38 +186,38 @@ ok "404 not_found and 405 with Allow"
 J=(-H "Content-Type: application/json")
 head -c $((1024 * 1024 + 1)) /dev/zero | tr '\0' ' ' > "$T/big.json"
 expect_eq "$(req big "${J[@]}" --data-binary @"$T/big.json" /testing/echo)" 413 "oversize body"
-expect_problem big 413 body_too_large
+expect_problem_of big 413 body_too_large
 alive "oversize body"
 ok "oversize body: 413 body_too_large"
 
 python3 -c 'print("{\"name\":\"x\",\"nested\":" + "[" * 40 + "]" * 40 + "}")' > "$T/deep.json"
 expect_eq "$(req deep "${J[@]}" --data-binary @"$T/deep.json" /testing/echo)" 400 "deep JSON"
-expect_problem deep 400 json_too_deep
+expect_problem_of deep 400 json_too_deep
 alive "deep JSON"
 ok "deep JSON: 400 json_too_deep"
 
 python3 -c 'print("{\"name\":\"" + "a" * 9000 + "\"}")' > "$T/long.json"
 expect_eq "$(req long "${J[@]}" --data-binary @"$T/long.json" /testing/echo)" 400 "long string"
-expect_problem long 400 string_too_long
+expect_problem_of long 400 string_too_long
 alive "long string"
 ok "long JSON string: 400 string_too_long"
 
 printf '{"name":"\xff\xfe"}' > "$T/utf8.json"
 expect_eq "$(req utf8 "${J[@]}" --data-binary @"$T/utf8.json" /testing/echo)" 400 "invalid UTF-8"
-expect_problem utf8 400 invalid_json
+expect_problem_of utf8 400 invalid_json
 alive "invalid UTF-8"
 ok "invalid UTF-8: 400 invalid_json"
 
 expect_eq "$(req broken "${J[@]}" --data-binary '{"name":' /testing/echo)" 400 "broken JSON"
-expect_problem broken 400 invalid_json
+expect_problem_of broken 400 invalid_json
 expect_eq "$(req unk "${J[@]}" --data-binary '{"name":"x","admin":true}' /testing/echo)" 400 "unknown field"
-expect_problem unk 400 unknown_field
+expect_problem_of unk 400 unknown_field
 expect_contains "$T/unk.body" '"field":"admin"'
 expect_eq "$(req typ "${J[@]}" --data-binary '{"name":7}' /testing/echo)" 400 "wrong type"
-expect_problem typ 400 invalid_field
+expect_problem_of typ 400 invalid_field
 expect_contains "$T/typ.body" '"field":"name"'
 expect_eq "$(req ct -H "Content-Type: text/plain" --data-binary '{"name":"x"}' /testing/echo)" 415 "wrong content type"
-expect_problem ct 415 unsupported_media_type
+expect_problem_of ct 415 unsupported_media_type
 expect_eq "$(req good "${J[@]}" --data-binary '{"name":"x","tags":["a"]}' /testing/echo)" 200 "valid body"
 expect_contains "$T/good.body" '{"echo":{"name":"x","tags":["a"]}}'
 alive "JSON errors"
@@ -267,7 +226,7 @@ ok "invalid JSON, unknown field, wrong type, wrong content type: each its own pr
 # Header and URI limits.
 ua=$(head -c 12000 /dev/zero | tr '\0' a)
 expect_eq "$(req hdr -H "User-Agent: $ua" /healthz)" 431 "large header"
-expect_problem hdr 431 header_too_large
+expect_problem_of hdr 431 header_too_large
 alive "large header"
 python3 -c 'print("X-Huge: " + "h" * 200000)' > "$T/huge.hdr.in"
 req huge -H @"$T/huge.hdr.in" /healthz > /dev/null
@@ -276,9 +235,9 @@ ok "large header: 431 header_too_large; a 200 KB header does not hurt the server
 
 long=$(head -c 5000 /dev/zero | tr '\0' a)
 expect_eq "$(req uri "/healthz?x=$long")" 414 "long URI"
-expect_problem uri 414 uri_too_long
+expect_problem_of uri 414 uri_too_long
 expect_eq "$(req q "/testing/slow?ms=1&ms=2")" 400 "duplicate query parameter"
-expect_problem q 400 invalid_query
+expect_problem_of q 400 invalid_query
 alive "URI limits"
 ok "long URI: 414 uri_too_long; bad query: 400 invalid_query"
 
@@ -345,12 +304,12 @@ done
 kill -TERM "$SERVER_PID"
 sleep 0.2
 expect_eq "$(req dready /readyz)" 503 "/readyz while draining"
-expect_problem dready 503 not_ready
+expect_problem_of dready 503 not_ready
 expect_eq "$(req dlive /healthz)" 200 "/healthz while draining"
 expect_contains "$T/dlive.body" '"status":"draining"'
 code=$(req dnew2 /testing/slow)
 expect_eq "$code" 503 "a new request while draining"
-expect_problem dnew2 503 shutting_down
+expect_problem_of dnew2 503 shutting_down
 wait "$slow_job" "$wait_job"
 expect_eq "$(cat "$T/slow.code")" 200 "in-flight request during the drain"
 expect_eq "$(cat "$T/waiting.code")" 200 "deferred request during the drain"
@@ -380,7 +339,7 @@ ok "logs: one JSON object per line, no Authorization value, no pepper"
 
 # Overload: one worker, a queue of one.
 write_config "$T/small.conf" "workers = 1" "max_queue = 1"
-start_qesd "$T/small.conf" "$T/small.log"
+start_qesd "$T/small.conf" "$T/small.log" QESD_ALLOW_TESTING=1
 (req ov1 "/testing/slow?ms=1500" > "$T/ov1.code") &
 j1=$!
 sleep 0.3
@@ -388,7 +347,7 @@ sleep 0.3
 j2=$!
 sleep 0.3
 expect_eq "$(req ov3 "/testing/slow?ms=10")" 503 "third request with a full queue"
-expect_problem ov3 503 overloaded
+expect_problem_of ov3 503 overloaded
 grep -qi '^retry-after: 1' "$T/ov3.hdr" || fail "503 overloaded without Retry-After"
 wait "$j1" "$j2"
 expect_eq "$(cat "$T/ov1.code")" 200 "running request"
@@ -398,7 +357,7 @@ ok "queue full: 503 overloaded with Retry-After"
 # A request that outlives drain_timeout_s does not keep qesd alive.
 sed -i 's/^drain_timeout_s = .*/drain_timeout_s = 1/' "$T/small.conf"
 stop_qesd 10
-start_qesd "$T/small.conf" "$T/small2.log"
+start_qesd "$T/small.conf" "$T/small2.log" QESD_ALLOW_TESTING=1
 (req stuck "/testing/slow?ms=8000" > /dev/null) &
 stuck_job=$!
 sleep 0.3
