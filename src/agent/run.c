@@ -223,12 +223,12 @@ agent_cmd_run(int argc, char **argv)
 		rc = r == QES_ERR_NOT_FOUND ? QES_EXIT_NOT_FOUND : QES_EXIT_FAILURE;
 		goto out;
 	}
-	if ((r = load_key(dir, conf, &e, &key)) != 0) {
-		rc = r == QES_ERR_NOT_FOUND ? QES_EXIT_NOT_FOUND : QES_EXIT_FAILURE;
-		goto out;
-	}
 
-	/* every thread from here on inherits the mask */
+	/*
+	 * Every thread from here on inherits the mask. It is set before the
+	 * device key is loaded: libsecret starts GDBus's worker thread, and a
+	 * thread with SIGTERM unblocked would take it and end the process.
+	 */
 	memset(&st, 0, sizeof(st));
 	sigemptyset(&st.set);
 	sigaddset(&st.set, SIGTERM);
@@ -236,6 +236,11 @@ agent_cmd_run(int argc, char **argv)
 	sigaddset(&st.set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &st.set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	if ((r = load_key(dir, conf, &e, &key)) != 0) {
+		rc = r == QES_ERR_NOT_FOUND ? QES_EXIT_NOT_FOUND : QES_EXIT_FAILURE;
+		goto out;
+	}
 
 	if ((r = qes_p11_new(&p)) != 0 || (r = qes_tool_load_modules(p, &a.mods)) != 0) {
 		fprintf(stderr, "qes-agent run: cannot load PKCS#11 modules: %s\n",
