@@ -1,41 +1,77 @@
 #!/usr/bin/env bash
 # The qes demo: set up everything and sign with a qualified certificate on a
-# real PKCS#11 token (SoftHSM2), then let OpenSSL check the signature.
+# real PKCS#11 token (SoftHSM2), first locally, then through the whole device
+# path, and let OpenSSL check both signatures.
 #
 #   1. install missing Debian packages and build qes
 #   2. build a throw-away QTSP-shaped PKI and load it onto SoftHSM2 tokens
 #      (in build/demo, never the system's SoftHSM2 configuration)
 #   3. qes-agent tokens    - every module, token and certificate, classified
 #   4. qes-agent diagnose  - versions, PIN state and a verdict per token
-#   5. qes sign --raw      - sign a document; PIN through pinentry
+#   5. qes sign --raw      - sign a document locally; PIN through pinentry
 #   6. openssl dgst -verify
-#   7. qesd (gateway) on SQLite with TLS 1.3: a tenant, API keys, the audit
-#      log exported and verified offline with `qes audit verify`
+#   7. qesd (gateway) on SQLite with TLS 1.3, a tenant, API keys for the
+#      relying party's back end (sign) and the IT desk (devices)
+#   8. enrollment: POST /v1/enrollments, `qes-agent enroll` (the device key
+#      in a Secret Service: gnome-keyring on a private session bus)
+#   9. `qes-agent run` in the background; GET /v1/credentials
+#  10. POST /v1/signatures for the contract's SHA-256 digest (Idempotency-Key,
+#      replayed once), the verification code and the signer's dialog with the
+#      same code, GET /v1/signatures/{id}?wait=30 until completed, the
+#      signature value verified with openssl against the credential's
+#      certificate
+#  11. the job's audit records (GET /v1/audit), the log exported and verified
+#      offline with `qes audit verify`; agent and gateway stopped; no PIN in
+#      any log or in the database
 #
 # The PIN is typed by a scripted pinentry (the demo runs unattended); set
 # QES_DEMO_PINENTRY=pinentry-tty (or pinentry-gnome3, ...) to type it yourself:
-# the demo token's PIN is printed before the prompt.
+# the demo token's PIN is printed before each prompt. QES_DEMO_KEYRING=file
+# skips gnome-keyring: the agent then keeps its device key in its 0600 file
+# fallback (with a warning).
+#
+# Everything the demo starts (qesd, qes-agent, dbus-daemon, gnome-keyring) is
+# stopped on exit, listens on 127.0.0.1 only or on no network at all, and
+# keeps its state in build/demo (HOME and the XDG directories of the desktop
+# part included). Any failed check ends the demo with a non-zero status.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 step() { printf '\n\033[1m==== %s\033[0m\n' "$*"; }
+die() { printf '\ndemo: FAILED: %s\n(logs and state in %s)\n' "$*" "$demo" >&2; exit 1; }
 
 scripts/deps.sh
 step "build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs" >/dev/null
-echo "built build/qes-agent, build/qes, build/libqes.so"
+echo "built build/qes-agent, build/qes, build/qesd, build/libqes.so"
 
 demo=$root/build/demo
 rm -rf "$demo"
 mkdir -p "$demo"
+
+# Everything started below is stopped here, by the ids recorded when it was
+# started; the normal path stops each one itself and clears its id.
+qesd_pid='' agent_pid='' bus_pid='' keyring_pid=''
+cleanup() {
+  local rc=$?
+  set +e
+  [ -n "$agent_pid" ] && kill -TERM "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+  [ -n "$qesd_pid" ] && kill -TERM "$qesd_pid" 2>/dev/null && wait "$qesd_pid" 2>/dev/null
+  [ -n "$keyring_pid" ] && kill -TERM "$keyring_pid" 2>/dev/null
+  [ -n "$bus_pid" ] && kill -TERM "$bus_pid" 2>/dev/null
+  return "$rc"
+}
+trap cleanup EXIT
+
 step "test PKI and SoftHSM2 tokens (in $demo)"
 bash tests/setup-testenv.sh "$demo/env"
 # shellcheck disable=SC1091
 source "$demo/env/tokens/tokens.env"
 export SOFTHSM2_CONF
+pki=$demo/env/pki
 
 step "qes-agent tokens --module $QES_TEST_MODULE"
 build/qes-agent tokens --module "$QES_TEST_MODULE"
@@ -48,33 +84,44 @@ cat >"$demo/contract.txt" <<TXT
 Purchase contract no. 2026-17
 The buyer pays EUR 12,500 to the seller on delivery.
 TXT
+# pinentry_next: the scripted pinentry types the PIN in the next dialog, and
+# its transcript starts afresh
 if [ -n "${QES_DEMO_PINENTRY:-}" ]; then
   pinentry=$QES_DEMO_PINENTRY
-  echo "Type the demo token's PIN, $QES_TOKEN_A_PIN, when $pinentry asks."
+  # the agent runs in the background: a terminal pinentry needs the terminal's name
+  if [ -t 0 ]; then GPG_TTY=$(tty); export GPG_TTY; fi
+  pinentry_next() { echo "Type the demo token's PIN, $QES_TOKEN_A_PIN, when $pinentry asks."; }
 else
   pinentry=$root/build/tests/qes-test-pinentry
   export QES_TEST_PINENTRY_SCRIPT=$demo/pinentry.script QES_TEST_PINENTRY_LOG=$demo/pinentry.log
-  printf 'pin %s\n' "$QES_TOKEN_A_PIN" >"$QES_TEST_PINENTRY_SCRIPT"
-  echo "(a scripted pinentry types the PIN; QES_DEMO_PINENTRY=pinentry-tty lets you type it)"
+  pinentry_next() {
+    (umask 077; printf 'pin %s\n' "$QES_TOKEN_A_PIN" >"$QES_TEST_PINENTRY_SCRIPT")
+    rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"
+    echo "(a scripted pinentry types the PIN; QES_DEMO_PINENTRY=pinentry-tty lets you type it)"
+  }
 fi
+# dialog_text: what the signer was shown in the last dialog (the transcript's SETDESC)
+dialog_text() {
+  awk '/^SETDESC /{on=1; sub(/^SETDESC /,"")} /^(SETPROMPT|SETERROR|SETOK|SETCANCEL|GETPIN|CONFIRM|OPTION|PIN-SENT)/{on=0} on{print "    " $0}' "$QES_TEST_PINENTRY_LOG"
+}
+pinentry_next
 build/qes sign --raw --module "$QES_TEST_MODULE" --pinentry "$pinentry" \
   --token "$QES_TOKEN_A_LABEL" --key 02 --title "Purchase contract no. 2026-17" \
   --in "$demo/contract.txt" --out "$demo/contract.sig" --cert-out "$demo/signer.pem"
 if [ -z "${QES_DEMO_PINENTRY:-}" ]; then
   echo "the signer was shown:"
-  awk '/^SETDESC /{on=1; sub(/^SETDESC /,"")} /^(SETPROMPT|SETERROR|SETOK|SETCANCEL|GETPIN|CONFIRM|OPTION|PIN-SENT)/{on=0} on{print "    " $0}' "$QES_TEST_PINENTRY_LOG"
+  dialog_text
 fi
 
 step "openssl dgst -sha256 -verify (signer's public key from the certificate)"
 openssl x509 -in "$demo/signer.pem" -noout -subject -issuer
 openssl x509 -in "$demo/signer.pem" -pubkey -noout >"$demo/signer.pub"
-openssl verify -CAfile "$demo/env/pki/root-ca.pem" -untrusted "$demo/env/pki/issuing-ca.pem" "$demo/signer.pem"
+openssl verify -CAfile "$pki/root-ca.pem" -untrusted "$pki/issuing-ca.pem" "$demo/signer.pem"
 openssl dgst -sha256 -verify "$demo/signer.pub" -signature "$demo/contract.sig" "$demo/contract.txt"
 
 step "qesd: the gateway on embedded SQLite, TLS 1.3 only, on 127.0.0.1"
 gw=$demo/gw
 mkdir -p "$gw"
-pki=$demo/env/pki
 # a server certificate for localhost from the demo PKI; key and pepper 0600
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
   -keyout "$gw/server.key" -out "$gw/server.csr" 2>/dev/null
@@ -85,46 +132,300 @@ cat "$gw/server.crt" "$pki/issuing-ca.pem" >"$gw/server-chain.pem"
 chmod 600 "$gw/server.key"
 openssl rand -hex 32 >"$gw/pepper"
 chmod 600 "$gw/pepper"
+# server_name: the agent dials "localhost" and checks that qesd calls itself so
 cat >"$gw/qesd.conf" <<CONF
 listen = 127.0.0.1:0
+server_name = localhost
 tls_cert = $gw/server-chain.pem
 tls_key = $gw/server.key
 pepper_file = $gw/pepper
 store = sqlite:$gw/qesd.db
+drain_timeout_s = 5
 CONF
 echo "qesd admin tenant create \"Demo Company\""
 build/qesd admin --config "$gw/qesd.conf" tenant create "Demo Company" >"$gw/tenant.txt" 2>/dev/null
 sed 's/^api_key: \(qes_key_[a-z0-9]*_\).*/api_key: \1<secret, shown once, kept in the demo folder>/' "$gw/tenant.txt"
 build/qesd serve --config "$gw/qesd.conf" 2>"$gw/qesd.log" &
 qesd_pid=$!
-trap 'kill -TERM $qesd_pid 2>/dev/null; wait $qesd_pid 2>/dev/null' EXIT
 port=
 for _ in $(seq 1 100); do
   port=$(grep -o '"msg":"listening".*"port":[0-9]*' "$gw/qesd.log" 2>/dev/null | grep -o '[0-9]*$' | head -n 1) || true
   [ -n "$port" ] && break
+  kill -0 "$qesd_pid" 2>/dev/null || break
   sleep 0.1
 done
-[ -n "$port" ] || { echo "qesd did not start:"; cat "$gw/qesd.log"; exit 1; }
-export QES_SERVER=https://localhost:$port QES_CA=$pki/root-ca.pem
+[ -n "$port" ] || { cat "$gw/qesd.log"; die "qesd did not start"; }
+server=https://localhost:$port
+export QES_SERVER=$server QES_CA=$pki/root-ca.pem
 QES_API_KEY=$(sed -n 's/^api_key: //p' "$gw/tenant.txt")
 export QES_API_KEY
 echo "qesd listening on $QES_SERVER (TLS 1.3; TLS 1.2 is refused)"
 curl -sS --cacert "$pki/root-ca.pem" "$QES_SERVER/healthz"; echo
 if curl -sS --tls-max 1.2 --cacert "$pki/root-ca.pem" "$QES_SERVER/healthz" >/dev/null 2>&1; then
-  echo "TLS 1.2 was accepted: this must not happen"; exit 1
+  die "TLS 1.2 was accepted"
 fi
 echo "a TLS 1.2 client is refused (curl --tls-max 1.2)"
 
-step "qes keys: a signing key for the relying party's back end"
-build/qes keys create --name "ERP back end" --scope sign | sed 's/^api_key: \(qes_key_[a-z0-9]*_\).*/api_key: \1<secret, shown once>/'
+step "qes keys: API keys for the relying party's back end (sign) and the IT desk (devices)"
+# new_key FILE NAME SCOPE: create a key; its secret goes only into FILE (0600),
+# as the Authorization header curl reads with -H @FILE (never on a command line)
+new_key() {
+  (umask 077; build/qes keys create --name "$2" --scope "$3" >"$1.out" 2>"$1.err") ||
+    { cat "$1.err" >&2; die "qes keys create --name \"$2\""; }
+  echo "qes keys create --name \"$2\" --scope $3"
+  sed 's/^api_key: \(qes_key_[a-z0-9]*_\).*/api_key: \1<secret, shown once, kept in the demo folder>/' "$1.out"
+  (umask 077; printf 'Authorization: Bearer %s\n' "$(sed -n 's/^api_key: //p' "$1.out")" >"$1")
+  grep -q '^Authorization: Bearer qes_key_' "$1" || die "no API key for $2"
+}
+new_key "$gw/erp.auth" "ERP back end" sign
+new_key "$gw/itdesk.auth" "IT desk" devices
 build/qes keys list
 
-step "qes audit: every request is in the tenant's hash chain; verified offline"
-build/qes audit list --limit 5
+# api AUTHFILE METHOD PATH [BODY [HEADER...]]: one call of the relying party,
+# printed as "METHOD PATH -> STATUS"; the answer in $gw/http/last.json, its
+# headers in $gw/http/last.hdr, the status in $status
+mkdir -p "$gw/http"
+status=
+api() {
+  local auth=$1 method=$2 path=$3 body=${4:-} args
+  shift 3; [ $# -gt 0 ] && shift
+  args=(-sS --cacert "$pki/root-ca.pem" -o "$gw/http/last.json" -D "$gw/http/last.hdr"
+    -w '%{http_code}' -X "$method" -H @"$auth")
+  if [ -n "$body" ]; then
+    args+=(-H 'Content-Type: application/json' --data-binary "$body")
+  elif [ "$method" = POST ]; then
+    args+=(-H 'Content-Length: 0')
+  fi
+  for h in "$@"; do args+=(-H "$h"); done
+  status=$(curl "${args[@]}" "$server$path") || status=000
+  printf '%s %s -> %s\n' "$method" "$path" "$status"
+}
+# expect STATUS: the last call answered STATUS, else the demo fails with the answer
+expect() {
+  [ "$status" = "$1" ] && return 0
+  cat "$gw/http/last.json" >&2 2>/dev/null || true
+  die "expected HTTP $1, got $status"
+}
+# json EXPR: EXPR (python, the answer is v) evaluated on the last answer
+json() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$gw/http/last.json" "$1"; }
+# fields KEY...: the answer's top-level KEYs, one per line, indented
+fields() {
+  python3 - "$gw/http/last.json" "$@" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    print("    %-18s %s" % (k + ":", v.get(k)))
+PY
+}
+
+# ---------------------------------------------------------------------------
+step "the signer's desktop: a private session bus with a Secret Service (in $demo/desktop)"
+desk=$demo/desktop
+mkdir -p "$desk"
+chmod 700 "$desk"
+mkdir -m 700 "$desk/home" "$desk/config" "$desk/data" "$desk/cache" "$desk/run"
+# the desktop programs see only the demo's home, never the user's keyring or bus
+desk_env=(HOME="$desk/home" XDG_CONFIG_HOME="$desk/config" XDG_DATA_HOME="$desk/data"
+  XDG_CACHE_HOME="$desk/cache" XDG_RUNTIME_DIR="$desk/run")
+keystore="the 0600 file fallback"
+if [ "${QES_DEMO_KEYRING:-gnome-keyring}" = file ]; then
+  echo "QES_DEMO_KEYRING=file: no Secret Service; the agent keeps its device key in a 0600 file"
+  desk_env+=(DBUS_SESSION_BUS_ADDRESS=)
+elif ! command -v dbus-daemon >/dev/null || ! command -v gnome-keyring-daemon >/dev/null; then
+  echo "no dbus-daemon or gnome-keyring-daemon: the agent keeps its device key in a 0600 file"
+  desk_env+=(DBUS_SESSION_BUS_ADDRESS=)
+else
+  # a session bus of our own (its address and pid, both printed by --fork)
+  env "${desk_env[@]}" dbus-daemon --session --fork --nopidfile \
+    --print-address=1 --print-pid=1 >"$desk/bus.out"
+  bus_addr=$(sed -n 1p "$desk/bus.out") bus_pid=$(sed -n 2p "$desk/bus.out")
+  if [ -z "$bus_addr" ] || [ -z "$bus_pid" ]; then die "dbus-daemon did not start"; fi
+  desk_env+=(DBUS_SESSION_BUS_ADDRESS="$bus_addr")
+  # gnome-keyring with a fresh login keyring, unlocked with a random password
+  # nobody needs to know (the keyring lives and dies with build/demo)
+  openssl rand -hex 16 | tr -d '\n' |
+    env "${desk_env[@]}" gnome-keyring-daemon --unlock --components=secrets >"$desk/keyring.out" 2>&1
+  for _ in $(seq 1 100); do
+    keyring_pid=$(env "${desk_env[@]}" dbus-send --session --print-reply --dest=org.freedesktop.DBus / \
+      org.freedesktop.DBus.GetConnectionUnixProcessID string:org.freedesktop.secrets 2>/dev/null |
+      awk '/uint32/ { print $2 }') || true
+    [ -n "$keyring_pid" ] && break
+    sleep 0.1
+  done
+  if [ -n "$keyring_pid" ]; then
+    keystore="the Secret Service"
+    echo "dbus-daemon (pid $bus_pid) and gnome-keyring (pid $keyring_pid, Secret Service) run for the demo only"
+  else
+    echo "gnome-keyring did not take org.freedesktop.secrets: the agent will fall back to its 0600 file"
+  fi
+fi
+
+step "enrollment: the IT desk creates a one-time code, the signer enrolls the desktop"
+api "$gw/itdesk.auth" POST /v1/enrollments '{"name":"Clara Wagner, laptop","ttl_seconds":600}'
+expect 201
+code=$(json 'v["code"]')
+fields enrollment_id name expires_at
+echo "    code:              <the one-time code, handed to the signer>"
+agentcfg=$desk/config/qes
+echo "qes-agent enroll --server $server --code <code> --ca root-ca.pem"
+env "${desk_env[@]}" build/qes-agent enroll --server "$server" --code "$code" \
+  --ca "$pki/root-ca.pem" --config "$agentcfg" >"$desk/enroll.out" 2>"$desk/enroll.err" ||
+  { cat "$desk/enroll.err" "$desk/enroll.out" >&2; die "qes-agent enroll"; }
+sed 's/^/    /' "$desk/enroll.err" "$desk/enroll.out"
+device=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_id"])' "$agentcfg/enrollment.json")
+# where the device key went, from the files the agent left
+if compgen -G "$agentcfg/device-key-*" >/dev/null; then
+  [ "$keystore" = "the Secret Service" ] && die "a Secret Service ran, yet the device key went to a file"
+  echo "the device key is in a 0600 file: $(cd "$agentcfg" && ls device-key-*) ($(stat -c %a "$agentcfg"/device-key-*))"
+else
+  [ "$keystore" = "the Secret Service" ] || die "no Secret Service and no device key file"
+  grep -q 'device key in the Secret Service' "$desk/enroll.out" || die "enroll did not report the Secret Service"
+  echo "the device key is in the Secret Service (gnome-keyring), not in a file"
+fi
+
+step "qes-agent run: the agent dials out to qesd and reports its tokens"
+env "${desk_env[@]}" build/qes-agent run --config "$agentcfg" --module "$QES_TEST_MODULE" \
+  --only-module --pinentry "$pinentry" 2>"$desk/agent.log" &
+agent_pid=$!
+echo "qes-agent run --config $agentcfg --module $(basename "$QES_TEST_MODULE") --only-module (pid $agent_pid)"
+# the P-256 key (id 02) on token A, as the credential list names it
+cred=
+for _ in $(seq 1 100); do
+  status=$(curl -sS --cacert "$pki/root-ca.pem" -H @"$gw/erp.auth" -o "$gw/http/last.json" \
+    -w '%{http_code}' "$server/v1/credentials") || status=000
+  if [ "$status" = 200 ]; then
+    cred=$(json '"".join(c["id"] for c in v["items"] if c["token_serial"] == "'"$QES_TOKEN_A_SERIAL"'" and c["key_id"] == "02")')
+    [ -n "$cred" ] && break
+  fi
+  kill -0 "$agent_pid" 2>/dev/null || { tail -n 20 "$desk/agent.log" >&2; die "qes-agent run stopped"; }
+  sleep 0.2
+done
+[ -n "$cred" ] || { tail -n 20 "$desk/agent.log" >&2; die "GET /v1/credentials never listed the P-256 key"; }
+api "$gw/erp.auth" GET /v1/credentials
+expect 200
+python3 - "$gw/http/last.json" <<'PY'
+import json, sys
+for c in json.load(open(sys.argv[1]))["items"]:
+    print("    %s  %-16s key %s  %s %-4s  %-14s %s" % (c["id"], c.get("token_label", ""), c["key_id"],
+          c["key_type"], c["key_bits"], c["classification"], c.get("subject_cn", c["subject"])))
+PY
+# the credential's certificate: it must be the one the token holds, from the demo's QTSP
+json '[c for c in v["items"] if c["id"] == "'"$cred"'"][0]["certificate"]' |
+  openssl base64 -d -A | openssl x509 -inform DER -out "$demo/credential.pem"
+[ "$(openssl x509 -in "$demo/credential.pem" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)" = \
+  "$(json '[c for c in v["items"] if c["id"] == "'"$cred"'"][0]["certificate_sha256"]')" ] ||
+  die "certificate_sha256 does not match the credential's certificate"
+openssl verify -CAfile "$pki/root-ca.pem" -untrusted "$pki/issuing-ca.pem" "$demo/credential.pem" |
+  sed "s|^$demo/||"
+echo "signing with $cred (the qualified P-256 certificate)"
+
+step "POST /v1/signatures: the ERP asks the signer to sign the contract's SHA-256 digest"
+digest=$(openssl dgst -sha256 -binary "$demo/contract.txt" | openssl base64 -A)
+idem="erp-contract-2026-17-$(openssl rand -hex 4)"
+timeout_s=120
+[ -n "${QES_DEMO_PINENTRY:-}" ] && timeout_s=600
+body=$(printf '{"credential_id":"%s","digest_algorithm":"sha256","signature_scheme":"ecdsa","digests":["%s"],"title":"Purchase contract no. 2026-17","description":"EUR 12,500 on delivery; 1 page","application":"Demo ERP","timeout_seconds":%d}' \
+  "$cred" "$digest" "$timeout_s")
+echo "digest (sha256, base64): $digest   Idempotency-Key: $idem"
+pinentry_next
+api "$gw/erp.auth" POST /v1/signatures "$body" "Idempotency-Key: $idem"
+expect 202
+job=$(json 'v["id"]')
+vc=$(json 'v["verification_code"]')
+fields id state verification_code title expires_at
+echo "the ERP shows the signer: \"verification code $vc\""
+# the same request again (a retry after a lost answer): the same job, not a second one
+api "$gw/erp.auth" POST /v1/signatures "$body" "Idempotency-Key: $idem"
+expect 200
+[ "$(json 'v["id"]')" = "$job" ] || die "the replay made another job"
+grep -qi '^Idempotent-Replayed: true' "$gw/http/last.hdr" || die "no Idempotent-Replayed header"
+echo "    replayed: the same job $job (Idempotent-Replayed: true)"
+
+if [ -z "${QES_DEMO_PINENTRY:-}" ]; then
+  step "the signer's desktop: the pinentry dialog qes-agent opened"
+  for _ in $(seq 1 300); do
+    grep -q '^GETPIN' "$QES_TEST_PINENTRY_LOG" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q '^GETPIN' "$QES_TEST_PINENTRY_LOG" 2>/dev/null || die "no PIN dialog opened within 30 s"
+  dialog_text
+  grep -qF "Verification code: $vc" "$QES_TEST_PINENTRY_LOG" || die "the dialog did not show code $vc"
+  echo "the dialog shows the verification code $vc, the one the ERP shows; the PIN is typed"
+fi
+
+step "GET /v1/signatures/$job?wait=30: long-poll until the job is final"
+state=
+for _ in $(seq 1 22); do
+  api "$gw/erp.auth" GET "/v1/signatures/$job?wait=30"
+  expect 200
+  state=$(json 'v["state"]')
+  echo "    state: $state"
+  case "$state" in completed|failed|cancelled|expired) break ;; esac
+done
+[ "$state" = completed ] || { cat "$gw/http/last.json" >&2; die "the job ended $state, not completed"; }
+fields id state verification_code updated_at
+json 'v["signatures"][0]' | openssl base64 -d -A >"$demo/contract.api.sig"
+echo "    signatures[0]:     $(stat -c %s "$demo/contract.api.sig") bytes (DER ECDSA-Sig-Value) -> contract.api.sig"
+if [ -z "${QES_DEMO_PINENTRY:-}" ]; then
+  [ "$(grep -c '^GETPIN' "$QES_TEST_PINENTRY_LOG")" = 1 ] || die "not exactly one PIN prompt for the job"
+fi
+
+step "openssl dgst -sha256 -verify: the signature value against the credential's certificate"
+openssl x509 -in "$demo/credential.pem" -pubkey -noout >"$demo/credential.pub"
+openssl dgst -sha256 -verify "$demo/credential.pub" -signature "$demo/contract.api.sig" "$demo/contract.txt"
+
+step "the audit log: the device and its job (GET /v1/audit?device=$device), the chain verified offline"
+api "$gw/erp.auth" GET "/v1/audit?device=$device"
+[ "$status" = 403 ] || die "a key with scope sign may read the audit log"
+echo "    (scope sign may not read the audit log: the tenant's admin key does)"
+(umask 077; printf 'Authorization: Bearer %s\n' "$QES_API_KEY" >"$gw/admin.auth")
+api "$gw/admin.auth" GET "/v1/audit?device=$device"
+expect 200
+# the device's records: its enrollment, its session, and the job (by job_id)
+python3 - "$gw/http/last.json" "$job" <<'PY' >"$demo/device-audit.txt"
+import json, sys, time
+job = sys.argv[2]
+for r in json.load(open(sys.argv[1]))["records"]:
+    d = r.get("details") or {}
+    if r["type"].startswith("signature.") and d.get("job_id") != job:
+        continue
+    what = {"device.enrolled": lambda: 'name "%s"' % d.get("name"),
+            "device.session_opened": lambda: d.get("session_id"),
+            "device.inventory_changed": lambda: "%s credentials on %s tokens" % (d.get("credentials"), d.get("tokens")),
+            }.get(r["type"], lambda: "%s %s" % (d.get("job_id"), d.get("state")))()
+    print("    seq %-3s %s  %-24s %-30s %-8s %s" % (r["seq"],
+          time.strftime("%H:%M:%S", time.gmtime(r["time_ms"] / 1000)), r["type"],
+          r.get("key_id") or "(the device)", r["hash"][:12] + "...", what))
+PY
+cat "$demo/device-audit.txt"
+for t in device.enrolled device.session_opened signature.requested signature.dispatched signature.completed; do
+  grep -q " $t " "$demo/device-audit.txt" || die "no $t record for $device"
+done
+echo "the job's requests came from the ERP's key ($(sed -n 's/^key_id: //p' "$gw/erp.auth.out")), its result from the device"
 build/qes audit export --out "$gw/audit.jsonl"
 build/qes audit verify "$gw/audit.jsonl"
+
+step "stop: the agent, then the gateway (SIGTERM, each exits 0)"
+kill -TERM "$agent_pid"
+rc=0; wait "$agent_pid" || rc=$?
+agent_pid=''
+[ "$rc" = 0 ] || die "qes-agent exited $rc"
+echo "qes-agent stopped (exit 0)"
 kill -TERM "$qesd_pid"
-wait "$qesd_pid" && echo "qesd drained and stopped (exit 0)"
-trap - EXIT
+rc=0; wait "$qesd_pid" || rc=$?
+qesd_pid=''
+[ "$rc" = 0 ] || die "qesd exited $rc"
+echo "qesd drained and stopped (exit 0)"
+if [ -n "$keyring_pid" ]; then kill -TERM "$keyring_pid" 2>/dev/null || true; keyring_pid=''; fi
+if [ -n "$bus_pid" ]; then kill -TERM "$bus_pid" 2>/dev/null || true; bus_pid=''; fi
+
+# the PIN went from the dialog to the token and nowhere else (a PIN with hex
+# digits on either side is part of a hash or an id, not a PIN)
+for f in "$gw/qesd.log" "$desk/agent.log" "$desk/enroll.out" "$desk/enroll.err" "$gw"/http/* \
+    "$gw/audit.jsonl" "$gw/qesd.db" "$gw/qesd.db-wal"; do
+  [ -f "$f" ] || continue
+  if grep -qaE -- "(^|[^0-9a-fA-F])$QES_TOKEN_A_PIN([^0-9a-fA-F]|\$)" "$f"; then die "$f contains the PIN"; fi
+done
+echo "the PIN is in no log, HTTP answer, audit export or the gateway's database"
 
 printf '\ndemo: OK\n'
