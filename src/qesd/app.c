@@ -23,6 +23,7 @@
 #include "app.h"
 #include "auth.h"
 #include "devices.h"
+#include "diagnostics.h"
 #include "hub.h"
 #include "jobs.h"
 #include "log.h"
@@ -196,6 +197,15 @@ qesd_now_ms(const qesd_app *app)
 /* ------------------------------------------------------------------------- */
 /* services */
 
+/* The diagnostics service sends through the hub (diagnostics.h). */
+static int
+diag_send(void *ctx, const char *tenant_id, const char *device_id,
+    const uint8_t *frame, size_t len)
+{
+	return qesd_hub_send(((qesd_app *)ctx)->hub, tenant_id, device_id, frame,
+	    len);
+}
+
 static int
 errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -219,6 +229,7 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 {
 	qesd_audit_queue_config qc;
 	qesd_jobs_config jc;
+	qesd_diag_config dc;
 	qesd_failtrack_config fc;
 	qesd_auth_svc_config ac;
 	qesd_store_config stc;
@@ -300,7 +311,15 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 	/* the agent endpoint's sessions; jobs reach devices through it */
 	if ((r = qesd_hub_new(app, &app->hub, err, errlen)) != 0)
 		goto out;
-	qesd_devices_attach_jobs(app);
+	memset(&dc, 0, sizeof(dc));
+	dc.send = diag_send;
+	dc.send_ctx = app;
+	if ((r = qesd_diag_new(&dc, &app->diag)) != 0) {
+		errf(err, errlen, "cannot set up device diagnostics: %s",
+		    qes_strerror(r));
+		goto out;
+	}
+	qesd_devices_attach_jobs(app);	/* the hub's events: jobs, diagnostics */
 	*out = app;
 	app = NULL;
 	r = 0;
@@ -342,6 +361,7 @@ qesd_app_free(qesd_app *app)
 		return;
 	qesd_jobs_free(app->jobs);	/* its sweeper writes to the store */
 	qesd_hub_free(app->hub);	/* after the jobs: their sweeper sends */
+	qesd_diag_free(app->diag);	/* after the hub: its events reach it */
 	(void)qesd_app_flush(app);
 	qesd_auth_svc_free(app->auth);
 	qesd_audit_queue_free(app->audit_queue);

@@ -13,6 +13,7 @@
  *   clock           qesd_now_ms(): wall time, or wall time plus a test offset
  *   jobs            signature jobs, their long-poll waiters and sweeper
  *   hub             the live device sessions (hub.h), wired to jobs
+ *   diag            diagnoses waiting for an agent's answer (diagnostics.h)
  *
  * Lifecycle: qesd_app_new() opens the store (migrating it) and starts the
  * two background threads (audit queue, last_used_at flusher);
@@ -40,6 +41,7 @@
 typedef struct qesd_auth_svc qesd_auth_svc;	/* auth.h */
 typedef struct qesd_jobs qesd_jobs;		/* jobs.h */
 typedef struct qesd_hub qesd_hub;		/* hub.h */
+typedef struct qesd_diag qesd_diag;		/* diagnostics.h */
 typedef struct qesd_clock qesd_clock;
 
 typedef struct qesd_app {
@@ -56,6 +58,7 @@ typedef struct qesd_app {
 	qesd_clock *clock;
 	qesd_jobs *jobs;		/* signature jobs (jobs.h) */
 	qesd_hub *hub;			/* agent sessions (hub.h) */
+	qesd_diag *diag;		/* device diagnostics (diagnostics.h) */
 } qesd_app;
 
 /*

@@ -1,9 +1,11 @@
 /*
- * devices_jobs.c - the glue between the hub (hub.h) and the signature jobs
- * service (jobs.h), so that neither includes the other: jobs reach live
+ * devices_jobs.c - the glue between the hub (hub.h) and the services that
+ * talk to devices - signature jobs (jobs.h) and diagnostics
+ * (diagnostics.h) - so that none includes another: jobs reach live
  * sessions and send through the function table qesd_jobs_devices (they look
- * credentials up in the devices store themselves), and hear about sign
- * results and closed sessions through the hub's event callbacks.
+ * credentials up in the devices store themselves); both hear about their
+ * answers (sign results, diagnose results, errors) and closed sessions
+ * through the hub's event callbacks, which go to each in turn.
  * qesd_app_new() calls qesd_devices_attach_jobs() once both exist; tests
  * may replace either side afterwards with fakes.
  */
@@ -11,6 +13,7 @@
 
 #include "app.h"
 #include "devices.h"
+#include "diagnostics.h"
 #include "hub.h"
 #include "jobs.h"
 
@@ -34,16 +37,25 @@ static void
 on_message(void *ctx, const char *tenant_id, const char *device_id,
     const char *session_id, const qes_proto_msg *msg)
 {
-	qesd_jobs_on_message(((qesd_app *)ctx)->jobs, tenant_id, device_id,
-	    session_id, msg);
+	qesd_app *app = ctx;
+
+	qesd_jobs_on_message(app->jobs, tenant_id, device_id, session_id, msg);
+	if (app->diag != NULL)
+		qesd_diag_on_message(app->diag, tenant_id, device_id, session_id,
+		    msg);
 }
 
 static void
 on_session_closed(void *ctx, const char *tenant_id, const char *device_id,
     const char *session_id, const char *reason)
 {
-	qesd_jobs_on_session_closed(((qesd_app *)ctx)->jobs, tenant_id,
-	    device_id, session_id, reason);
+	qesd_app *app = ctx;
+
+	qesd_jobs_on_session_closed(app->jobs, tenant_id, device_id, session_id,
+	    reason);
+	if (app->diag != NULL)
+		qesd_diag_on_session_closed(app->diag, tenant_id, device_id,
+		    session_id, reason);
 }
 
 void

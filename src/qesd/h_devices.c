@@ -16,6 +16,9 @@
  *                                   one transaction, then the live session is
  *                                   closed (4002) - the device can never
  *                                   authenticate again
+ *   POST   /v1/devices/{id}/diagnostics (diagnostics) the agent's diagnose
+ *                                   report and the round trip; the handler
+ *                                   is in h_diagnostics.c
  *
  * Enrolling is public because the agent has no API key: the code is the
  * credential. It is rate-limited per address by the middleware, and
@@ -36,6 +39,7 @@
 #include "app.h"
 #include "audit_svc.h"
 #include "devices.h"
+#include "diagnostics.h"
 #include "hub.h"
 #include "jsonv.h"
 #include "log.h"
@@ -850,6 +854,8 @@ static const qesd_route device_routes[] = {
 	  devices_sessions, "devices.sessions" },
 	{ QESD_DELETE, "/v1/devices/{id}", QESD_SCOPE_DEVICES, 0, devices_revoke,
 	  "devices.revoke" },
+	{ QESD_POST, "/v1/devices/{id}/diagnostics", QESD_SCOPE_DIAGNOSTICS, 0,
+	  qesd_diagnostics_post, "devices.diagnostics" },
 };
 const qesd_route_table qesd_device_routes = { device_routes,
 	sizeof(device_routes) / sizeof(device_routes[0]) };
