@@ -219,7 +219,7 @@ PY
 }
 
 # ---------------------------------------------------------------------------
-step "the signer's desktop: a private session bus with a Secret Service (in $demo/desktop)"
+step "the signer's desktop: where qes-agent will keep its device key (state in $demo/desktop)"
 desk=$demo/desktop
 mkdir -p "$desk"
 chmod 700 "$desk"
@@ -351,6 +351,8 @@ if [ -z "${QES_DEMO_PINENTRY:-}" ]; then
   dialog_text
   grep -qF "Verification code: $vc" "$QES_TEST_PINENTRY_LOG" || die "the dialog did not show code $vc"
   echo "the dialog shows the verification code $vc, the one the ERP shows; the PIN is typed"
+else
+  echo "(the signer's dialog is open on this terminal: check that it shows the verification code $vc, then type the PIN, $QES_TOKEN_A_PIN)"
 fi
 
 step "GET /v1/signatures/$job?wait=30: long-poll until the job is final"
