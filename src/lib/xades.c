@@ -1,0 +1,1120 @@
+/*
+ * xades.c - XAdES baseline signatures (ETSI EN 319 132-1) in two phases.
+ *
+ * prepare builds the whole ds:Signature with libxml2's tree API: the
+ * reference to the document (enveloped: URI="" with the enveloped-signature
+ * transform; detached: the document's name), the reference to
+ * xades:SignedProperties (SigningTime, SigningCertificateV2,
+ * DataObjectFormat), KeyInfo with the certificates; digests the references'
+ * canonical octets and then the canonical SignedInfo, which is what the
+ * caller gets to sign. The private key is never here, which is why
+ * xmlsec1's own signing (it wants the key) is not used: canonicalisation is
+ * libxml2's xmlC14NExecute, the same code xmlsec1 runs when it verifies.
+ *
+ * finish checks the value against the certificate, fills ds:SignatureValue
+ * and adds the unsigned properties of the level asked:
+ *   B-T   xades:SignatureTimeStamp over the canonical ds:SignatureValue
+ *         element (EN 319 132-1 clause 5.3)
+ *   B-LT  xades:CertificateValues, xades:RevocationValues and, for the
+ *         TSA's data, xades141:TimeStampValidationData
+ *   B-LTA xades141:ArchiveTimeStamp over the references' octets, the
+ *         canonical SignedInfo, SignatureValue, KeyInfo and every unsigned
+ *         signature property before it (EN 319 132-1 clause 5.5.2)
+ *
+ * Parsing: libxml2 with XML_PARSE_NONET and neither XML_PARSE_NOENT nor
+ * XML_PARSE_DTDLOAD; a DOCTYPE stops the parser at its start (SAX hook), so
+ * no DTD, entity or default attribute can make the signed infoset differ
+ * from what a verifier sees. Depth and node count are checked after the
+ * parse, on top of libxml2's own depth guard.
+ */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libxml/c14n.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/uri.h>
+#include <libxml/xmlsave.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "cert_priv.h"
+#include "qes/err.h"
+#include "qes/xades.h"
+
+#define NS_DS		"http://www.w3.org/2000/09/xmldsig#"
+#define NS_XADES	"http://uri.etsi.org/01903/v1.3.2#"
+#define NS_XADES141	"http://uri.etsi.org/01903/v1.4.1#"
+#define URI_EXC_C14N	"http://www.w3.org/2001/10/xml-exc-c14n#"
+#define URI_C14N	"http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+#define URI_ENVELOPED	"http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+#define URI_SIGNED_PROPS "http://uri.etsi.org/01903#SignedProperties"
+
+#define MAX_NAME_BYTES	1024
+#define MAX_MIME_BYTES	255
+#define MAX_VDATA_ITEMS	64
+#define MAX_BLOB_BYTES	((size_t)4 * 1024 * 1024)
+
+struct qes_xades_ctx {
+	xmlDocPtr doc;
+	xmlNodePtr sig;			/* ds:Signature */
+	xmlNodePtr signed_info;
+	xmlNodePtr sigvalue;
+	xmlNodePtr keyinfo;
+	xmlNodePtr qprops;		/* xades:QualifyingProperties */
+	xmlNodePtr unsigned_props;	/* added by finish; removed again if it fails */
+	xmlNsPtr ns_ds;
+	xmlNsPtr ns_xades;
+	const qes_cert *signer;
+	qes_sig_scheme scheme;
+	qes_md md;
+	qes_xades_c14n c14n;
+	qes_ades_level level;
+	const qes_timestamper *tsa;
+	const qes_ades_vdata *vdata;
+	const qes_ades_vdata *tsa_vdata;
+	EVP_MD_CTX *archive;		/* B-LTA: the references' octets so far */
+	uint8_t tbs[QES_MD_MAX_LEN];
+	size_t tbs_len;
+	int finished;
+	char errmsg[256];
+};
+
+static int
+fail(qes_xades_ctx *ctx, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+fail(qes_xades_ctx *ctx, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ctx != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(ctx->errmsg, sizeof(ctx->errmsg), fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+static const EVP_MD *
+md_evp(qes_md md)
+{
+	switch (md) {
+	case QES_MD_SHA256: return EVP_sha256();
+	case QES_MD_SHA384: return EVP_sha384();
+	case QES_MD_SHA512: return EVP_sha512();
+	}
+	return NULL;
+}
+
+static const char *
+md_uri(qes_md md)
+{
+	switch (md) {
+	case QES_MD_SHA256: return "http://www.w3.org/2001/04/xmlenc#sha256";
+	case QES_MD_SHA384: return "http://www.w3.org/2001/04/xmldsig-more#sha384";
+	case QES_MD_SHA512: return "http://www.w3.org/2001/04/xmlenc#sha512";
+	}
+	return NULL;
+}
+
+static const char *
+sig_uri(qes_sig_scheme scheme, qes_md md)
+{
+	static const char *const uris[3][3] = {
+		{ "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+		  "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+		  "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512" },
+		{ "http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1",
+		  "http://www.w3.org/2007/05/xmldsig-more#sha384-rsa-MGF1",
+		  "http://www.w3.org/2007/05/xmldsig-more#sha512-rsa-MGF1" },
+		{ "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+		  "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+		  "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512" },
+	};
+
+	if (scheme < QES_SIG_RSA_PKCS1 || scheme > QES_SIG_ECDSA ||
+	    md < QES_MD_SHA256 || md > QES_MD_SHA512)
+		return NULL;
+	return uris[scheme - 1][md - 1];
+}
+
+static const char *
+c14n_uri(qes_xades_c14n c)
+{
+	return c == QES_XADES_C14N_INCLUSIVE ? URI_C14N : URI_EXC_C14N;
+}
+
+/* ---- XML input ---- */
+
+struct parse_state {
+	int saw_doctype;
+};
+
+/* SAX hook: a DOCTYPE ends the parse before its internal subset is read. */
+static void
+refuse_doctype(void *pctx, const xmlChar *name, const xmlChar *external_id,
+    const xmlChar *system_id)
+{
+	xmlParserCtxtPtr p = pctx;
+	struct parse_state *st = p->_private;
+
+	(void)name;
+	(void)external_id;
+	(void)system_id;
+	st->saw_doctype = 1;
+	xmlStopParser(p);
+}
+
+/* Depth and node count of the tree, without recursion. */
+static int
+check_tree(xmlNodePtr root, char *errmsg, size_t errlen)
+{
+	xmlNodePtr n = root;
+	size_t depth = 1, nodes = 0;
+
+	while (n != NULL) {
+		if (++nodes > QES_XADES_MAX_NODES) {
+			snprintf(errmsg, errlen, "more than %d XML nodes",
+			    QES_XADES_MAX_NODES);
+			return QES_ERR_LIMIT;
+		}
+		if (n->type == XML_ENTITY_REF_NODE) {
+			snprintf(errmsg, errlen, "entity reference '%s' (entities are refused)",
+			    n->name != NULL ? (const char *)n->name : "?");
+			return QES_ERR_XML_MALFORMED;
+		}
+		if (n->type == XML_ELEMENT_NODE && n->children != NULL) {
+			if (++depth > QES_XADES_MAX_DEPTH) {
+				snprintf(errmsg, errlen, "XML nested deeper than %d elements",
+				    QES_XADES_MAX_DEPTH);
+				return QES_ERR_LIMIT;
+			}
+			n = n->children;
+			continue;
+		}
+		while (n != NULL && n->next == NULL) {
+			n = n->parent;
+			if (n == NULL || n == root->parent)
+				return 0;
+			depth--;
+		}
+		if (n != NULL)
+			n = n->next;
+	}
+	return 0;
+}
+
+static int
+parse_xml(const uint8_t *data, size_t len, xmlDocPtr *out, char *errmsg, size_t errlen)
+{
+	struct parse_state st = { 0 };
+	xmlParserCtxtPtr p = NULL;
+	xmlDocPtr doc = NULL;
+	const xmlError *xe;
+	int r;
+
+	*out = NULL;
+	if (data == NULL || len == 0) {
+		snprintf(errmsg, errlen, "empty XML document");
+		return QES_ERR_XML_MALFORMED;
+	}
+	if (len > QES_XADES_MAX_DOC_BYTES || len > INT_MAX) {
+		snprintf(errmsg, errlen, "XML document of %zu bytes, at most %zu", len,
+		    QES_XADES_MAX_DOC_BYTES);
+		return QES_ERR_LIMIT;
+	}
+	xmlInitParser();
+	if ((p = xmlNewParserCtxt()) == NULL)
+		return QES_ERR_ALLOC;
+	p->_private = &st;
+	p->sax->internalSubset = refuse_doctype;
+	doc = xmlCtxtReadMemory(p, (const char *)data, (int)len, NULL, NULL,
+	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+	if (st.saw_doctype) {
+		snprintf(errmsg, errlen, "the document has a DOCTYPE (DTDs are refused)");
+		r = QES_ERR_XML_MALFORMED;
+		goto out;
+	}
+	if (doc == NULL || !p->wellFormed) {
+		xe = xmlCtxtGetLastError(p);
+		if (xe != NULL && xe->message != NULL) {
+			snprintf(errmsg, errlen, "line %d: %s", xe->line, xe->message);
+			errmsg[strcspn(errmsg, "\n")] = '\0';
+		} else
+			snprintf(errmsg, errlen, "XML document is not well formed");
+		r = QES_ERR_XML_MALFORMED;
+		goto out;
+	}
+	if (xmlDocGetRootElement(doc) == NULL) {
+		snprintf(errmsg, errlen, "XML document without a root element");
+		r = QES_ERR_XML_MALFORMED;
+		goto out;
+	}
+	if ((r = check_tree(xmlDocGetRootElement(doc), errmsg, errlen)) != 0)
+		goto out;
+	*out = doc;
+	doc = NULL;
+	r = 0;
+out:
+	xmlFreeDoc(doc);
+	xmlFreeParserCtxt(p);
+	return r;
+}
+
+int
+qes_xades_check_xml(const uint8_t *doc, size_t len, char *errmsg, size_t errlen)
+{
+	char dummy[8];
+	xmlDocPtr d;
+	int r;
+
+	if (errmsg == NULL) {
+		errmsg = dummy;
+		errlen = sizeof(dummy);
+	}
+	r = parse_xml(doc, len, &d, errmsg, errlen);
+	xmlFreeDoc(d);
+	return r;
+}
+
+/* ---- canonicalisation ---- */
+
+struct c14n_sink {
+	qes_buf *buf;
+	int err;
+};
+
+static int
+sink_write(void *arg, const char *data, int len)
+{
+	struct c14n_sink *s = arg;
+
+	if (len < 0)
+		return -1;
+	if (qes_buf_put(s->buf, data, (size_t)len) != 0) {
+		s->err = QES_ERR_LIMIT;
+		return -1;
+	}
+	return len;
+}
+
+static int
+sink_close(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+static int
+in_subtree(xmlNodePtr n, xmlNodePtr top)
+{
+	for (; n != NULL; n = n->parent)
+		if (n == top)
+			return 1;
+	return 0;
+}
+
+/* Namespace nodes are xmlNs, not xmlNode; both start with a pointer and the type. */
+static xmlNodePtr
+owner(xmlNodePtr node, xmlNodePtr parent)
+{
+	if (node == NULL)
+		return parent;
+	if (node->type == XML_NAMESPACE_DECL || node->type == XML_ATTRIBUTE_NODE)
+		return parent;
+	return node;
+}
+
+static int
+visible_in(void *user, xmlNodePtr node, xmlNodePtr parent)
+{
+	return in_subtree(owner(node, parent), user);
+}
+
+/* URI="" with the enveloped-signature transform: all but our ds:Signature. */
+static int
+visible_outside(void *user, xmlNodePtr node, xmlNodePtr parent)
+{
+	xmlNodePtr o = owner(node, parent);
+
+	if (node != NULL && node->type == XML_COMMENT_NODE)
+		return 0;
+	return !in_subtree(o, user);
+}
+
+/* Canonical octets of a node set (subtree of top, or the document but sig) to out. */
+static int
+c14n(qes_xades_ctx *ctx, xmlNodePtr top, int whole_doc_but, qes_buf *out)
+{
+	struct c14n_sink s = { out, 0 };
+	xmlOutputBufferPtr ob;
+	int r, mode;
+
+	mode = ctx->c14n == QES_XADES_C14N_INCLUSIVE ? XML_C14N_1_0 :
+	    XML_C14N_EXCLUSIVE_1_0;
+	if ((ob = xmlOutputBufferCreateIO(sink_write, sink_close, &s, NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	r = xmlC14NExecute(ctx->doc, whole_doc_but ? visible_outside : visible_in, top,
+	    mode, NULL, 0, ob);
+	if (xmlOutputBufferClose(ob) < 0 && r >= 0)
+		r = -1;
+	if (s.err != 0)
+		return fail(ctx, s.err, "canonical XML exceeds the buffer limit");
+	if (r < 0)
+		return fail(ctx, QES_ERR_XML_MALFORMED, "canonicalisation failed");
+	return 0;
+}
+
+static int
+c14n_digest(qes_xades_ctx *ctx, xmlNodePtr top, int whole_doc_but, uint8_t *md_out,
+    EVP_MD_CTX *also)
+{
+	qes_buf *b;
+	int r;
+
+	if ((b = qes_buf_new()) == NULL)
+		return QES_ERR_ALLOC;
+	qes_buf_set_max(b, QES_XADES_MAX_DOC_BYTES * 2);
+	if ((r = c14n(ctx, top, whole_doc_but, b)) != 0)
+		goto out;
+	if ((r = qes_md_digest(ctx->md, qes_buf_data(b), qes_buf_len(b), md_out)) != 0)
+		goto out;
+	if (also != NULL && qes_buf_len(b) > 0 &&
+	    EVP_DigestUpdate(also, qes_buf_data(b), qes_buf_len(b)) != 1)
+		r = QES_ERR_CRYPTO;
+out:
+	qes_buf_free(b);
+	return r;
+}
+
+/* ---- tree building ---- */
+
+static int
+b64(const uint8_t *data, size_t len, char **out)
+{
+	char *s;
+
+	*out = NULL;
+	if (len > MAX_BLOB_BYTES * 4)
+		return QES_ERR_LIMIT;
+	if ((s = malloc(4 * ((len + 2) / 3) + 1)) == NULL)
+		return QES_ERR_ALLOC;
+	EVP_EncodeBlock((unsigned char *)s, data, (int)len);
+	*out = s;
+	return 0;
+}
+
+static xmlNodePtr
+add(xmlNodePtr parent, xmlNsPtr ns, const char *name, const char *text)
+{
+	return xmlNewTextChild(parent, ns, (const xmlChar *)name, (const xmlChar *)text);
+}
+
+static int
+add_b64(xmlNodePtr parent, xmlNsPtr ns, const char *name, const uint8_t *data,
+    size_t len, xmlNodePtr *out)
+{
+	xmlNodePtr n;
+	char *s;
+	int r;
+
+	if ((r = b64(data, len, &s)) != 0)
+		return r;
+	n = add(parent, ns, name, s);
+	free(s);
+	if (n == NULL)
+		return QES_ERR_ALLOC;
+	if (out != NULL)
+		*out = n;
+	return 0;
+}
+
+static int
+set_attr(xmlNodePtr n, const char *name, const char *value)
+{
+	return xmlSetProp(n, (const xmlChar *)name, (const xmlChar *)value) != NULL ?
+	    0 : QES_ERR_ALLOC;
+}
+
+static int
+add_alg(xmlNodePtr parent, xmlNsPtr ns, const char *name, const char *uri,
+    xmlNodePtr *out)
+{
+	xmlNodePtr n;
+
+	if ((n = add(parent, ns, name, NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	if (out != NULL)
+		*out = n;
+	return set_attr(n, "Algorithm", uri);
+}
+
+static int
+random_id(const char *prefix, char *out, size_t outlen)
+{
+	uint8_t rnd[8];
+	size_t i, n;
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return QES_ERR_CRYPTO;
+	n = (size_t)snprintf(out, outlen, "%s-", prefix);
+	for (i = 0; i < sizeof(rnd) && n + 2 < outlen; i++, n += 2)
+		snprintf(out + n, outlen - n, "%02x", rnd[i]);
+	return 0;
+}
+
+/* DER length octets for len, appended to b. */
+static int
+der_len(qes_buf *b, size_t len)
+{
+	uint8_t tmp[5];
+	size_t n = 0, v = len;
+
+	if (len < 0x80)
+		return qes_buf_put_u8(b, (uint8_t)len);
+	while (v > 0 && n < 4) {
+		tmp[4 - n] = (uint8_t)(v & 0xff);
+		v >>= 8;
+		n++;
+	}
+	if (v != 0)
+		return QES_ERR_LIMIT;
+	tmp[4 - n] = (uint8_t)(0x80 | n);
+	return qes_buf_put(b, tmp + 4 - n, n + 1);
+}
+
+/*
+ * IssuerSerial (RFC 5035) of the certificate, DER: SEQUENCE { GeneralNames
+ * { [4] issuer Name }, serialNumber }. OpenSSL 3 keeps ESS_ISSUER_SERIAL
+ * opaque, so the two encodings it does give us are wrapped here.
+ */
+static int
+issuer_serial_der(X509 *x, qes_buf *out)
+{
+	GENERAL_NAMES *gns = NULL;
+	GENERAL_NAME *gn = NULL;
+	X509_NAME *name = NULL;
+	unsigned char *gder = NULL, *sder = NULL;
+	int glen, slen, r = QES_ERR_CRYPTO;
+
+	if ((gns = GENERAL_NAMES_new()) == NULL || (gn = GENERAL_NAME_new()) == NULL ||
+	    (name = X509_NAME_dup(X509_get_issuer_name(x))) == NULL)
+		goto out;
+	GENERAL_NAME_set0_value(gn, GEN_DIRNAME, name);
+	name = NULL;
+	if (!sk_GENERAL_NAME_push(gns, gn))
+		goto out;
+	gn = NULL;
+	if ((glen = i2d_GENERAL_NAMES(gns, &gder)) <= 0 ||
+	    (slen = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &sder)) <= 0)
+		goto out;
+	if ((r = qes_buf_put_u8(out, 0x30)) != 0 ||
+	    (r = der_len(out, (size_t)glen + (size_t)slen)) != 0 ||
+	    (r = qes_buf_put(out, gder, (size_t)glen)) != 0 ||
+	    (r = qes_buf_put(out, sder, (size_t)slen)) != 0)
+		goto out;
+	r = 0;
+out:
+	OPENSSL_free(gder);
+	OPENSSL_free(sder);
+	X509_NAME_free(name);
+	GENERAL_NAME_free(gn);
+	GENERAL_NAMES_free(gns);
+	return r;
+}
+
+static void
+utc_time(int64_t t, char *out, size_t outlen)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* xades:SignedProperties with SigningTime, SigningCertificateV2, DataObjectFormat. */
+static int
+build_signed_props(qes_xades_ctx *ctx, const qes_xades_params *p, const char *sp_id,
+    const char *ref_id, xmlNodePtr *out)
+{
+	xmlNsPtr xa = ctx->ns_xades, ds = ctx->ns_ds;
+	xmlNodePtr sp, ssp, scv2, cert, cd, sdop, dof;
+	uint8_t cdig[QES_MD_MAX_LEN];
+	const uint8_t *der;
+	size_t der_len;
+	qes_buf *is = NULL;
+	char when[32], ref[80];
+	int r;
+
+	if ((sp = add(ctx->qprops, xa, "SignedProperties", NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	if ((r = set_attr(sp, "Id", sp_id)) != 0)
+		return r;
+	if ((ssp = add(sp, xa, "SignedSignatureProperties", NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	utc_time(p->signing_time != 0 ? p->signing_time : (int64_t)time(NULL), when,
+	    sizeof(when));
+	if (add(ssp, xa, "SigningTime", when) == NULL ||
+	    (scv2 = add(ssp, xa, "SigningCertificateV2", NULL)) == NULL ||
+	    (cert = add(scv2, xa, "Cert", NULL)) == NULL ||
+	    (cd = add(cert, xa, "CertDigest", NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	der = qes_cert_der(ctx->signer, &der_len);
+	if ((r = qes_md_digest(ctx->md, der, der_len, cdig)) != 0 ||
+	    (r = add_alg(cd, ds, "DigestMethod", md_uri(ctx->md), NULL)) != 0 ||
+	    (r = add_b64(cd, ds, "DigestValue", cdig, qes_md_len(ctx->md), NULL)) != 0)
+		return r;
+	if ((is = qes_buf_new()) == NULL)
+		return QES_ERR_ALLOC;
+	if ((r = issuer_serial_der(qes_cert_x509(ctx->signer), is)) == 0)
+		r = add_b64(cert, xa, "IssuerSerialV2", qes_buf_data(is), qes_buf_len(is),
+		    NULL);
+	qes_buf_free(is);
+	if (r != 0)
+		return r;
+	if ((sdop = add(sp, xa, "SignedDataObjectProperties", NULL)) == NULL ||
+	    (dof = add(sdop, xa, "DataObjectFormat", NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	snprintf(ref, sizeof(ref), "#%s", ref_id);
+	if ((r = set_attr(dof, "ObjectReference", ref)) != 0)
+		return r;
+	if (add(dof, xa, "MimeType", p->mime_type != NULL ? p->mime_type :
+	    p->packaging == QES_XADES_ENVELOPED ? "text/xml" :
+	    "application/octet-stream") == NULL)
+		return QES_ERR_ALLOC;
+	*out = sp;
+	return 0;
+}
+
+static int
+add_reference(qes_xades_ctx *ctx, const char *id, const char *uri, const char *type,
+    int enveloped, const uint8_t *digest)
+{
+	xmlNsPtr ds = ctx->ns_ds;
+	xmlNodePtr ref, tr;
+	int r;
+
+	if ((ref = add(ctx->signed_info, ds, "Reference", NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	if ((id != NULL && (r = set_attr(ref, "Id", id)) != 0) ||
+	    (type != NULL && (r = set_attr(ref, "Type", type)) != 0) ||
+	    (r = set_attr(ref, "URI", uri)) != 0)
+		return r;
+	if (enveloped >= 0) {
+		if ((tr = add(ref, ds, "Transforms", NULL)) == NULL)
+			return QES_ERR_ALLOC;
+		if (enveloped > 0 &&
+		    (r = add_alg(tr, ds, "Transform", URI_ENVELOPED, NULL)) != 0)
+			return r;
+		if ((r = add_alg(tr, ds, "Transform", c14n_uri(ctx->c14n), NULL)) != 0)
+			return r;
+	}
+	if ((r = add_alg(ref, ds, "DigestMethod", md_uri(ctx->md), NULL)) != 0)
+		return r;
+	return add_b64(ref, ds, "DigestValue", digest, qes_md_len(ctx->md), NULL);
+}
+
+static int
+check_params(const qes_xades_params *p, char *errmsg, size_t errlen)
+{
+	size_t i;
+
+#define BAD(...) do { snprintf(errmsg, errlen, __VA_ARGS__); return QES_ERR_INVALID_ARG; } while (0)
+	if (p->signer == NULL)
+		BAD("no signer certificate");
+	if (md_evp(p->md) == NULL || sig_uri(p->scheme, p->md) == NULL)
+		BAD("unknown digest or signature scheme");
+	if (!(qes_cert_schemes(p->signer) & (1u << p->scheme)))
+		BAD("the certificate's key cannot make %s signatures",
+		    qes_sig_scheme_name(p->scheme));
+	if (p->level < QES_ADES_B_B || p->level > QES_ADES_B_LTA)
+		BAD("unknown level");
+	if (p->c14n != QES_XADES_C14N_EXCLUSIVE && p->c14n != QES_XADES_C14N_INCLUSIVE)
+		BAD("unknown canonicalisation");
+	if (p->level >= QES_ADES_B_T && (p->tsa == NULL || p->tsa->fn == NULL))
+		BAD("%s needs a timestamper", qes_ades_level_name(p->level));
+	if (p->level >= QES_ADES_B_LT && p->vdata == NULL)
+		BAD("%s needs validation data", qes_ades_level_name(p->level));
+	if (p->nchain > QES_XADES_MAX_CHAIN || (p->nchain > 0 && p->chain == NULL))
+		BAD("at most %d chain certificates", QES_XADES_MAX_CHAIN);
+	for (i = 0; i < p->nchain; i++)
+		if (p->chain[i].data == NULL || p->chain[i].len == 0 ||
+		    p->chain[i].len > MAX_BLOB_BYTES)
+			BAD("chain certificate %zu is empty or too large", i);
+	if (p->mime_type != NULL && (p->mime_type[0] == '\0' ||
+	    strlen(p->mime_type) > MAX_MIME_BYTES))
+		BAD("MIME type empty or longer than %d bytes", MAX_MIME_BYTES);
+	if (p->packaging == QES_XADES_ENVELOPED) {
+		if (p->doc == NULL || p->detached_digest != NULL)
+			BAD("enveloped needs the XML document itself");
+	} else if (p->packaging == QES_XADES_DETACHED) {
+		if (p->detached_name == NULL || p->detached_name[0] == '\0' ||
+		    strlen(p->detached_name) > MAX_NAME_BYTES)
+			BAD("detached needs a document name of 1..%d bytes", MAX_NAME_BYTES);
+		if ((p->doc == NULL) == (p->detached_digest == NULL))
+			BAD("detached needs the document or its digest (one of them)");
+		if (p->doc == NULL && p->level >= QES_ADES_B_LTA)
+			BAD("B-LTA covers the document's bytes: give the document, not its digest");
+	} else
+		BAD("unknown packaging");
+#undef BAD
+	return 0;
+}
+
+static int
+detached_uri(const char *name, char **out)
+{
+	/* a name is a relative URI reference: escape what URIs do not allow */
+	xmlChar *esc = xmlURIEscapeStr((const xmlChar *)name, (const xmlChar *)"/");
+
+	*out = (char *)esc;
+	return esc != NULL ? 0 : QES_ERR_ALLOC;
+}
+
+int
+qes_xades_prepare(const qes_xades_params *p, qes_xades_ctx **out)
+{
+	qes_xades_ctx *ctx = NULL;
+	xmlNodePtr root, obj, sp, kinfo, x509d;
+	uint8_t dig[QES_MD_MAX_LEN];
+	char sig_id[40], sp_id[40], ref_id[40], sv_id[40], sp_uri[48];
+	char *uri = NULL;
+	const uint8_t *der;
+	size_t i, der_len;
+	int r;
+
+	if (out == NULL || p == NULL)
+		return QES_ERR_INVALID_ARG;
+	*out = NULL;
+	if ((ctx = calloc(1, sizeof(*ctx))) == NULL)
+		return QES_ERR_ALLOC;
+	/* from here on the caller gets the context even on failure, for the reason */
+	*out = ctx;
+	if ((r = check_params(p, ctx->errmsg, sizeof(ctx->errmsg))) != 0)
+		return r;
+	ctx->signer = p->signer;
+	ctx->scheme = p->scheme;
+	ctx->md = p->md;
+	ctx->c14n = p->c14n;
+	ctx->level = p->level;
+	ctx->tsa = p->tsa;
+	ctx->vdata = p->vdata;
+	ctx->tsa_vdata = p->tsa_vdata;
+	if (p->level >= QES_ADES_B_LTA) {
+		if ((ctx->archive = EVP_MD_CTX_new()) == NULL) {
+			r = QES_ERR_ALLOC;
+			goto out;
+		}
+		if (EVP_DigestInit_ex(ctx->archive, md_evp(p->md), NULL) != 1) {
+			r = QES_ERR_CRYPTO;
+			goto out;
+		}
+	}
+
+	if (p->packaging == QES_XADES_ENVELOPED) {
+		if ((r = parse_xml(p->doc, p->doc_len, &ctx->doc, ctx->errmsg,
+		    sizeof(ctx->errmsg))) != 0)
+			goto out;
+		root = xmlDocGetRootElement(ctx->doc);
+		if ((ctx->sig = xmlNewChild(root, NULL, (const xmlChar *)"Signature",
+		    NULL)) == NULL) {
+			r = QES_ERR_ALLOC;
+			goto out;
+		}
+	} else {
+		xmlInitParser();
+		if ((ctx->doc = xmlNewDoc((const xmlChar *)"1.0")) == NULL ||
+		    (ctx->sig = xmlNewDocNode(ctx->doc, NULL, (const xmlChar *)"Signature",
+		    NULL)) == NULL) {
+			r = QES_ERR_ALLOC;
+			goto out;
+		}
+		xmlDocSetRootElement(ctx->doc, ctx->sig);
+	}
+	if ((ctx->ns_ds = xmlNewNs(ctx->sig, (const xmlChar *)NS_DS,
+	    (const xmlChar *)"ds")) == NULL) {
+		r = QES_ERR_ALLOC;
+		goto out;
+	}
+	xmlSetNs(ctx->sig, ctx->ns_ds);
+	if ((r = random_id("S", sig_id, sizeof(sig_id))) != 0 ||
+	    (r = random_id("SP", sp_id, sizeof(sp_id))) != 0 ||
+	    (r = random_id("R", ref_id, sizeof(ref_id))) != 0 ||
+	    (r = random_id("SV", sv_id, sizeof(sv_id))) != 0 ||
+	    (r = set_attr(ctx->sig, "Id", sig_id)) != 0)
+		goto out;
+
+	r = QES_ERR_ALLOC;
+	if ((ctx->signed_info = add(ctx->sig, ctx->ns_ds, "SignedInfo", NULL)) == NULL ||
+	    (ctx->sigvalue = add(ctx->sig, ctx->ns_ds, "SignatureValue", NULL)) == NULL ||
+	    (kinfo = add(ctx->sig, ctx->ns_ds, "KeyInfo", NULL)) == NULL ||
+	    (x509d = add(kinfo, ctx->ns_ds, "X509Data", NULL)) == NULL ||
+	    (obj = add(ctx->sig, ctx->ns_ds, "Object", NULL)) == NULL ||
+	    (ctx->qprops = add(obj, NULL, "QualifyingProperties", NULL)) == NULL ||
+	    (ctx->ns_xades = xmlNewNs(ctx->qprops, (const xmlChar *)NS_XADES,
+	    (const xmlChar *)"xades")) == NULL)
+		goto out;
+	ctx->keyinfo = kinfo;
+	xmlSetNs(ctx->qprops, ctx->ns_xades);
+	snprintf(sp_uri, sizeof(sp_uri), "#%s", sig_id);
+	if ((r = set_attr(ctx->qprops, "Target", sp_uri)) != 0 ||
+	    (r = set_attr(ctx->sigvalue, "Id", sv_id)) != 0)
+		goto out;
+	if ((r = add_alg(ctx->signed_info, ctx->ns_ds, "CanonicalizationMethod",
+	    c14n_uri(ctx->c14n), NULL)) != 0 ||
+	    (r = add_alg(ctx->signed_info, ctx->ns_ds, "SignatureMethod",
+	    sig_uri(ctx->scheme, ctx->md), NULL)) != 0)
+		goto out;
+
+	der = qes_cert_der(ctx->signer, &der_len);
+	if ((r = add_b64(x509d, ctx->ns_ds, "X509Certificate", der, der_len, NULL)) != 0)
+		goto out;
+	for (i = 0; i < p->nchain; i++)
+		if ((r = add_b64(x509d, ctx->ns_ds, "X509Certificate", p->chain[i].data,
+		    p->chain[i].len, NULL)) != 0)
+			goto out;
+	if ((r = build_signed_props(ctx, p, sp_id, ref_id, &sp)) != 0)
+		goto out;
+
+	/* the document reference, then the SignedProperties one */
+	if (p->packaging == QES_XADES_ENVELOPED) {
+		if ((r = c14n_digest(ctx, ctx->sig, 1, dig, ctx->archive)) != 0)
+			goto out;
+		r = add_reference(ctx, ref_id, "", NULL, 1, dig);
+	} else {
+		if (p->doc != NULL) {
+			if ((r = qes_md_digest(ctx->md, p->doc, p->doc_len, dig)) != 0)
+				goto out;
+			if (ctx->archive != NULL && p->doc_len > 0 &&
+			    EVP_DigestUpdate(ctx->archive, p->doc, p->doc_len) != 1) {
+				r = QES_ERR_CRYPTO;
+				goto out;
+			}
+		} else
+			memcpy(dig, p->detached_digest, qes_md_len(ctx->md));
+		if ((r = detached_uri(p->detached_name, &uri)) != 0)
+			goto out;
+		r = add_reference(ctx, ref_id, uri, NULL, -1, dig);
+	}
+	if (r != 0)
+		goto out;
+	snprintf(sp_uri, sizeof(sp_uri), "#%s", sp_id);
+	if ((r = c14n_digest(ctx, sp, 0, dig, ctx->archive)) != 0 ||
+	    (r = add_reference(ctx, NULL, sp_uri, URI_SIGNED_PROPS, 0, dig)) != 0)
+		goto out;
+
+	if ((r = c14n_digest(ctx, ctx->signed_info, 0, ctx->tbs, NULL)) != 0)
+		goto out;
+	ctx->tbs_len = qes_md_len(ctx->md);
+	r = 0;
+out:
+	xmlFree(uri);
+	if (r != 0 && ctx->errmsg[0] == '\0')
+		fail(ctx, r, "%s", qes_strerror(r));
+	return r;
+}
+
+int
+qes_xades_tbs(const qes_xades_ctx *ctx, const uint8_t **digest, size_t *digest_len,
+    qes_md *md, qes_sig_scheme *scheme)
+{
+	if (ctx == NULL || digest == NULL || digest_len == NULL || md == NULL ||
+	    scheme == NULL || ctx->tbs_len == 0)
+		return QES_ERR_INVALID_ARG;
+	*digest = ctx->tbs;
+	*digest_len = ctx->tbs_len;
+	*md = ctx->md;
+	*scheme = ctx->scheme;
+	return 0;
+}
+
+/* ---- unsigned properties ---- */
+
+static int
+add_timestamp(qes_xades_ctx *ctx, xmlNodePtr parent, xmlNsPtr ns, const char *name,
+    const uint8_t *imprint)
+{
+	xmlNodePtr ts;
+	qes_buf *tok = NULL;
+	char id[40], err[200];
+	int r;
+
+	err[0] = '\0';
+	if ((tok = qes_buf_new()) == NULL)
+		return QES_ERR_ALLOC;
+	qes_buf_set_max(tok, MAX_BLOB_BYTES);
+	r = ctx->tsa->fn(ctx->tsa->arg, ctx->md, imprint, qes_md_len(ctx->md), tok,
+	    err, sizeof(err));
+	if (r != 0) {
+		fail(ctx, r, "timestamp for %s: %s", name, err[0] != '\0' ? err :
+		    qes_strerror(r));
+		goto out;
+	}
+	if (qes_buf_len(tok) == 0) {
+		r = fail(ctx, QES_ERR_TIMESTAMP, "the timestamper returned no token");
+		goto out;
+	}
+	r = QES_ERR_ALLOC;
+	if ((ts = add(parent, ns, name, NULL)) == NULL)
+		goto out;
+	if ((r = random_id("TS", id, sizeof(id))) != 0 ||
+	    (r = set_attr(ts, "Id", id)) != 0 ||
+	    (r = add_alg(ts, ctx->ns_ds, "CanonicalizationMethod", c14n_uri(ctx->c14n),
+	    NULL)) != 0 ||
+	    (r = add_b64(ts, ctx->ns_xades, "EncapsulatedTimeStamp", qes_buf_data(tok),
+	    qes_buf_len(tok), NULL)) != 0)
+		goto out;
+out:
+	qes_buf_free(tok);
+	return r;
+}
+
+static int
+check_vdata(qes_xades_ctx *ctx, const qes_ades_vdata *v)
+{
+	const struct {
+		const qes_ades_blob *b;
+		size_t n;
+	} lists[3] = { { v->certs, v->ncerts }, { v->ocsps, v->nocsps },
+	    { v->crls, v->ncrls } };
+	size_t i, j;
+
+	for (i = 0; i < 3; i++) {
+		if (lists[i].n > MAX_VDATA_ITEMS)
+			return fail(ctx, QES_ERR_LIMIT, "more than %d validation items",
+			    MAX_VDATA_ITEMS);
+		if (lists[i].n > 0 && lists[i].b == NULL)
+			return fail(ctx, QES_ERR_INVALID_ARG, "validation data list is NULL");
+		for (j = 0; j < lists[i].n; j++)
+			if (lists[i].b[j].data == NULL || lists[i].b[j].len == 0 ||
+			    lists[i].b[j].len > MAX_BLOB_BYTES)
+				return fail(ctx, QES_ERR_INVALID_ARG,
+				    "validation item empty or larger than %zu bytes",
+				    MAX_BLOB_BYTES);
+	}
+	return 0;
+}
+
+/* xades:CertificateValues and xades:RevocationValues (each only when non-empty). */
+static int
+add_values(qes_xades_ctx *ctx, xmlNodePtr parent, const qes_ades_vdata *v)
+{
+	xmlNsPtr xa = ctx->ns_xades;
+	xmlNodePtr cv, rv, list;
+	size_t i;
+	int r;
+
+	if ((r = check_vdata(ctx, v)) != 0)
+		return r;
+	if (v->ncerts > 0) {
+		if ((cv = add(parent, xa, "CertificateValues", NULL)) == NULL)
+			return QES_ERR_ALLOC;
+		for (i = 0; i < v->ncerts; i++)
+			if ((r = add_b64(cv, xa, "EncapsulatedX509Certificate",
+			    v->certs[i].data, v->certs[i].len, NULL)) != 0)
+				return r;
+	}
+	if (v->nocsps + v->ncrls == 0)
+		return 0;
+	if ((rv = add(parent, xa, "RevocationValues", NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	if (v->ncrls > 0) {
+		if ((list = add(rv, xa, "CRLValues", NULL)) == NULL)
+			return QES_ERR_ALLOC;
+		for (i = 0; i < v->ncrls; i++)
+			if ((r = add_b64(list, xa, "EncapsulatedCRLValue", v->crls[i].data,
+			    v->crls[i].len, NULL)) != 0)
+				return r;
+	}
+	if (v->nocsps > 0) {
+		if ((list = add(rv, xa, "OCSPValues", NULL)) == NULL)
+			return QES_ERR_ALLOC;
+		for (i = 0; i < v->nocsps; i++)
+			if ((r = add_b64(list, xa, "EncapsulatedOCSPValue", v->ocsps[i].data,
+			    v->ocsps[i].len, NULL)) != 0)
+				return r;
+	}
+	return 0;
+}
+
+static int
+archive_add(qes_xades_ctx *ctx, xmlNodePtr n)
+{
+	uint8_t ignored[QES_MD_MAX_LEN];
+
+	return c14n_digest(ctx, n, 0, ignored, ctx->archive);
+}
+
+static int archive_fold(qes_xades_ctx *ctx, xmlNodePtr usp, uint8_t *imprint,
+    unsigned int *len);
+
+/* EN 319 132-1 clause 5.5.2: what xades141:ArchiveTimeStamp's imprint covers. */
+static int
+archive_imprint(qes_xades_ctx *ctx, xmlNodePtr usp, uint8_t *imprint)
+{
+	EVP_MD_CTX *refs = ctx->archive;
+	unsigned int len;
+	int r;
+
+	/* work on a copy: a failed finish may be retried with the references intact */
+	if ((ctx->archive = EVP_MD_CTX_new()) == NULL) {
+		ctx->archive = refs;
+		return QES_ERR_ALLOC;
+	}
+	if (EVP_MD_CTX_copy_ex(ctx->archive, refs) != 1) {
+		EVP_MD_CTX_free(ctx->archive);
+		ctx->archive = refs;
+		return QES_ERR_CRYPTO;
+	}
+	r = archive_fold(ctx, usp, imprint, &len);
+	EVP_MD_CTX_free(ctx->archive);
+	ctx->archive = refs;
+	return r;
+}
+
+static int
+archive_fold(qes_xades_ctx *ctx, xmlNodePtr usp, uint8_t *imprint, unsigned int *len)
+{
+	xmlNodePtr n;
+	int r;
+
+	if ((r = archive_add(ctx, ctx->signed_info)) != 0 ||
+	    (r = archive_add(ctx, ctx->sigvalue)) != 0 ||
+	    (r = archive_add(ctx, ctx->keyinfo)) != 0)
+		return r;
+	for (n = usp->children; n != NULL; n = n->next)
+		if (n->type == XML_ELEMENT_NODE && (r = archive_add(ctx, n)) != 0)
+			return r;
+	if (EVP_DigestFinal_ex(ctx->archive, imprint, len) != 1)
+		return QES_ERR_CRYPTO;
+	return 0;
+}
+
+static int
+add_unsigned(qes_xades_ctx *ctx)
+{
+	xmlNodePtr up, usp, tvd;
+	xmlNsPtr x141 = NULL;
+	uint8_t imprint[QES_MD_MAX_LEN];
+	int r;
+
+	if ((up = add(ctx->qprops, ctx->ns_xades, "UnsignedProperties", NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	ctx->unsigned_props = up;
+	if ((usp = add(up, ctx->ns_xades, "UnsignedSignatureProperties", NULL)) == NULL)
+		return QES_ERR_ALLOC;
+	if (ctx->level >= QES_ADES_B_LT || ctx->tsa_vdata != NULL) {
+		if ((x141 = xmlNewNs(usp, (const xmlChar *)NS_XADES141,
+		    (const xmlChar *)"xades141")) == NULL)
+			return QES_ERR_ALLOC;
+	}
+	if ((r = c14n_digest(ctx, ctx->sigvalue, 0, imprint, NULL)) != 0 ||
+	    (r = add_timestamp(ctx, usp, ctx->ns_xades, "SignatureTimeStamp", imprint)) != 0)
+		return r;
+	if (ctx->level < QES_ADES_B_LT)
+		return 0;
+	if ((r = add_values(ctx, usp, ctx->vdata)) != 0)
+		return r;
+	if (ctx->tsa_vdata != NULL) {
+		if ((tvd = add(usp, x141, "TimeStampValidationData", NULL)) == NULL)
+			return QES_ERR_ALLOC;
+		if ((r = add_values(ctx, tvd, ctx->tsa_vdata)) != 0)
+			return r;
+	}
+	if (ctx->level < QES_ADES_B_LTA)
+		return 0;
+	if ((r = archive_imprint(ctx, usp, imprint)) != 0)
+		return r;
+	return add_timestamp(ctx, usp, x141, "ArchiveTimeStamp", imprint);
+}
+
+int
+qes_xades_finish(qes_xades_ctx *ctx, const uint8_t *sig, size_t sig_len, qes_buf *out)
+{
+	const qes_cert_info *ci;
+	qes_buf *raw = NULL;
+	xmlChar *mem = NULL;
+	int r, mem_len = 0;
+
+	if (ctx == NULL || sig == NULL || sig_len == 0 || out == NULL)
+		return QES_ERR_INVALID_ARG;
+	if (ctx->tbs_len == 0)
+		return fail(ctx, QES_ERR_INVALID_ARG, "prepare did not succeed");
+	if (ctx->finished)
+		return fail(ctx, QES_ERR_INVALID_ARG, "the signature is already finished");
+	if (sig_len > 1024)
+		return fail(ctx, QES_ERR_SIGNATURE_INVALID, "signature value of %zu bytes",
+		    sig_len);
+	if ((r = qes_cert_verify_digest(ctx->signer, ctx->scheme, ctx->md, ctx->tbs,
+	    ctx->tbs_len, sig, sig_len)) != 0)
+		return fail(ctx, QES_ERR_SIGNATURE_INVALID,
+		    "the signature value does not verify with the signer's certificate");
+	ctx->finished = 1;
+	if ((raw = qes_buf_new()) == NULL)
+		return QES_ERR_ALLOC;
+	if (ctx->scheme == QES_SIG_ECDSA) {
+		/* XML DSig wants r||s, each as wide as the curve's order */
+		ci = qes_cert_get_info(ctx->signer);
+		if (sig_len == 2 * (((size_t)ci->key_bits + 7) / 8))
+			r = qes_buf_put(raw, sig, sig_len);
+		else
+			r = qes_ecdsa_der_to_raw(sig, sig_len, ((size_t)ci->key_bits + 7) / 8,
+			    raw);
+	} else
+		r = qes_buf_put(raw, sig, sig_len);
+	if (r != 0)
+		goto out;
+	{
+		char *s;
+
+		if ((r = b64(qes_buf_data(raw), qes_buf_len(raw), &s)) != 0)
+			goto out;
+		xmlNodeSetContent(ctx->sigvalue, (const xmlChar *)s);
+		free(s);
+	}
+	if (ctx->level >= QES_ADES_B_T && (r = add_unsigned(ctx)) != 0) {
+		/* a TSA hiccup must not cost the signer's value: finish may be retried */
+		if (ctx->unsigned_props != NULL) {
+			xmlUnlinkNode(ctx->unsigned_props);
+			xmlFreeNode(ctx->unsigned_props);
+			ctx->unsigned_props = NULL;
+		}
+		ctx->finished = 0;
+		goto out;
+	}
+	xmlDocDumpMemoryEnc(ctx->doc, &mem, &mem_len, "UTF-8");
+	if (mem == NULL || mem_len <= 0) {
+		r = QES_ERR_ALLOC;
+		goto out;
+	}
+	r = qes_buf_put(out, mem, (size_t)mem_len);
+out:
+	xmlFree(mem);
+	qes_buf_free(raw);
+	return r;
+}
+
+const char *
+qes_xades_errmsg(const qes_xades_ctx *ctx)
+{
+	return ctx != NULL ? ctx->errmsg : "";
+}
+
+void
+qes_xades_free(qes_xades_ctx *ctx)
+{
+	if (ctx == NULL)
+		return;
+	xmlFreeDoc(ctx->doc);
+	EVP_MD_CTX_free(ctx->archive);
+	free(ctx);
+}

@@ -1,0 +1,231 @@
+/*
+ * testtsa.h - an RFC 3161 time-stamping authority inside a test, and the
+ * software "token" of the two-phase signing tests.
+ *
+ * The real timestamper (HTTP to a TSA, response checks) is tsp.c's; the
+ * AdES formats only see the qes_timestamper hook, so tests implement it
+ * with OpenSSL's TS responder API and the test PKI's TSU key. Each call
+ * records the imprint it was asked for, so a test can check what the
+ * format timestamped. Everything is static inline (like testcert.h).
+ *
+ *	testtsa t; testtsa_init(&t, "/path/pki");   // tsa.pem, tsa.key
+ *	qes_timestamper ts = { testtsa_stamp, &t };
+ *	...
+ *	testtsa_free(&t);
+ */
+#ifndef QES_TESTTSA_H
+#define QES_TESTTSA_H
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/ts.h>
+#include <openssl/x509.h>
+
+#include "qes/ades.h"
+#include "qes/buf.h"
+#include "qes/err.h"
+#include "qes/sig.h"
+
+typedef struct testtsa {
+	X509 *cert;
+	EVP_PKEY *key;
+	int calls;
+	int fail;			/* make the next calls fail with QES_ERR_TIMESTAMP */
+	qes_md last_md;
+	uint8_t last_imprint[QES_MD_MAX_LEN];
+	size_t last_len;
+	uint8_t imprints[4][QES_MD_MAX_LEN];	/* first four calls */
+} testtsa;
+
+static inline EVP_PKEY *
+testtsa_read_key(const char *path)
+{
+	EVP_PKEY *k = NULL;
+	FILE *f = fopen(path, "r");
+
+	if (f != NULL) {
+		k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	return k;
+}
+
+static inline X509 *
+testtsa_read_cert(const char *path)
+{
+	X509 *x = NULL;
+	FILE *f = fopen(path, "r");
+
+	if (f != NULL) {
+		x = PEM_read_X509(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	return x;
+}
+
+static inline int
+testtsa_init(testtsa *t, const char *pki_dir)
+{
+	char p[4096];
+
+	memset(t, 0, sizeof(*t));
+	if ((size_t)snprintf(p, sizeof(p), "%s/tsa.pem", pki_dir) >= sizeof(p))
+		return -1;
+	t->cert = testtsa_read_cert(p);
+	if ((size_t)snprintf(p, sizeof(p), "%s/tsa.key", pki_dir) >= sizeof(p))
+		return -1;
+	t->key = testtsa_read_key(p);
+	return t->cert != NULL && t->key != NULL ? 0 : -1;
+}
+
+static inline void
+testtsa_free(testtsa *t)
+{
+	X509_free(t->cert);
+	EVP_PKEY_free(t->key);
+	memset(t, 0, sizeof(*t));
+}
+
+static inline ASN1_INTEGER *
+testtsa_serial(TS_RESP_CTX *ctx, void *data)
+{
+	ASN1_INTEGER *s = ASN1_INTEGER_new();
+	unsigned char rnd[8];
+
+	(void)ctx;
+	(void)data;
+	if (s != NULL && RAND_bytes(rnd, sizeof(rnd)) == 1) {
+		BIGNUM *bn = BN_bin2bn(rnd, sizeof(rnd), NULL);
+
+		if (bn != NULL && BN_to_ASN1_INTEGER(bn, s) != NULL) {
+			BN_free(bn);
+			return s;
+		}
+		BN_free(bn);
+	}
+	ASN1_INTEGER_free(s);
+	return NULL;
+}
+
+/* qes_timestamp_fn over the TSU key: request with a nonce, response checked for status. */
+static inline int
+testtsa_stamp(void *arg, qes_md md, const uint8_t *digest, size_t digest_len,
+    qes_buf *token_out, char *err, size_t errlen)
+{
+	testtsa *t = arg;
+	const EVP_MD *emd = md == QES_MD_SHA384 ? EVP_sha384() :
+	    md == QES_MD_SHA512 ? EVP_sha512() : EVP_sha256();
+	TS_REQ *req = NULL;
+	TS_MSG_IMPRINT *mi = NULL;
+	X509_ALGOR *alg = NULL;
+	ASN1_OBJECT *policy = NULL;
+	ASN1_INTEGER *nonce = NULL;
+	TS_RESP_CTX *rctx = NULL;
+	TS_RESP *resp = NULL;
+	BIO *bio = NULL;
+	unsigned char *der = NULL;
+	int len, r = QES_ERR_TIMESTAMP;
+
+	if (t->fail) {
+		snprintf(err, errlen, "test TSA told to fail");
+		return QES_ERR_TIMESTAMP;
+	}
+	if (t->calls < 4)
+		memcpy(t->imprints[t->calls], digest, digest_len);
+	t->calls++;
+	t->last_md = md;
+	memcpy(t->last_imprint, digest, digest_len);
+	t->last_len = digest_len;
+	if ((req = TS_REQ_new()) == NULL || (mi = TS_MSG_IMPRINT_new()) == NULL ||
+	    (alg = X509_ALGOR_new()) == NULL || (nonce = testtsa_serial(NULL, NULL)) == NULL)
+		goto out;
+	X509_ALGOR_set_md(alg, emd);
+	if (!TS_MSG_IMPRINT_set_algo(mi, alg) ||
+	    !TS_MSG_IMPRINT_set_msg(mi, (unsigned char *)digest, (int)digest_len) ||
+	    !TS_REQ_set_version(req, 1) || !TS_REQ_set_msg_imprint(req, mi) ||
+	    !TS_REQ_set_nonce(req, nonce) || !TS_REQ_set_cert_req(req, 1))
+		goto out;
+	if ((bio = BIO_new(BIO_s_mem())) == NULL || i2d_TS_REQ_bio(bio, req) <= 0)
+		goto out;
+	if ((rctx = TS_RESP_CTX_new()) == NULL ||
+	    !TS_RESP_CTX_set_signer_cert(rctx, t->cert) ||
+	    !TS_RESP_CTX_set_signer_key(rctx, t->key) ||
+	    (policy = OBJ_txt2obj("1.2.3.4.1", 1)) == NULL ||
+	    !TS_RESP_CTX_set_def_policy(rctx, policy) ||
+	    !TS_RESP_CTX_add_md(rctx, EVP_sha256()) ||
+	    !TS_RESP_CTX_add_md(rctx, EVP_sha384()) ||
+	    !TS_RESP_CTX_add_md(rctx, EVP_sha512()) ||
+	    !TS_RESP_CTX_set_signer_digest(rctx, EVP_sha256()))
+		goto out;
+	TS_RESP_CTX_set_serial_cb(rctx, testtsa_serial, NULL);
+	if ((resp = TS_RESP_create_response(rctx, bio)) == NULL ||
+	    ASN1_INTEGER_get(TS_STATUS_INFO_get0_status(TS_RESP_get_status_info(resp))) != 0)
+		goto out;
+	if ((len = i2d_PKCS7(TS_RESP_get_token(resp), &der)) <= 0)
+		goto out;
+	r = qes_buf_put(token_out, der, (size_t)len);
+out:
+	if (r != 0)
+		snprintf(err, errlen, "test TSA could not make a token");
+	OPENSSL_free(der);
+	TS_RESP_free(resp);
+	TS_RESP_CTX_free(rctx);
+	ASN1_OBJECT_free(policy);
+	BIO_free(bio);
+	ASN1_INTEGER_free(nonce);
+	X509_ALGOR_free(alg);
+	TS_MSG_IMPRINT_free(mi);
+	TS_REQ_free(req);
+	return r;
+}
+
+/*
+ * The software token: sign digest the way a PKCS#11 token would for the
+ * scheme (PKCS#1 v1.5 over the DigestInfo, PSS with salt = digest length,
+ * ECDSA as raw r||s when raw is set, else DER). Appends to out.
+ */
+static inline int
+testtsa_sign(EVP_PKEY *key, qes_sig_scheme scheme, qes_md md, const uint8_t *digest,
+    size_t digest_len, int raw, qes_buf *out)
+{
+	const EVP_MD *emd = md == QES_MD_SHA384 ? EVP_sha384() :
+	    md == QES_MD_SHA512 ? EVP_sha512() : EVP_sha256();
+	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(key, NULL);
+	unsigned char sig[1024];
+	size_t sig_len = sizeof(sig);
+	int r = -1;
+
+	if (pc == NULL || EVP_PKEY_sign_init(pc) <= 0)
+		goto out;
+	if (scheme == QES_SIG_RSA_PKCS1 &&
+	    (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_signature_md(pc, emd) <= 0))
+		goto out;
+	if (scheme == QES_SIG_RSA_PSS &&
+	    (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_signature_md(pc, emd) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(pc, emd) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, (int)digest_len) <= 0))
+		goto out;
+	if (EVP_PKEY_sign(pc, sig, &sig_len, digest, digest_len) <= 0)
+		goto out;
+	if (scheme == QES_SIG_ECDSA && raw) {
+		size_t field = ((size_t)EVP_PKEY_get_bits(key) + 7) / 8;
+
+		r = qes_ecdsa_der_to_raw(sig, sig_len, field, out);
+	} else
+		r = qes_buf_put(out, sig, sig_len);
+out:
+	EVP_PKEY_CTX_free(pc);
+	return r;
+}
+
+#endif
