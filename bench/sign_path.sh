@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# bench/sign_path.sh - what the whole signing path costs next to the token
+# itself: signatures per second and latency through API -> qesd -> qes-agent
+# -> SoftHSM2, against direct C_Sign on the same key in the same run.
+#
+# A benchmark, not a test: it prints figures and fails only when it cannot
+# measure (or when a single signature fails or does not verify: a benchmark
+# that counts failures as successes is worthless). It builds what it needs,
+# makes a throw-away test PKI and SoftHSM2 tokens (tests/setup-testenv.sh),
+# starts a real qesd (TLS 1.3, SQLite) on 127.0.0.1, enrolls and runs a real
+# qes-agent with the scripted test pinentry (tests/helpers/qes-test-pinentry)
+# answering every dialog with the PIN, and drives both with qes-bench-sign
+# (bench/qes-bench-sign.c):
+#
+#   direct   C_Login once, then C_SignInit + C_Sign in a loop, 1, 8 and 64
+#            threads (one session each): what the token alone can do.
+#   login    C_Login + find key + C_Sign + C_Logout per signature, one
+#            thread: the token work the agent does for every job.
+#   pinentry one test-pinentry process per GETPIN, started and answered by
+#            this shell: the dialog's process cost, measured apart.
+#   path     N clients (1, 8, 64), each POST /v1/signatures with a batch of
+#            B random digests (1, 16, 64) and long-poll GET
+#            /v1/signatures/{id}?wait=30 until final; every returned value
+#            is verified with OpenSSL against the certificate after the run.
+#
+# What one job costs on this path (and the output says so): the API call
+# (TLS, API key HMAC, JSON, an audit record, a SQLite job row), a sign
+# message to the agent over its WebSocket, and in the agent one pinentry
+# process (fork/exec, Assuan, GETPIN: the signer's consent and PIN), a
+# C_Login, C_Sign per digest, a check of each value against the
+# certificate, C_Logout; then the result back, a SQLite update and the
+# long-poll's answer. The agent runs one token's jobs one after another
+# (one worker per token, src/agent/jobs.c), so concurrency on one key
+# queues in the agent. A remembered PIN (`qes-agent pin remember`) would
+# not remove any of that: the dialog still opens to confirm each request,
+# and the login still happens per job; this benchmark does not use it.
+#
+# The pinentry answers from a script one line per dialog; its cursor file
+# (SCRIPT.pos) is made a directory here, so the helper can neither read nor
+# advance it and every dialog takes the first line ("pin ..."). Each dialog
+# is still a process of its own; the transcript counts them.
+#
+# Rate limits: qesd's defaults would turn this load into 429s (one key, one
+# address); the configuration below RAISES them for the benchmark only.
+#
+# Environment:
+#   QES_BUILD_DIR            build directory (default: build-bench, built as
+#                            RelWithDebInfo when a program is missing)
+#   QES_BENCH_KEY            p256 (ECDSA P-256, default) or rsa2048
+#                            (RSA-2048 PKCS#1 v1.5), both on the test token A
+#   QES_BENCH_DURATION       seconds per measured configuration (5)
+#   QES_BENCH_WARMUP         seconds of warm-up per configuration (1)
+#   QES_BENCH_MIN_JOBS       a path configuration runs on until this many jobs
+#                            were started (200), at most QES_BENCH_MAX_SECONDS
+#   QES_BENCH_MAX_SECONDS    (60)
+#   QES_BENCH_CONCURRENCY    client counts ("1 8 64")
+#   QES_BENCH_BATCHES        digests per job ("1 16 64")
+#   QES_BENCH_WORKERS        qesd worker threads (4)
+#   QES_BENCH_PERF=1         also `perf record -g` qesd and the agent during
+#                            the 8-client batch-1 run, reports in $QES_BENCH_OUT
+#   QES_BENCH_OUT            keep logs, results and perf data here (default:
+#                            a temporary directory, removed)
+# Needs: cmake and the build dependencies (scripts/deps.sh), openssl, curl,
+# python3, softhsm2.
+set -euo pipefail
+
+root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+build=${QES_BUILD_DIR:-$root/build-bench}
+key=${QES_BENCH_KEY:-p256}
+duration=${QES_BENCH_DURATION:-5}
+warmup=${QES_BENCH_WARMUP:-1}
+min_jobs=${QES_BENCH_MIN_JOBS:-200}
+max_s=${QES_BENCH_MAX_SECONDS:-60}
+concurrencies=${QES_BENCH_CONCURRENCY:-1 8 64}
+batches=${QES_BENCH_BATCHES:-1 16 64}
+workers=${QES_BENCH_WORKERS:-4}
+
+die() { echo "sign_path: $*" >&2; exit 1; }
+
+for tool in openssl curl python3 cmake; do
+    command -v "$tool" >/dev/null || die "$tool is needed (scripts/deps.sh)"
+done
+case $key in
+p256) key_id=02 cert_name=qual-p256 scheme=ecdsa ;;
+rsa2048) key_id=01 cert_name=qual-rsa2048 scheme=rsa-pkcs1 ;;
+*) die "QES_BENCH_KEY: p256 or rsa2048" ;;
+esac
+md=sha256
+
+# ---------------------------------------------------------------------------
+# Build (only what is missing).
+programs="qesd qes-agent qes bench/qes-bench-sign tests/qes-test-pinentry"
+missing=
+for p in $programs; do [ -x "$build/$p" ] || missing=1; done
+if [ -n "$missing" ]; then
+    echo "sign_path: building in $build"
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    if ! cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" --target qesd \
+        qes-agent qes qes-bench-sign qes-test-pinentry >"$build/sign_path-build.log" 2>&1; then
+        tail -n 20 "$build/sign_path-build.log" >&2
+        die "the build failed (log: $build/sign_path-build.log)"
+    fi
+fi
+for p in $programs; do [ -x "$build/$p" ] || die "no $p in $build after the build"; done
+QESD=$build/qesd AGENT=$build/qes-agent CLI=$build/qes
+BENCH=$build/bench/qes-bench-sign PE=$build/tests/qes-test-pinentry
+
+# ---------------------------------------------------------------------------
+# Scratch directory and cleanup: the servers are always stopped.
+T=$(mktemp -d "${TMPDIR:-/tmp}/qes-bench-sign.XXXXXX")
+OUT=${QES_BENCH_OUT:-$T/out}
+mkdir -p "$OUT"
+SERVER_PID= AGENT_PID=
+stop_pid() { # PID: SIGTERM, then SIGKILL after 10 s
+    local i
+    [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+    kill -TERM "$1" 2>/dev/null || true
+    for i in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+}
+cleanup() {
+    stop_pid "$AGENT_PID"
+    stop_pid "$SERVER_PID"
+    rm -rf -- "$T"
+}
+trap cleanup EXIT
+
+# The test PKI and SoftHSM2 tokens, private to this run.
+bash "$root/tests/setup-testenv.sh" "$T/testenv" >"$T/testenv.log" 2>&1 ||
+    { tail -n 20 "$T/testenv.log" >&2; die "tests/setup-testenv.sh failed"; }
+# shellcheck disable=SC1091
+. "$T/testenv/tokens/tokens.env"
+PKI=$T/testenv/pki
+CERT=$PKI/$cert_name.pem
+SERIAL=$QES_TOKEN_A_SERIAL
+
+# ---------------------------------------------------------------------------
+# The token alone (before the servers start, on an idle machine as far as
+# this run goes). The PIN goes through the environment of one process.
+results=$OUT/results.txt
+: >"$results"
+direct() { # LABEL ARGS...
+    local label=$1
+    shift
+    QES_BENCH_PIN=$QES_TOKEN_A_PIN "$BENCH" direct --module "$QES_TEST_MODULE" \
+        --token "$SERIAL" --key-id "$key_id" --cert "$CERT" --scheme "$scheme" --md "$md" \
+        --warmup "$warmup" --duration "$duration" "$@" >"$T/direct.out" 2>"$T/direct.err" ||
+        { cat "$T/direct.err" >&2; die "direct C_Sign ($label) failed"; }
+    sed "s/^result /result label=$label /" "$T/direct.out" >>"$results"
+}
+for c in $concurrencies; do
+    direct "direct-$c" --concurrency "$c"
+done
+direct login-each --concurrency 1 --login-each
+
+# One pinentry process per dialog, as the agent starts it: GETPIN answered.
+printf 'pin %s\n' "$QES_TOKEN_A_PIN" >"$T/pe-alone.script"
+mkdir "$T/pe-alone.script.pos"
+python3 - "$PE" "$T/pe-alone.script" >>"$results" <<'EOF'
+import os, subprocess, sys, time
+pe, script = sys.argv[1], sys.argv[2]
+env = dict(os.environ, QES_TEST_PINENTRY_SCRIPT=script)
+env.pop("QES_TEST_PINENTRY_LOG", None)
+lat = []
+end = time.monotonic() + 2.0
+while time.monotonic() < end or len(lat) < 200:
+    t0 = time.monotonic()
+    p = subprocess.run([pe], input=b"SETDESC bench\nGETPIN\nBYE\n", env=env,
+                       stdout=subprocess.PIPE, check=True)
+    lat.append((time.monotonic() - t0) * 1000.0)
+    if b"\nD " not in p.stdout:
+        sys.exit("sign_path: the test pinentry gave no PIN")
+lat.sort()
+n = len(lat)
+print("result label=pinentry mode=pinentry dialogs=%d sig_p50_ms=%.3f sig_p99_ms=%.3f"
+      % (n, lat[(n + 1) // 2 - 1], lat[-(-99 * n // 100) - 1]))
+EOF
+
+# ---------------------------------------------------------------------------
+# qesd with a localhost certificate from the test PKI.
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/server.key" \
+    -out "$T/server.csr" -subj "/CN=qesd bench" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+    >"$T/server.ext"
+openssl x509 -req -in "$T/server.csr" -CA "$PKI/root-ca.pem" -CAkey "$PKI/root-ca.key" \
+    -set_serial "0x$(openssl rand -hex 12)" -days 2 -extfile "$T/server.ext" \
+    -out "$T/server.pem" 2>/dev/null
+chmod 600 "$T/server.key"
+(umask 077 && openssl rand -hex 32 >"$T/pepper")
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$T/qesd.conf" <<EOF
+# bench/sign_path.sh - NOT a production configuration
+listen = 127.0.0.1:$PORT
+tls_cert = $T/server.pem
+tls_key = $T/server.key
+pepper_file = $T/pepper
+store = sqlite:$T/qesd.db
+workers = $workers
+log_level = info
+server_name = localhost
+drain_timeout_s = 5
+# raised for the benchmark: one key and one address send all the load
+rate_key_per_s = 1000000
+rate_key_burst = 1000000
+rate_ip_per_s = 1000000
+rate_ip_burst = 1000000
+EOF
+"$QESD" admin --config "$T/qesd.conf" tenant create bench >"$T/tenant.out" 2>"$T/tenant.err" ||
+    { cat "$T/tenant.err" >&2; die "qesd admin tenant create failed"; }
+(umask 077 && awk '$1 == "api_key:" { print $2 }' "$T/tenant.out" >"$T/admin.key")
+rm -f -- "$T/tenant.out"
+[ -s "$T/admin.key" ] || die "no api_key line from qesd admin tenant create"
+
+"$QESD" serve --config "$T/qesd.conf" 2>"$OUT/qesd.log" &
+SERVER_PID=$!
+BASE=https://localhost:$PORT
+up=0
+for _ in $(seq 1 200); do
+    if curl -sS --fail --tlsv1.3 --cacert "$PKI/root-ca.pem" -o /dev/null "$BASE/healthz" 2>/dev/null; then
+        up=1
+        break
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$OUT/qesd.log" >&2; die "qesd died at start"; }
+    sleep 0.05
+done
+[ "$up" = 1 ] || { tail -n 20 "$OUT/qesd.log" >&2; die "/healthz does not answer"; }
+
+# A key with scopes sign and devices (kept in a 0600 file and this shell).
+QES_SERVER=$BASE QES_CA=$PKI/root-ca.pem "$CLI" keys create --name bench \
+    --scope sign,devices --key-file "$T/admin.key" >"$T/key.out" 2>"$T/key.err" ||
+    { cat "$T/key.err" >&2; die "qes keys create failed"; }
+API_KEY=$(awk '$1 == "api_key:" { print $2 }' "$T/key.out")
+rm -f -- "$T/key.out"
+[ -n "$API_KEY" ] || die "no API key from qes keys create"
+api() { # METHOD PATH [JSON]: the answer on stdout, fails on a non-2xx
+    curl -sS --fail-with-body --tlsv1.3 --cacert "$PKI/root-ca.pem" -X "$1" \
+        -H @- -H 'Content-Type: application/json' ${3:+--data-binary "$3"} "$BASE$2" \
+        <<<"Authorization: Bearer $API_KEY"
+}
+
+# ---------------------------------------------------------------------------
+# The agent: enrolled with a one-time code, run against the private tokens
+# with the test pinentry.
+CODE=$(api POST /v1/enrollments '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])') ||
+    die "POST /v1/enrollments failed"
+"$AGENT" enroll --server "$BASE" --code "$CODE" --ca "$PKI/root-ca.pem" --config "$T/agent" \
+    --name "bench desktop" >"$T/enroll.out" 2>"$T/enroll.err" ||
+    { cat "$T/enroll.err" >&2; die "qes-agent enroll failed"; }
+printf 'pin %s\n' "$QES_TOKEN_A_PIN" >"$T/pinentry.script"
+mkdir "$T/pinentry.script.pos"	# the cursor never advances: see the top
+export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$OUT/pinentry.log
+: >"$QES_TEST_PINENTRY_LOG"
+"$AGENT" run --config "$T/agent" --module "$QES_TEST_MODULE" --only-module --pinentry "$PE" \
+    2>"$OUT/agent.log" &
+AGENT_PID=$!
+CRED=
+for _ in $(seq 1 100); do
+    CRED=$(api GET /v1/credentials 2>/dev/null | python3 -c '
+import json, sys
+for c in json.load(sys.stdin)["items"]:
+    if c["token_serial"] == sys.argv[1] and c["key_id"] == sys.argv[2]:
+        print(c["id"])
+' "$SERIAL" "$key_id") || true
+    [ -n "$CRED" ] && break
+    kill -0 "$AGENT_PID" 2>/dev/null || { tail -n 20 "$OUT/agent.log" >&2; die "qes-agent died"; }
+    sleep 0.2
+done
+[ -n "$CRED" ] || { tail -n 20 "$OUT/agent.log" >&2; die "the agent's credential $SERIAL:$key_id is not listed"; }
+
+cpus=$(nproc 2>/dev/null || echo '?')
+echo "sign_path: qesd $("$QESD" --version | awk '{print $2}') on 127.0.0.1:$PORT (TLS 1.3, SQLite WAL," \
+    "workers=$workers, log_level=info), qes-agent + SoftHSM2 $(softhsm2-util --version 2>/dev/null || echo '?'), $cpus CPUs"
+echo "sign_path: key $cert_name ($scheme, $md) on token $SERIAL; ${warmup}s warm-up, then ${duration}s" \
+    "and >= $min_jobs jobs per path configuration (at most ${max_s}s)"
+echo "sign_path: per job: API call + audit record + SQLite job row, WebSocket to the agent, one pinentry" \
+    "process (GETPIN), C_Login, C_Sign per digest, value checked, C_Logout; one job at a time per token"
+
+# ---------------------------------------------------------------------------
+# The whole path.
+path() { # LABEL ARGS...
+    local label=$1 before after
+    shift
+    before=$(grep -c '^START' "$QES_TEST_PINENTRY_LOG" || true)
+    QES_API_KEY=$API_KEY "$BENCH" path --server "$BASE" --ca "$PKI/root-ca.pem" \
+        --credential "$CRED" --cert "$CERT" --scheme "$scheme" --md "$md" \
+        --warmup "$warmup" --duration "$duration" --min "$min_jobs" --max-seconds "$max_s" \
+        "$@" >"$T/path.out" 2>"$T/path.err" ||
+        { cat "$T/path.err" >&2; tail -n 5 "$OUT/agent.log" >&2; die "path ($label) failed"; }
+    after=$(grep -c '^START' "$QES_TEST_PINENTRY_LOG" || true)
+    sed "s/^result /result label=$label dialogs=$((after - before)) /" "$T/path.out" >>"$results"
+}
+for b in $batches; do
+    for c in $concurrencies; do
+        if [ "${QES_BENCH_PERF:-0}" = 1 ] && [ "$b" = 1 ] && [ "$c" = 8 ] &&
+            command -v perf >/dev/null; then
+            perf record -g -o "$OUT/perf-qesd.data" -p "$SERVER_PID" >/dev/null 2>&1 &
+            p1=$!
+            perf record -g -o "$OUT/perf-agent.data" -p "$AGENT_PID" >/dev/null 2>&1 &
+            p2=$!
+            path "path-c$c-b$b" --concurrency "$c" --batch "$b"
+            kill -INT "$p1" "$p2" 2>/dev/null || true
+            wait "$p1" "$p2" 2>/dev/null || true
+        else
+            path "path-c$c-b$b" --concurrency "$c" --batch "$b"
+        fi
+    done
+done
+
+# Nothing failed on the server side either.
+if grep -q '"level":"error"' "$OUT/qesd.log" "$OUT/agent.log" 2>/dev/null; then
+    grep -h '"level":"error"' "$OUT/qesd.log" "$OUT/agent.log" | head -n 5 >&2
+    die "errors in the qesd or agent log during the run"
+fi
+
+# ---------------------------------------------------------------------------
+# Figures.
+python3 - "$results" <<'EOF'
+import sys
+
+rows = {}
+for line in open(sys.argv[1]):
+    f = dict(kv.split("=", 1) for kv in line.split()[1:])
+    rows[f["label"]] = f
+
+
+def fl(r, k):
+    return float(r[k])
+
+
+print()
+print("Token alone (%s):" % rows.get("direct-1", {}).get("scheme", "?"))
+print("  %-34s %10s %9s %9s" % ("", "sigs/s", "p50 ms", "p99 ms"))
+for label, r in rows.items():
+    if r["mode"] == "direct":
+        what = ("C_Login+C_Sign+C_Logout, 1 thread" if r["login_each"] == "1"
+                else "C_Sign, %s thread%s" % (r["concurrency"], "" if r["concurrency"] == "1" else "s"))
+        print("  %-34s %10.0f %9.3f %9.3f" % (what, fl(r, "sigs_per_s"), fl(r, "sig_p50_ms"), fl(r, "sig_p99_ms")))
+    elif r["mode"] == "pinentry":
+        print("  %-34s %10.0f %9.3f %9.3f" % ("pinentry process (GETPIN), 1 at a time",
+              1000.0 / fl(r, "sig_p50_ms"), fl(r, "sig_p50_ms"), fl(r, "sig_p99_ms")))
+
+print()
+print("Whole path (API -> qesd -> agent -> SoftHSM2), latency per job:")
+print("  %7s %5s %7s %9s %9s %9s %9s %8s %8s" % ("clients", "batch", "jobs", "jobs/s", "sigs/s",
+      "p50 ms", "p99 ms", "dialogs", "polls"))
+for label, r in rows.items():
+    if r["mode"] != "path":
+        continue
+    jobs = int(r["jobs"]) + int(r["warmup_jobs"])
+    print("  %7s %5s %7s %9.1f %9.1f %9.2f %9.2f %8.2f %8.2f" % (
+        r["concurrency"], r["batch"], r["jobs"], fl(r, "jobs_per_s"), fl(r, "sigs_per_s"),
+        fl(r, "job_p50_ms"), fl(r, "job_p99_ms"), int(r["dialogs"]) / jobs, fl(r, "polls_per_job")))
+print("  (dialogs: pinentry processes per job; polls: GET ?wait= per job; every value verified)")
+
+print()
+print("Path against the token (same concurrency; added = path - direct C_Sign):")
+print("  %7s %5s %14s %13s %14s %14s" % ("clients", "batch", "sigs/s ratio", "direct/path",
+      "added p50 ms", "added p99 ms"))
+for label, r in rows.items():
+    if r["mode"] != "path":
+        continue
+    d = rows.get("direct-" + r["concurrency"])
+    if d is None:
+        continue
+    ratio = fl(r, "sigs_per_s") / fl(d, "sigs_per_s")
+    print("  %7s %5s %14.4f %12.1fx %14.2f %14.2f" % (
+        r["concurrency"], r["batch"], ratio, 1 / ratio,
+        fl(r, "job_p50_ms") - fl(d, "sig_p50_ms"), fl(r, "job_p99_ms") - fl(d, "sig_p99_ms")))
+print("  (sigs/s ratio: path signatures/s over direct C_Sign signatures/s)")
+
+print()
+best = max((r for r in rows.values() if r["mode"] == "path"), key=lambda r: fl(r, "sigs_per_s"))
+one = rows.get("path-c1-b1")
+d1 = rows.get("direct-1")
+print("Targets (issue 4): added latency < 1 ms p50 and < 5 ms p99, >= 1000 signatures/s")
+if one and d1:
+    a50 = fl(one, "job_p50_ms") - fl(d1, "sig_p50_ms")
+    a99 = fl(one, "job_p99_ms") - fl(d1, "sig_p99_ms")
+    print("  1 client, batch 1: added p50 %.2f ms (%s), added p99 %.2f ms (%s)" % (
+        a50, "met" if a50 < 1 else "NOT met", a99, "met" if a99 < 5 else "NOT met"))
+print("  best throughput: %.0f signatures/s (%s clients, batch %s): %s" % (
+    fl(best, "sigs_per_s"), best["concurrency"], best["batch"],
+    "met" if fl(best, "sigs_per_s") >= 1000 else "NOT met"))
+bs1 = [r for r in rows.values() if r["mode"] == "path" and r["batch"] == "1"]
+if bs1:
+    b = max(bs1, key=lambda r: fl(r, "sigs_per_s"))
+    print("  batch 1 (one consent per signature): at most %.0f signatures/s (%s clients): %s" % (
+        fl(b, "sigs_per_s"), b["concurrency"], "met" if fl(b, "sigs_per_s") >= 1000 else "NOT met"))
+EOF
+
+# Stop the agent and the server the way an orchestrator does.
+stop_pid "$AGENT_PID"
+AGENT_PID=
+kill -TERM "$SERVER_PID"
+rc=0
+wait "$SERVER_PID" || rc=$?
+SERVER_PID=
+[ "$rc" = 0 ] || die "qesd exited with $rc after SIGTERM"
+if [ -n "${QES_BENCH_OUT:-}" ]; then
+    echo "sign_path: logs, results and perf data in $OUT"
+fi
+echo "sign_path: qesd stopped (SIGTERM, exit 0)"
