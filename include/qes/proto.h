@@ -129,9 +129,10 @@ typedef enum qes_proto_type {
 	QES_PROTO_ERROR,		/* either way */
 	QES_PROTO_PING,			/* either way */
 	QES_PROTO_PONG,			/* either way */
+	QES_PROTO_SIGN_STATUS,		/* agent -> gateway */
 } qes_proto_type;
 
-#define QES_PROTO_TYPE_COUNT 13
+#define QES_PROTO_TYPE_COUNT 14
 
 const char *qes_proto_type_name(qes_proto_type t);	/* "sign"; NULL when unknown */
 int qes_proto_type_from_name(const char *name, qes_proto_type *out);
@@ -295,6 +296,22 @@ typedef struct qes_proto_sign_result {
 	unsigned pin_flags;		/* QES_PROTO_PIN_FLAGS bits, fresh from the token */
 } qes_proto_sign_result;
 
+/*
+ * sign_status.state: where a job stands at the signer's desk, between sign
+ * and sign_result. Each is sent at most once per job, in this order; both
+ * are optional for the gateway (an agent that never sends them still works).
+ */
+typedef enum qes_proto_sign_state {
+	QES_PROTO_SIGN_AWAITING_USER = 1,	/* this job's dialog is shown now */
+	QES_PROTO_SIGN_CONSENTED = 2,		/* the signer approved and the token
+						 * accepted the PIN: signing runs */
+} qes_proto_sign_state;
+
+typedef struct qes_proto_sign_status {
+	const char *job_id;
+	qes_proto_sign_state state;
+} qes_proto_sign_status;
+
 typedef struct qes_proto_timings {
 	int64_t scan_ms;		/* qes_p11_scan() */
 	int64_t total_ms;		/* receipt of diagnose -> result sent */
@@ -351,6 +368,7 @@ typedef struct qes_proto_msg {
 		qes_proto_error error;
 		qes_proto_ping ping;
 		qes_proto_pong pong;
+		qes_proto_sign_status sign_status;
 	} u;
 	struct qes_proto_mem *mem;	/* private: what a parse allocated; NULL when built */
 } qes_proto_msg;
@@ -419,6 +437,8 @@ int qes_proto_build_cancel(const char *id, const qes_proto_cancel *b, qes_buf *o
 int qes_proto_build_error(const char *id, const qes_proto_error *b, qes_buf *out);
 int qes_proto_build_ping(const char *id, int64_t ts, qes_buf *out);
 int qes_proto_build_pong(const char *id, const char *ref_id, int64_t ts, qes_buf *out);
+int qes_proto_build_sign_status(const char *id, const char *job_id,
+    qes_proto_sign_state state, qes_buf *out);
 
 /*
  * Add "certificate" (the DER, base64url) to every certificate of report, a

@@ -245,6 +245,16 @@ static const struct pf_field pong_fields[] = {
 	INT(qes_proto_pong, "ts", ts, 0, JS_MAX_SAFE_INT),
 };
 
+static const struct pf_name sign_state_names[] = {
+	{ "awaiting_user", QES_PROTO_SIGN_AWAITING_USER },
+	{ "consented", QES_PROTO_SIGN_CONSENTED },
+};
+
+static const struct pf_field sign_status_fields[] = {
+	FLD(qes_proto_sign_status, "job_id", PF_ID, PF_REQ, job_id, 0, 0),
+	ENUM(qes_proto_sign_status, "state", state, sign_state_names),
+};
+
 #define FROM_AGENT 1u
 #define FROM_GATEWAY 2u
 
@@ -282,6 +292,9 @@ static const struct msg_type {
 	    { ping_fields, N(ping_fields), sizeof(qes_proto_ping), NULL } },
 	{ QES_PROTO_PONG, "pong", FROM_AGENT | FROM_GATEWAY, 0,
 	    { pong_fields, N(pong_fields), sizeof(qes_proto_pong), NULL } },
+	{ QES_PROTO_SIGN_STATUS, "sign_status", FROM_AGENT, 0,
+	    { sign_status_fields, N(sign_status_fields), sizeof(qes_proto_sign_status),
+	    NULL } },
 };
 
 static const struct msg_type *
@@ -741,6 +754,15 @@ qes_proto_build_pong(const char *id, const char *ref_id, int64_t ts, qes_buf *ou
 	qes_proto_pong b = { ref_id, ts };
 
 	return build_body(QES_PROTO_PONG, id, &b, sizeof(b), out);
+}
+
+int
+qes_proto_build_sign_status(const char *id, const char *job_id,
+    qes_proto_sign_state state, qes_buf *out)
+{
+	qes_proto_sign_status b = { job_id, state };
+
+	return build_body(QES_PROTO_SIGN_STATUS, id, &b, sizeof(b), out);
 }
 
 /* ---- exported syntax helpers ---------------------------------------------- */

@@ -1481,7 +1481,7 @@ test_helpers(void **state)
 	assert_true(qes_proto_id_ok(id1));
 	assert_string_not_equal(id1, id2);
 
-	for (ty = QES_PROTO_HELLO; ty <= QES_PROTO_PONG; ty++) {
+	for (ty = QES_PROTO_HELLO; ty <= QES_PROTO_SIGN_STATUS; ty++) {
 		qes_proto_type back;
 
 		assert_non_null(qes_proto_type_name(ty));
@@ -1532,6 +1532,93 @@ test_helpers(void **state)
 	}
 }
 
+/* ---- sign_status ---------------------------------------------------------- */
+
+static void
+test_sign_status(void **state)
+{
+	qes_proto_limits gw, ag;
+	qes_proto_msg *m;
+	qes_buf *b = qes_buf_new();
+	char big[QES_PROTO_MAX_SMALL_BYTES + 128];
+	char *t;
+	size_t n;
+
+	(void)state;
+	assert_non_null(b);
+	assert_int_equal(qes_proto_build_sign_status("a1", "job_Fq8Lw2Zr",
+	    QES_PROTO_SIGN_AWAITING_USER, b), 0);
+	t = roundtrip(b, &m);
+	assert_string_equal(t, "{\"type\":\"sign_status\",\"id\":\"a1\",\"v\":1,"
+	    "\"job_id\":\"job_Fq8Lw2Zr\",\"state\":\"awaiting_user\"}");
+	assert_int_equal(m->type, QES_PROTO_SIGN_STATUS);
+	assert_string_equal(m->u.sign_status.job_id, "job_Fq8Lw2Zr");
+	assert_int_equal(m->u.sign_status.state, QES_PROTO_SIGN_AWAITING_USER);
+	qes_proto_msg_free(m);
+	free(t);
+
+	qes_buf_reset(b);
+	assert_int_equal(qes_proto_build_sign_status("a2", "job_1",
+	    QES_PROTO_SIGN_CONSENTED, b), 0);
+	t = roundtrip(b, &m);
+	assert_non_null(strstr(t, "\"state\":\"consented\""));
+	assert_int_equal(m->u.sign_status.state, QES_PROTO_SIGN_CONSENTED);
+	qes_proto_msg_free(m);
+	free(t);
+
+	/* the builders refuse what the parser would */
+	qes_buf_reset(b);
+	assert_int_equal(qes_proto_build_sign_status("a3", "job 1",
+	    QES_PROTO_SIGN_CONSENTED, b), QES_ERR_INVALID_ARG);
+	assert_int_equal(qes_proto_build_sign_status("a3", NULL,
+	    QES_PROTO_SIGN_CONSENTED, b), QES_ERR_INVALID_ARG);
+	assert_int_equal(qes_proto_build_sign_status("a3", "job_1",
+	    (qes_proto_sign_state)7, b), QES_ERR_INVALID_ARG);
+	assert_int_equal(qes_buf_len(b), 0);
+
+	/* schema */
+	expect("{\"type\":\"sign_status\",\"id\":\"a\",\"v\":1,\"job_id\":\"j\"}",
+	    QES_ERR_FORMAT, "sign_status.state: missing");
+	expect("{\"type\":\"sign_status\",\"id\":\"a\",\"v\":1,\"state\":\"consented\"}",
+	    QES_ERR_FORMAT, "sign_status.job_id: missing");
+	expect("{\"type\":\"sign_status\",\"id\":\"a\",\"v\":1,\"job_id\":\"j\","
+	    "\"state\":\"signed\"}", QES_ERR_FORMAT,
+	    "sign_status.state: unknown value \"signed\" (expected awaiting_user, consented)");
+	expect("{\"type\":\"sign_status\",\"id\":\"a\",\"v\":1,\"job_id\":\"j\","
+	    "\"state\":1}", QES_ERR_FORMAT,
+	    "sign_status.state: expected a string, got an integer");
+	expect("{\"type\":\"sign_status\",\"id\":\"a\",\"v\":1,\"job_id\":\"j k\","
+	    "\"state\":\"consented\"}", QES_ERR_FORMAT,
+	    "sign_status.job_id: character \" \" at byte 1 is not allowed in an id ([A-Za-z0-9_-])");
+	expect("{\"type\":\"sign_status\",\"id\":\"a\",\"v\":1,\"job_id\":\"j\","
+	    "\"state\":\"consented\",\"pin\":\"123456\"}", QES_ERR_FORMAT,
+	    "sign_status: unknown field \"pin\"");
+
+	/* a small message: the small limit applies */
+	n = (size_t)snprintf(big, sizeof(big), "{\"type\":\"sign_status\",\"id\":\"a\","
+	    "\"v\":1,\"job_id\":\"j\",\"state\":\"consented\",\"x\":\"");
+	memset(big + n, 'x', QES_PROTO_MAX_SMALL_BYTES);
+	n += QES_PROTO_MAX_SMALL_BYTES;
+	memcpy(big + n, "\"}", 3);
+	n += 2;
+	{
+		char want[96];
+
+		snprintf(want, sizeof(want), "sign_status: %zu bytes, at most %d for this type",
+		    n, QES_PROTO_MAX_SMALL_BYTES);
+		expect_lim(big, n, NULL, QES_ERR_LIMIT, want);
+	}
+
+	/* direction: only a gateway accepts it */
+	qes_proto_limits_init(&gw, QES_PROTO_ROLE_GATEWAY);
+	qes_proto_limits_init(&ag, QES_PROTO_ROLE_AGENT);
+	t = "{\"type\":\"sign_status\",\"id\":\"a\",\"v\":1,\"job_id\":\"j\","
+	    "\"state\":\"awaiting_user\"}";
+	expect_lim(t, strlen(t), &ag, QES_ERR_FORMAT, "sign_status: not accepted from the gateway");
+	expect_lim(t, strlen(t), &gw, 0, "");
+	qes_buf_free(b);
+}
+
 int
 main(void)
 {
@@ -1549,6 +1636,7 @@ main(void)
 		cmocka_unit_test(test_inventory),
 		cmocka_unit_test(test_diagnose_result),
 		cmocka_unit_test(test_helpers),
+		cmocka_unit_test(test_sign_status),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
