@@ -39,7 +39,8 @@ from_agent(qes_proto_type t)
 {
 	return t == QES_PROTO_HELLO || t == QES_PROTO_AUTH || t == QES_PROTO_INVENTORY ||
 	    t == QES_PROTO_SIGN_RESULT || t == QES_PROTO_DIAGNOSE_RESULT ||
-	    t == QES_PROTO_ERROR || t == QES_PROTO_PING || t == QES_PROTO_PONG;
+	    t == QES_PROTO_ERROR || t == QES_PROTO_PING || t == QES_PROTO_PONG ||
+	    t == QES_PROTO_SIGN_STATUS;
 }
 
 static int
