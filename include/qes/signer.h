@@ -62,6 +62,14 @@ typedef struct qes_sign_request {
 	int ecdsa_raw;			/* give ECDSA values as r||s instead of DER */
 	int max_pin_attempts;		/* 0: 3 (a rejected remembered PIN counts) */
 	const qes_sign_pin_source *pin_source;	/* optional; NULL: always ask */
+	/*
+	 * Optional: called once, on the signing thread, when the signer has
+	 * consented and the token has accepted the login (PIN, remembered PIN
+	 * or the reader's PIN pad), after the dialog closed and before the
+	 * first signature is made. The agent tells its gateway with it.
+	 */
+	void (*consented)(void *arg);
+	void *consented_arg;
 } qes_sign_request;
 
 typedef struct qes_sign_result {

@@ -334,6 +334,8 @@ qes_sign_local(qes_p11 *p, const qes_p11_token *t, const qes_p11_cred *c,
 	}
 	qes_pinentry_free(pe);	/* the dialog is gone before the token works */
 	pe = NULL;
+	if (req->consented != NULL)
+		req->consented(req->consented_arg);
 
 	if ((res->sigs = calloc(req->n_digests, sizeof(*res->sigs))) == NULL) {
 		r = QES_ERR_ALLOC;
