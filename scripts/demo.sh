@@ -49,6 +49,7 @@ cmake --build build -j"$jobs" >/dev/null
 echo "built build/qes-agent, build/qes, build/qesd, build/libqes.so"
 
 demo=$root/build/demo
+here=build/demo	# the same, as printed (the demo runs in $root)
 rm -rf "$demo"
 mkdir -p "$demo"
 
@@ -66,7 +67,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "test PKI and SoftHSM2 tokens (in $demo)"
+step "test PKI and SoftHSM2 tokens (in $here)"
 bash tests/setup-testenv.sh "$demo/env"
 # shellcheck disable=SC1091
 source "$demo/env/tokens/tokens.env"
@@ -102,12 +103,12 @@ else
 fi
 # dialog_text: what the signer was shown in the last dialog (the transcript's SETDESC)
 dialog_text() {
-  awk '/^SETDESC /{on=1; sub(/^SETDESC /,"")} /^(SETPROMPT|SETERROR|SETOK|SETCANCEL|GETPIN|CONFIRM|OPTION|PIN-SENT)/{on=0} on{print "    " $0}' "$QES_TEST_PINENTRY_LOG"
+  awk '/^SETDESC /{on=1; sub(/^SETDESC /,"")} /^(SETPROMPT|SETERROR|SETOK|SETCANCEL|GETPIN|CONFIRM|OPTION|PIN-SENT)/{on=0} on && NF{print "    " $0}' "$QES_TEST_PINENTRY_LOG"
 }
 pinentry_next
 build/qes sign --raw --module "$QES_TEST_MODULE" --pinentry "$pinentry" \
   --token "$QES_TOKEN_A_LABEL" --key 02 --title "Purchase contract no. 2026-17" \
-  --in "$demo/contract.txt" --out "$demo/contract.sig" --cert-out "$demo/signer.pem"
+  --in "$here/contract.txt" --out "$here/contract.sig" --cert-out "$here/signer.pem"
 if [ -z "${QES_DEMO_PINENTRY:-}" ]; then
   echo "the signer was shown:"
   dialog_text
@@ -116,7 +117,7 @@ fi
 step "openssl dgst -sha256 -verify (signer's public key from the certificate)"
 openssl x509 -in "$demo/signer.pem" -noout -subject -issuer
 openssl x509 -in "$demo/signer.pem" -pubkey -noout >"$demo/signer.pub"
-openssl verify -CAfile "$pki/root-ca.pem" -untrusted "$pki/issuing-ca.pem" "$demo/signer.pem"
+openssl verify -CAfile "$pki/root-ca.pem" -untrusted "$pki/issuing-ca.pem" "$here/signer.pem"
 openssl dgst -sha256 -verify "$demo/signer.pub" -signature "$demo/contract.sig" "$demo/contract.txt"
 
 step "qesd: the gateway on embedded SQLite, TLS 1.3 only, on 127.0.0.1"
@@ -219,7 +220,7 @@ PY
 }
 
 # ---------------------------------------------------------------------------
-step "the signer's desktop: where qes-agent will keep its device key (state in $demo/desktop)"
+step "the signer's desktop: where qes-agent will keep its device key (state in $here/desktop)"
 desk=$demo/desktop
 mkdir -p "$desk"
 chmod 700 "$desk"
@@ -350,7 +351,7 @@ if [ -z "${QES_DEMO_PINENTRY:-}" ]; then
   grep -q '^GETPIN' "$QES_TEST_PINENTRY_LOG" 2>/dev/null || die "no PIN dialog opened within 30 s"
   dialog_text
   grep -qF "Verification code: $vc" "$QES_TEST_PINENTRY_LOG" || die "the dialog did not show code $vc"
-  echo "the dialog shows the verification code $vc, the one the ERP shows; the PIN is typed"
+  echo "the dialog shows the verification code $vc, the one the ERP shows; the PIN is typed in"
 else
   echo "(the signer's dialog is open on this terminal: check that it shows the verification code $vc, then type the PIN, $QES_TOKEN_A_PIN)"
 fi
@@ -404,8 +405,8 @@ for t in device.enrolled device.session_opened signature.requested signature.dis
   grep -q " $t " "$demo/device-audit.txt" || die "no $t record for $device"
 done
 echo "the job's requests came from the ERP's key ($(sed -n 's/^key_id: //p' "$gw/erp.auth.out")), its result from the device"
-build/qes audit export --out "$gw/audit.jsonl"
-build/qes audit verify "$gw/audit.jsonl"
+build/qes audit export --out "$here/gw/audit.jsonl"
+build/qes audit verify "$here/gw/audit.jsonl"
 
 step "stop: the agent, then the gateway (SIGTERM, each exits 0)"
 kill -TERM "$agent_pid"
