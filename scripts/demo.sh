@@ -188,7 +188,7 @@ build/qes keys list
 mkdir -p "$gw/http"
 status=
 api() {
-  local auth=$1 method=$2 path=$3 body=${4:-} args
+  local auth=$1 method=$2 path=$3 body=${4:-} args h
   shift 3; [ $# -gt 0 ] && shift
   args=(-sS --cacert "$pki/root-ca.pem" -o "$gw/http/last.json" -D "$gw/http/last.hdr"
     -w '%{http_code}' -X "$method" -H @"$auth")
