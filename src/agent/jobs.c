@@ -96,6 +96,7 @@ struct job {
 	enum job_state state;
 	enum job_cancel cancel;
 	qes_pinentry *pe;		/* the open dialog, between attach calls */
+	int shown, consented;		/* sign status reported (mu) */
 	int64_t received_ms, deadline_ms;
 	/* the request, copied out of the message */
 	qes_sig_scheme scheme;
@@ -254,16 +255,62 @@ stop_running(struct job *jb, enum job_cancel why)
 		qes_pinentry_cancel(jb->pe);
 }
 
+/*
+ * Queue a sign status for the loop (mu held); 1 when queued, so the caller
+ * wakes the loop once it let go of the lock. Allocation failure loses only
+ * the status: the result still comes.
+ */
+static int
+post_status(agent_jobs *j, const struct job *jb, qes_proto_sign_state st)
+{
+	agent_result *r;
+
+	if (jb->cancel != CANCEL_NONE || (r = calloc(1, sizeof(*r))) == NULL)
+		return 0;
+	r->kind = AGENT_RESULT_SIGN_STATUS;
+	r->session = jb->session;
+	memcpy(r->id, jb->id, sizeof(r->id));
+	r->sign_state = st;
+	r->dialog_ms = agent_now_ms() - jb->received_ms;
+	push_result(j, r);
+	return 1;
+}
+
+/* The dialog opened (pe) or is about to go (NULL); on the job's thread. */
 static void
 job_attach(void *arg, qes_pinentry *pe)
 {
 	struct job *jb = arg;
+	int posted = 0;
 
 	pthread_mutex_lock(&jb->j->mu);
 	jb->pe = pe;
 	if (pe != NULL && jb->cancel != CANCEL_NONE)
 		qes_pinentry_cancel(pe);
+	if (pe != NULL && !jb->shown) {
+		jb->shown = 1;
+		posted = post_status(jb->j, jb, QES_PROTO_SIGN_AWAITING_USER);
+	}
 	pthread_mutex_unlock(&jb->j->mu);
+	if (posted)
+		wake(jb->j);
+}
+
+/* qes_sign_local's consented hook: approved, logged in, about to sign. */
+static void
+job_consented(void *arg)
+{
+	struct job *jb = arg;
+	int posted = 0;
+
+	pthread_mutex_lock(&jb->j->mu);
+	if (!jb->consented) {
+		jb->consented = 1;
+		posted = post_status(jb->j, jb, QES_PROTO_SIGN_CONSENTED);
+	}
+	pthread_mutex_unlock(&jb->j->mu);
+	if (posted)
+		wake(jb->j);
 }
 
 /* Run one job's signing, without the lock. */
@@ -295,6 +342,8 @@ run_sign(agent_jobs *j, struct job *jb, int *flags_changed)
 	req.digests = jb->digest_ptrs;
 	req.n_digests = jb->n_digests;
 	req.pin_source = j->o.pin_source;
+	req.consented = job_consented;
+	req.consented_arg = jb;
 	pe_opts.program = j->o.pinentry;
 	pe_opts.attach = job_attach;
 	pe_opts.attach_arg = jb;

@@ -14,6 +14,12 @@
  * that are refused with QES_ERR_TOKEN_BUSY (docs/protocol.md, 12.2). Tokens
  * work in parallel. A job's timeout_s counts from receipt, queued or not.
  *
+ * Progress: while a job runs, the queue also carries its sign status, each
+ * at most once and always before its result: awaiting_user when this job's
+ * own dialog opens (a queued job waits silently), consented when the signer
+ * approved and the token accepted the login. A job already being cancelled
+ * reports neither.
+ *
  * Cancelling: a queued job ends at once; a running one has its dialog closed
  * (qes_pinentry_cancel through the attach hook) and answers "cancelled" (or
  * "timeout" when its deadline passed); one whose token already signed
@@ -53,6 +59,8 @@ typedef enum agent_result_kind {
 	AGENT_RESULT_SIGN = 1,		/* a sign request ended */
 	AGENT_RESULT_DIAGNOSE = 2,	/* a diagnose request ended */
 	AGENT_RESULT_INVENTORY = 3,	/* a new inventory (hot-plug, rescan) */
+	AGENT_RESULT_SIGN_STATUS = 4,	/* a sign job's dialog opened, or the
+					 * signer consented (before its result) */
 } agent_result_kind;
 
 typedef struct agent_result {
@@ -67,7 +75,9 @@ typedef struct agent_result {
 	unsigned pin_flags;		/* QES_PROTO_PIN_FLAGS bits */
 	qes_buf **sigs;			/* err == 0: n_sigs values */
 	size_t n_sigs;
-	int64_t dialog_ms;		/* receipt to result, for the log */
+	int64_t dialog_ms;		/* receipt to result (status: to now), for the log */
+	/* sign status */
+	qes_proto_sign_state sign_state;
 	/* diagnose */
 	json_t *report;			/* qes_report_diagnose(), NULL on failure */
 	qes_proto_timings timings;

@@ -5,7 +5,9 @@
  * Everything here runs on the connection's loop thread: callbacks from
  * connection.c (opened, message, closed, woken, tick) and the results the
  * jobs queue. Nothing blocks: a sign or diagnose becomes a job, and its
- * answer is sent when the job's result is taken from the queue.
+ * answer is sent when the job's result is taken from the queue - as is a
+ * sign job's progress (sign_status: its dialog opened, the signer
+ * consented), which the workers queue the same way, ahead of the result.
  *
  * Each connection gets a generation number; jobs remember the generation
  * they came on, and a result for an older one is dropped, never sent on a
@@ -64,6 +66,7 @@ struct agent_session {
 	unsigned attempt;		/* failures since the last stable session */
 	int inventory_due;
 	int64_t inventory_sent_ms;
+	int no_sign_status;		/* the gateway predates sign_status */
 
 	atomic_int stop_requested;
 	int stopping;
@@ -233,10 +236,32 @@ send_sign_result(agent_session *s, agent_result *r)
 	free(sigs);
 }
 
+/* A running job's progress: its dialog is open, or the signer consented. */
+static void
+send_sign_status(agent_session *s, const agent_result *r)
+{
+	const char *name = r->sign_state == QES_PROTO_SIGN_CONSENTED ?
+	    "consented" : "awaiting_user";
+	char ms[24];
+
+	if (s->no_sign_status)
+		return;
+	snprintf(ms, sizeof(ms), "%lld", (long long)r->dialog_ms);
+	SEND_BUILT(s, "sign_status", qes_proto_build_sign_status(id_, r->id,
+	    r->sign_state, b_));
+	agent_log(AGENT_LOG_INFO, "job_status", "job", r->id, "state", name,
+	    "since_receipt_ms", ms, NULL);
+}
+
 static void
 handle_result(agent_session *s, agent_result *r)
 {
 	switch (r->kind) {
+	case AGENT_RESULT_SIGN_STATUS:
+		/* a status of an older session is dropped like its result */
+		if (r->session == s->gen && s->st == ST_LIVE)
+			send_sign_status(s, r);
+		break;
 	case AGENT_RESULT_INVENTORY:
 		new_inventory(s, r->inv);
 		r->inv = NULL;
@@ -482,6 +507,15 @@ on_closed(void *arg, int code, const char *reason)
 	char c[16], d[24];
 
 	s->st = ST_IDLE;
+	if (code == QES_PROTO_CLOSE_PROTOCOL_ERROR && reason != NULL &&
+	    strstr(reason, "unknown type \"sign_status\"") != NULL && !s->no_sign_status) {
+		/* docs/protocol.md 14: a gateway older than sign_status; jobs
+		 * still work without it */
+		s->no_sign_status = 1;
+		agent_log(AGENT_LOG_WARN, "sign_status_unsupported", "message",
+		    "the server does not know sign_status: upgrade it; this agent "
+		    "stops sending it until restarted", NULL);
+	}
 	agent_jobs_cancel_session(s->jobs, s->gen);
 	drain_results(s);	/* drops what belonged to the closed session */
 	snprintf(c, sizeof(c), "%d", code);
