@@ -290,6 +290,7 @@ on_live_message(struct hub_sess *s, qes_proto_msg *m)
 		return;
 	case QES_PROTO_INVENTORY:
 	case QES_PROTO_SIGN_RESULT:
+	case QES_PROTO_SIGN_STATUS:
 	case QES_PROTO_DIAGNOSE_RESULT:
 	case QES_PROTO_ERROR:
 	case QES_PROTO_PONG:

@@ -1,11 +1,14 @@
 /*
  * jobs_device.c - what the device side tells the jobs service: an agent's
- * sign_result (every value verified against the certificate the signer was
- * shown before the job completes; errors mapped to the closed list of
- * reasons in jobs.h), an error message about a sign message, and a closed
- * session, whose open jobs fail. An answer for a job that is not open any
- * more, or not the device's, is refused with an error message to the agent
- * and recorded (signature.result_ignored).
+ * sign_status (awaiting_user: the job's dialog is open, dispatched ->
+ * awaiting_user; consented: the signer approved and the token accepted the
+ * PIN, recorded as signature.consented), its sign_result (every value
+ * verified against the certificate the signer was shown before the job
+ * completes; errors mapped to the closed list of reasons in jobs.h), an
+ * error message about a sign message, and a closed session, whose open
+ * jobs fail. A status or an answer for a job that is not open any more, or
+ * not the device's, is refused with an error message to the agent and
+ * recorded (signature.result_ignored).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,10 +68,13 @@ agent_reason(const char *error)
 	return "device_error";
 }
 
-/* A device answered about a job it may not act on: tell it, record it. */
+/*
+ * A device answered (sign_result) or reported (sign_status) about a job it
+ * may not act on: tell it, record it. what is the message type.
+ */
 static void
 result_ignored(qesd_jobs *j, const char *tenant_id, const char *device_id,
-    const qesd_job *job, const char *ref_id, const char *why)
+    const qesd_job *job, const char *ref_id, const char *what, const char *why)
 {
 	qesd_tx *tx = NULL;
 	char *details = NULL;
@@ -76,18 +82,19 @@ result_ignored(qesd_jobs *j, const char *tenant_id, const char *device_id,
 
 	send_unknown_job(j, tenant_id, device_id, ref_id,
 	    "no open job with this id: the request was cancelled, expired or never existed");
-	qesd_log(QESD_LOG_INFO, "a late or foreign sign_result was ignored",
+	qesd_log(QESD_LOG_INFO, "a late or foreign message about a job was ignored",
 	    QLS("tenant", tenant_id), QLS("device_id", device_id),
-	    QLS("job_id", job != NULL ? job->id : NULL), QLS("why", why));
+	    QLS("job_id", job != NULL ? job->id : NULL), QLS("message", what),
+	    QLS("why", why));
 	if (job == NULL)
 		return;		/* an id that names nothing: the log line is all */
-	if ((details = jobs_details(job, NULL, json_pack("{s:s, s:s}", "why", why,
-	    "from_device", device_id))) == NULL)
+	if ((details = jobs_details(job, NULL, json_pack("{s:s, s:s, s:s}", "why", why,
+	    "from_device", device_id, "message", what))) == NULL)
 		return;
 	if ((r = qesd_store_begin(j->app->store, QESD_TX_WRITE, &tx)) != 0 ||
 	    (r = jobs_audit(j, tx, NULL, job, "signature.result_ignored", 0,
 	    details)) != 0 || (r = qesd_tx_commit(tx)) != 0)
-		qesd_log(QESD_LOG_ERROR, "an ignored sign_result could not be recorded",
+		qesd_log(QESD_LOG_ERROR, "an ignored message about a job could not be recorded",
 		    QLS("tenant", tenant_id), QLS("job_id", job->id),
 		    QLS("error", qes_strerror(r)));
 	qesd_tx_end(tx);
@@ -198,7 +205,8 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
 		r = qesd_job_get(tx, tenant_id, sr->job_id, &job);
 	qesd_tx_end(tx);
 	if (r == QES_ERR_NOT_FOUND) {
-		result_ignored(j, tenant_id, device_id, NULL, m->id, "unknown_job");
+		result_ignored(j, tenant_id, device_id, NULL, m->id, "sign_result",
+		    "unknown_job");
 		goto out;
 	}
 	if (r != 0) {
@@ -208,11 +216,12 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
 		goto out;
 	}
 	if (strcmp(job.device_id, device_id) != 0) {
-		result_ignored(j, tenant_id, device_id, &job, m->id, "foreign_device");
+		result_ignored(j, tenant_id, device_id, &job, m->id, "sign_result",
+		    "foreign_device");
 		goto out;
 	}
 	if (!(BIT(job.state) & AT_DEVICE)) {
-		result_ignored(j, tenant_id, device_id, &job, m->id,
+		result_ignored(j, tenant_id, device_id, &job, m->id, "sign_result",
 		    qesd_job_state_name(job.state));
 		goto out;
 	}
@@ -266,7 +275,8 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
 		goto out;
 	if (!applied) {
 		/* cancelled, timed out or disconnected while we verified */
-		result_ignored(j, tenant_id, device_id, &job, m->id, "job_moved_on");
+		result_ignored(j, tenant_id, device_id, &job, m->id, "sign_result",
+		    "job_moved_on");
 		goto out;
 	}
 	qesd_log(QESD_LOG_INFO, reason == NULL ? "signature job completed" :
@@ -278,6 +288,162 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
  out:
 	json_decref(extra);
 	free(result);
+	qesd_job_clear(&job);
+}
+
+/* Tell the device a message made no sense now (the session goes on). */
+static void
+send_unexpected(qesd_jobs *j, const char *tenant_id, const char *device_id,
+    const char *ref_id, const char *message)
+{
+	qes_proto_error e = { "unexpected_message", message, ref_id };
+	char id[23];
+	qes_buf *b = qes_buf_new();
+	int r = QES_ERR_ALLOC;
+
+	if (b != NULL && (r = qes_proto_new_id(id)) == 0 &&
+	    (r = qes_proto_build_error(id, &e, b)) == 0)
+		r = jobs_send(j, tenant_id, device_id, b);
+	if (r != 0 && r != QES_ERR_NOT_FOUND)
+		qesd_log(QESD_LOG_WARN, "error message could not be sent to the device",
+		    QLS("device_id", device_id), QLS("error", qes_strerror(r)));
+	qes_buf_free(b);
+}
+
+/*
+ * The signer consented: one record in the job's audit trail, with the
+ * device (jobs_audit), in a write transaction that re-reads the job, so a
+ * job that ended meanwhile gets no consent on record. The state stays: the
+ * job becomes signed when the values come. 0 with *recorded, or a store
+ * error.
+ */
+static int
+record_consent(qesd_jobs *j, const char *tenant_id, const char *device_id,
+    const char *job_id, int *recorded, qesd_job *seen)
+{
+	qesd_tx *tx = NULL;
+	char *details = NULL;
+	int r;
+
+	*recorded = 0;
+	if ((r = qesd_store_begin(j->app->store, QESD_TX_WRITE, &tx)) != 0 ||
+	    (r = qesd_job_get(tx, tenant_id, job_id, seen)) != 0)
+		goto out;
+	if (!(BIT(seen->state) & AT_DEVICE) || strcmp(seen->device_id, device_id) != 0)
+		goto out;
+	if ((details = jobs_details(seen, NULL, NULL)) == NULL) {
+		r = QES_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = jobs_audit(j, tx, NULL, seen, "signature.consented", 0, details)) != 0 ||
+	    (r = qesd_tx_commit(tx)) != 0)
+		goto out;
+	*recorded = 1;
+ out:
+	if (r != 0 && r != QES_ERR_NOT_FOUND)
+		qesd_log(QESD_LOG_ERROR, "the signer's consent could not be recorded",
+		    QLS("tenant", tenant_id), QLS("job_id", job_id),
+		    QLS("error", qes_strerror(r)),
+		    QLS("detail", tx != NULL ? qesd_tx_errmsg(tx) : NULL));
+	qesd_tx_end(tx);
+	free(details);
+	return r;
+}
+
+/*
+ * sign_status: the job's dialog is open (dispatched -> awaiting_user, by
+ * compare-and-set, waking long-pollers), or the signer consented (an audit
+ * record). A status for a job that is not open, or not the device's, is
+ * handled like a late sign_result; one the state machine does not allow
+ * (awaiting_user twice, consent before the job was sent) is answered with
+ * unexpected_message and changes nothing.
+ */
+static void
+on_sign_status(qesd_jobs *j, const char *tenant_id, const char *device_id,
+    const qes_proto_msg *m)
+{
+	const qes_proto_sign_status *st = &m->u.sign_status;
+	struct jobs_transition t;
+	qesd_job job;
+	qesd_tx *tx = NULL;
+	int r, applied = 0;
+
+	memset(&job, 0, sizeof(job));
+	/* under the writer lock: a dispatch still committing is seen done */
+	if ((r = qesd_store_begin(j->app->store, QESD_TX_WRITE, &tx)) == 0)
+		r = qesd_job_get(tx, tenant_id, st->job_id, &job);
+	qesd_tx_end(tx);
+	if (r == QES_ERR_NOT_FOUND) {
+		result_ignored(j, tenant_id, device_id, NULL, m->id, "sign_status",
+		    "unknown_job");
+		goto out;
+	}
+	if (r != 0) {
+		qesd_log(QESD_LOG_ERROR, "a sign_status could not be read against its job",
+		    QLS("tenant", tenant_id), QLS("job_id", st->job_id),
+		    QLS("error", qes_strerror(r)));
+		goto out;
+	}
+	if (strcmp(job.device_id, device_id) != 0) {
+		result_ignored(j, tenant_id, device_id, &job, m->id, "sign_status",
+		    "foreign_device");
+		goto out;
+	}
+	if (!(BIT(job.state) & (AT_DEVICE | BIT(QESD_JOB_CREATED)))) {
+		result_ignored(j, tenant_id, device_id, &job, m->id, "sign_status",
+		    qesd_job_state_name(job.state));
+		goto out;
+	}
+	if (st->state == QES_PROTO_SIGN_AWAITING_USER) {
+		if (job.state != QESD_JOB_DISPATCHED) {
+			send_unexpected(j, tenant_id, device_id, m->id,
+			    "awaiting_user: the job is not waiting for its dialog");
+			qesd_log(QESD_LOG_WARN, "a sign_status the job's state does not "
+			    "allow was refused", QLS("tenant", tenant_id),
+			    QLS("job_id", job.id), QLS("device_id", device_id),
+			    QLS("status", "awaiting_user"),
+			    QLS("state", qesd_job_state_name(job.state)));
+			goto out;
+		}
+		memset(&t, 0, sizeof(t));
+		t.from = BIT(QESD_JOB_DISPATCHED);
+		t.to = QESD_JOB_AWAITING_USER;
+		t.version = job.version;
+		t.device_id = device_id;
+		t.type = "signature.awaiting_user";
+		if ((r = jobs_transition(j, tenant_id, job.id, &t, &applied, NULL,
+		    NULL)) != 0)
+			goto out;
+		if (!applied) {
+			/* cancelled, timed out or disconnected meanwhile */
+			result_ignored(j, tenant_id, device_id, &job, m->id,
+			    "sign_status", "job_moved_on");
+			goto out;
+		}
+		qesd_log(QESD_LOG_INFO, "signature job awaiting the signer",
+		    QLS("tenant", tenant_id), QLS("job_id", job.id),
+		    QLS("device_id", device_id));
+		goto out;
+	}
+	/* consented: the dialog was open, so the job is awaiting_user by now */
+	if (job.state == QESD_JOB_CREATED) {
+		send_unexpected(j, tenant_id, device_id, m->id,
+		    "consented: the job was not sent yet");
+		goto out;
+	}
+	qesd_job_clear(&job);
+	if ((r = record_consent(j, tenant_id, device_id, st->job_id, &applied,
+	    &job)) != 0)
+		goto out;
+	if (!applied) {
+		result_ignored(j, tenant_id, device_id, &job, m->id, "sign_status",
+		    "job_moved_on");
+		goto out;
+	}
+	qesd_log(QESD_LOG_INFO, "the signer consented; the token signs",
+	    QLS("tenant", tenant_id), QLS("job_id", job.id),
+	    QLS("device_id", device_id));
+ out:
 	qesd_job_clear(&job);
 }
 
@@ -324,6 +490,8 @@ qesd_jobs_on_message(qesd_jobs *j, const char *tenant_id,
 		return;
 	if (msg->type == QES_PROTO_SIGN_RESULT)
 		on_sign_result(j, tenant_id, device_id, msg);
+	else if (msg->type == QES_PROTO_SIGN_STATUS)
+		on_sign_status(j, tenant_id, device_id, msg);
 	else if (msg->type == QES_PROTO_ERROR)
 		on_error(j, tenant_id, device_id, msg);
 }

@@ -475,6 +475,42 @@ deliver_good(struct fx *f, const char *job_id, size_t n)
 	deliver_result(f, f->fk.device_id, job_id, b, n, NULL, -1);
 }
 
+/* Deliver a sign_status as the hub would: the agent's builder, the
+ * gateway's parser. */
+static void
+deliver_status(struct fx *f, const char *device_id, const char *job_id,
+    qes_proto_sign_state st)
+{
+	qes_proto_limits lim;
+	qes_proto_msg *m = NULL;
+	qes_buf *buf = qes_buf_new();
+	char id[23], err[256];
+
+	assert_non_null(buf);
+	assert_int_equal(qes_proto_new_id(id), 0);
+	assert_int_equal(qes_proto_build_sign_status(id, job_id, st, buf), 0);
+	qes_proto_limits_init(&lim, QES_PROTO_ROLE_GATEWAY);
+	if (qes_proto_parse(qes_buf_data(buf), qes_buf_len(buf), &lim, &m, err,
+	    sizeof(err)) != 0)
+		fail_msg("sign_status: %s", err);
+	qesd_jobs_on_message(f->jobs, f->tenant.id, device_id, f->fk.session_id, m);
+	qes_proto_msg_free(m);
+	qes_buf_free(buf);
+}
+
+/* Audit records of type for job_id that name the device. */
+static long long
+audit_count_device(struct fx *f, const char *type, const char *job_id,
+    const char *device_id)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit_records WHERE "
+	    "type = '%s' AND device_id = '%s' AND details LIKE '%%\"job_id\":\"%s\"%%'",
+	    type, device_id, job_id);
+	return raw_count(f, sql);
+}
+
 /* ------------------------------------------------------------------------- */
 /* the state machine */
 
@@ -1498,6 +1534,126 @@ test_store_credentials(void **state)
 }
 
 /* Waiters are woken on change and free themselves in resume. */
+/*
+ * sign_status: awaiting_user moves dispatched -> awaiting_user (and wakes
+ * long-pollers), consented is on record with the device, and the job
+ * completes from awaiting_user; a declined job's record names the device
+ * too. Statuses the machine does not allow are refused and change nothing;
+ * statuses of unknown, finished or foreign jobs are handled like late
+ * sign_results.
+ */
+static void
+test_sign_status(void **state)
+{
+	struct fx *f = *state;
+	qesd_sign_request sr = sign_request(CRED, 1);
+	char reason[QESD_JOB_REASON_MAX + 1], other_dev[QESD_ID_SIZE];
+	char fake_job[QESD_ID_SIZE];
+	qesd_jobs_waiter *w;
+	qes_proto_msg *m;
+	qesd_job job, got, after;
+	json_t *o;
+	size_t frames;
+	int was_final = 0;
+
+	/* the whole way: dispatched -> awaiting_user -> consent -> completed */
+	submit_ok(f, &sr, &job);
+	assert_non_null(w = qesd_jobs_wait_begin(f->jobs, f->tenant.id, job.id));
+	qesd_jobs_wait_arm(w, NULL, 1);
+	deliver_status(f, f->fk.device_id, job.id, QES_PROTO_SIGN_AWAITING_USER);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_AWAITING_USER);
+	qesd_jobs_resume(NULL, NULL, QESD_RESUME_WOKEN, w);
+	assert_int_equal(qesd_jobs_get(f->jobs, f->tenant.id, job.id, &got), 0);
+	assert_true(got.version > job.version);
+	assert_non_null(o = qesd_job_json(&got));
+	assert_string_equal(json_string_value(json_object_get(o, "state")),
+	    "awaiting_user");
+	json_decref(o);
+	qesd_job_clear(&got);
+	assert_int_equal(audit_count_device(f, "signature.awaiting_user", job.id,
+	    f->fk.device_id), 1);
+	/* a second awaiting_user: refused, nothing changes */
+	frames = f->fk.n_frames;
+	deliver_status(f, f->fk.device_id, job.id, QES_PROTO_SIGN_AWAITING_USER);
+	assert_int_equal(f->fk.n_frames, frames + 1);
+	m = last_frame(&f->fk, QES_PROTO_ERROR);
+	assert_string_equal(m->u.error.code, "unexpected_message");
+	qes_proto_msg_free(m);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_AWAITING_USER);
+	assert_int_equal(audit_count(f, "signature.awaiting_user", job.id), 1);
+	assert_int_equal(audit_count(f, "signature.result_ignored", job.id), 0);
+	/* consent: on record with the device, the state stays */
+	deliver_status(f, f->fk.device_id, job.id, QES_PROTO_SIGN_CONSENTED);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_AWAITING_USER);
+	assert_int_equal(audit_count_device(f, "signature.consented", job.id,
+	    f->fk.device_id), 1);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM audit_records WHERE "
+	    "type = 'signature.consented' AND details LIKE '%\"state\":\"awaiting_user\"%'"),
+	    1);
+	deliver_good(f, job.id, 1);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_COMPLETED);
+	assert_int_equal(audit_count(f, "signature.completed", job.id), 1);
+	/* after the end, a status is late: ignored, told, recorded */
+	deliver_status(f, f->fk.device_id, job.id, QES_PROTO_SIGN_CONSENTED);
+	m = last_frame(&f->fk, QES_PROTO_ERROR);
+	assert_string_equal(m->u.error.code, "unknown_job");
+	qes_proto_msg_free(m);
+	assert_int_equal(audit_count(f, "signature.consented", job.id), 1);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM audit_records WHERE "
+	    "type = 'signature.result_ignored' AND details LIKE '%\"message\":\"sign_status\"%' "
+	    "AND details LIKE '%\"why\":\"completed\"%'"), 1);
+	qesd_job_clear(&job);
+
+	/* an older agent: no status at all, dispatched -> completed as before */
+	submit_ok(f, &sr, &job);
+	deliver_good(f, job.id, 1);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_COMPLETED);
+	qesd_job_clear(&job);
+
+	/* declined in the open dialog: the failure names the device */
+	submit_ok(f, &sr, &job);
+	deliver_status(f, f->fk.device_id, job.id, QES_PROTO_SIGN_AWAITING_USER);
+	deliver_result(f, f->fk.device_id, job.id, NULL, 0, "cancelled", -1);
+	assert_int_equal(state_of(f, job.id, reason), QESD_JOB_FAILED);
+	assert_string_equal(reason, "declined");
+	assert_int_equal(audit_count_device(f, "signature.failed", job.id,
+	    f->fk.device_id), 1);
+	assert_int_equal(audit_count(f, "signature.consented", job.id), 0);
+	qesd_job_clear(&job);
+
+	/* consent straight from dispatched (its awaiting_user was lost) */
+	submit_ok(f, &sr, &job);
+	deliver_status(f, f->fk.device_id, job.id, QES_PROTO_SIGN_CONSENTED);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_DISPATCHED);
+	assert_int_equal(audit_count(f, "signature.consented", job.id), 1);
+	/* another device reports on this one's job: ignored */
+	add_device(f, f->tenant.id, other_dev);
+	deliver_status(f, other_dev, job.id, QES_PROTO_SIGN_AWAITING_USER);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_DISPATCHED);
+	assert_int_equal(audit_count(f, "signature.result_ignored", job.id), 1);
+	/* cancelled, then the dialog opens: the job stays cancelled */
+	assert_int_equal(qesd_jobs_cancel(f->jobs, &f->req, job.id, &was_final,
+	    &after), 0);
+	qesd_job_clear(&after);
+	deliver_status(f, f->fk.device_id, job.id, QES_PROTO_SIGN_AWAITING_USER);
+	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_CANCELLED);
+	m = last_frame(&f->fk, QES_PROTO_ERROR);
+	assert_string_equal(m->u.error.code, "unknown_job");
+	qes_proto_msg_free(m);
+	assert_int_equal(audit_count(f, "signature.result_ignored", job.id), 2);
+	assert_int_equal(audit_count(f, "signature.awaiting_user", job.id), 0);
+	qesd_job_clear(&job);
+
+	/* an id that names no job */
+	assert_int_equal(qesd_id_new("job", fake_job), 0);
+	frames = f->fk.n_frames;
+	deliver_status(f, f->fk.device_id, fake_job, QES_PROTO_SIGN_AWAITING_USER);
+	assert_int_equal(f->fk.n_frames, frames + 1);
+	m = last_frame(&f->fk, QES_PROTO_ERROR);
+	assert_string_equal(m->u.error.code, "unknown_job");
+	qes_proto_msg_free(m);
+}
+
 static void
 test_waiters(void **state)
 {
@@ -1537,6 +1693,7 @@ main(void)
 		T(test_sign_result_errors),
 		T(test_late_and_foreign),
 		T(test_error_message),
+		T(test_sign_status),
 		T(test_session_closed),
 		T(test_timeout_and_recover),
 		T(test_retention),
