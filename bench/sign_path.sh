@@ -56,8 +56,9 @@
 #   QES_BENCH_CONCURRENCY    client counts ("1 8 64")
 #   QES_BENCH_BATCHES        digests per job ("1 16 64")
 #   QES_BENCH_WORKERS        qesd worker threads (4)
-#   QES_BENCH_PERF=1         also `perf record -g` qesd and the agent during
-#                            the 8-client batch-1 run, reports in $QES_BENCH_OUT
+#   QES_BENCH_PERF=C:B       also `perf record -g` qesd and the agent during
+#                            the run with C clients and batch B (e.g. 1:1);
+#                            perf-qesd.data and perf-agent.data in $QES_BENCH_OUT
 #   QES_BENCH_OUT            keep logs, results and perf data here (default:
 #                            a temporary directory, removed)
 # Needs: cmake and the build dependencies (scripts/deps.sh), openssl, curl,
@@ -277,25 +278,27 @@ echo "sign_path: per job: API call + audit record + SQLite job row, WebSocket to
 
 # ---------------------------------------------------------------------------
 # The whole path.
+lines() { wc -l <"$1" | tr -d ' '; }
 path() { # LABEL ARGS...
-    local label=$1 before after
+    local label=$1 before after q0 a0
     shift
     before=$(grep -c '^START' "$QES_TEST_PINENTRY_LOG" || true)
+    q0=$(lines "$OUT/qesd.log") a0=$(lines "$OUT/agent.log")
     QES_API_KEY=$API_KEY "$BENCH" path --server "$BASE" --ca "$PKI/root-ca.pem" \
         --credential "$CRED" --cert "$CERT" --scheme "$scheme" --md "$md" \
         --warmup "$warmup" --duration "$duration" --min "$min_jobs" --max-seconds "$max_s" \
         "$@" >"$T/path.out" 2>"$T/path.err" ||
         { cat "$T/path.err" >&2; tail -n 5 "$OUT/agent.log" >&2; die "path ($label) failed"; }
     after=$(grep -c '^START' "$QES_TEST_PINENTRY_LOG" || true)
-    sed "s/^result /result label=$label dialogs=$((after - before)) /" "$T/path.out" >>"$results"
+    sed "s/^result /result label=$label dialogs=$((after - before)) qesd_lines=$q0:$(lines "$OUT/qesd.log") agent_lines=$a0:$(lines "$OUT/agent.log") /" \
+        "$T/path.out" >>"$results"
 }
 for b in $batches; do
     for c in $concurrencies; do
-        if [ "${QES_BENCH_PERF:-0}" = 1 ] && [ "$b" = 1 ] && [ "$c" = 8 ] &&
-            command -v perf >/dev/null; then
-            perf record -g -o "$OUT/perf-qesd.data" -p "$SERVER_PID" >/dev/null 2>&1 &
+        if [ "${QES_BENCH_PERF:-}" = "$c:$b" ] && command -v perf >/dev/null; then
+            perf record -F 999 --call-graph dwarf,16384 -o "$OUT/perf-qesd.data" -p "$SERVER_PID" >/dev/null 2>&1 &
             p1=$!
-            perf record -g -o "$OUT/perf-agent.data" -p "$AGENT_PID" >/dev/null 2>&1 &
+            perf record -F 999 --call-graph dwarf,16384 -o "$OUT/perf-agent.data" -p "$AGENT_PID" >/dev/null 2>&1 &
             p2=$!
             path "path-c$c-b$b" --concurrency "$c" --batch "$b"
             kill -INT "$p1" "$p2" 2>/dev/null || true
@@ -314,8 +317,10 @@ fi
 
 # ---------------------------------------------------------------------------
 # Figures.
-python3 - "$results" <<'EOF'
+python3 - "$results" "$OUT/qesd.log" "$OUT/agent.log" <<'EOF'
+import json
 import sys
+from datetime import datetime
 
 rows = {}
 for line in open(sys.argv[1]):
@@ -367,6 +372,65 @@ for label, r in rows.items():
         r["concurrency"], r["batch"], ratio, 1 / ratio,
         fl(r, "job_p50_ms") - fl(d, "sig_p50_ms"), fl(r, "job_p99_ms") - fl(d, "sig_p99_ms")))
 print("  (sigs/s ratio: path signatures/s over direct C_Sign signatures/s)")
+
+
+
+# Where the time goes, from the servers' own logs over each configuration's
+# lines: qesd's duration_ms of POST /v1/signatures (TLS excluded: parse,
+# auth, store, audit, dispatch), and the agent's job_started -> job_done
+# (pinentry, login, signing, checks, logout; the log has ms resolution)
+# and sign_request -> job_started (waiting for the token's worker), and
+# the agent's job_done -> qesd's "signature job completed" (the result's way
+# back: WebSocket, checks, the job row's update).
+def pct(v, q):
+    v = sorted(v)
+    return v[max(0, -(-round(q * 100) * len(v) // 100) - 1)] if v else float("nan")
+
+
+def ms(ts):
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp() * 1000.0
+
+
+def log_slice(path, span):
+    a, b = (int(x) for x in span.split(":"))
+    with open(path) as f:
+        for i, line in enumerate(f):
+            if a <= i < b:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    pass
+
+
+print()
+print("Where the time goes (the servers' logs, per configuration):")
+print("  %7s %5s %18s %22s %16s %15s" % ("clients", "batch", "qesd POST p50/p99",
+      "agent job p50/p99", "agent queue p50", "result back p50"))
+for label, r in rows.items():
+    if r["mode"] != "path":
+        continue
+    post, completed = [], {}
+    for j in log_slice(sys.argv[2], r["qesd_lines"]):
+        if j.get("msg") == "request" and j.get("route") == "signatures.create":
+            post.append(j["duration_ms"])
+        elif j.get("msg") == "signature job completed":
+            completed[j["job_id"]] = ms(j["time"])
+    req, start, run, back = {}, {}, [], []
+    for j in log_slice(sys.argv[3], r["agent_lines"]):
+        e = j.get("event")
+        if e == "sign_request":
+            req[j["job"]] = ms(j["time"])
+        elif e == "job_started":
+            start[j["job"]] = ms(j["time"])
+        elif e == "job_done" and j["job"] in start:
+            run.append(ms(j["time"]) - start[j["job"]])
+            if j["job"] in completed:
+                back.append(completed[j["job"]] - ms(j["time"]))
+    queue = [start[k] - req[k] for k in start if k in req]
+    print("  %7s %5s %8.2f / %6.2f ms %10.0f / %6.0f ms %13.0f ms %12.0f ms" % (
+        r["concurrency"], r["batch"], pct(post, .5), pct(post, .99), pct(run, .5),
+        pct(run, .99), pct(queue, .5), pct(back, .5)))
+print("  (agent and result times from log timestamps: 1 ms resolution)")
 
 print()
 best = max((r for r in rows.values() if r["mode"] == "path"), key=lambda r: fl(r, "sigs_per_s"))
