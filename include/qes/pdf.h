@@ -111,6 +111,12 @@ int qes_pdf_sign_digest(const qes_pdf_sign_ctx *ctx, uint8_t *out,
     size_t outsz, size_t *len);
 /* The /ByteRange written, [start1 len1 start2 len2]. */
 void qes_pdf_sign_byte_range(const qes_pdf_sign_ctx *ctx, uint64_t br[4]);
+/*
+ * Write the signed bytes (the two /ByteRange ranges, in order) to fd, read
+ * back from the prepared file: for a caller whose signer wants the content
+ * rather than the digest (and for tests). Streams; holds no copy.
+ */
+int qes_pdf_sign_write_signed(const qes_pdf_sign_ctx *ctx, int fd);
 /* The name of the signature field written (borrowed, lives with ctx). */
 const char *qes_pdf_sign_field_name(const qes_pdf_sign_ctx *ctx);
 /*

@@ -853,6 +853,37 @@ qes_pdf_sign_byte_range(const qes_pdf_sign_ctx *ctx, uint64_t br[4])
 	memcpy(br, ctx->br, sizeof(ctx->br));
 }
 
+int
+qes_pdf_sign_write_signed(const qes_pdf_sign_ctx *ctx, int fd)
+{
+	uint8_t *chunk;
+	uint64_t off, end;
+	size_t want;
+	ssize_t n;
+	int i, r = 0;
+
+	if (ctx == NULL || ctx->fd < 0)
+		return QES_ERR_INVALID_ARG;
+	if ((chunk = malloc(COPY_CHUNK)) == NULL)
+		return QES_ERR_ALLOC;
+	for (i = 0; r == 0 && i < 4; i += 2) {
+		off = ctx->br[i];
+		end = ctx->br[i] + ctx->br[i + 1];
+		while (r == 0 && off < end) {
+			want = end - off < COPY_CHUNK ? (size_t)(end - off) : COPY_CHUNK;
+			n = pread(ctx->fd, chunk, want, (off_t)off);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0 || write_all(fd, chunk, (size_t)n) != 0)
+				r = QES_ERR_IO;
+			else
+				off += (uint64_t)n;
+		}
+	}
+	free(chunk);
+	return r;
+}
+
 const char *
 qes_pdf_sign_field_name(const qes_pdf_sign_ctx *ctx)
 {
