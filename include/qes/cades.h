@@ -141,6 +141,15 @@ typedef struct qes_cades_report {
 int qes_cades_inspect(const uint8_t *cms, size_t len, qes_cades_report *r);
 
 /*
+ * The signature-time-stamp token (DER) and the SignatureValue it should
+ * cover, appended to token_out and sig_out (either may be NULL), so a
+ * verifier can check the token with qes_tsp_token_verify().
+ * QES_ERR_NOT_FOUND when the CMS has no signature timestamp.
+ */
+int qes_cades_timestamp_token(const uint8_t *cms, size_t len,
+    qes_buf *token_out, qes_buf *sig_out);
+
+/*
  * Verify integrity: the signature over the signed attributes with the
  * signer certificate in the CMS, and message-digest = md(content), where
  * the content is the eContent or, detached, content/content_len (or

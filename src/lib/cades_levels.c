@@ -692,3 +692,27 @@ qes_cades_verify_integrity(const uint8_t *cms, size_t len, const uint8_t *conten
 		return QES_ERR_SIGNATURE_INVALID;
 	return 0;
 }
+
+int
+qes_cades_timestamp_token(const uint8_t *cms, size_t len, qes_buf *token_out,
+    qes_buf *sig_out)
+{
+	cms_parts p;
+	cms_span token;
+	int r;
+
+	if (cms == NULL)
+		return QES_ERR_INVALID_ARG;
+	if ((r = cms_parse(cms, len, &p)) != 0)
+		return r;
+	if ((r = find_timestamp(&p, &token)) < 0)
+		return r;
+	if (r == 0)
+		return QES_ERR_NOT_FOUND;
+	if (token_out != NULL && (r = qes_buf_put(token_out, token.p, token.len)) != 0)
+		return r;
+	if (sig_out != NULL &&
+	    (r = qes_buf_put(sig_out, p.si_sig_val.p, p.si_sig_val.len)) != 0)
+		return r;
+	return 0;
+}

@@ -9,9 +9,10 @@
  *       --digest HEX] [--stream] [--no-signing-time] [--level B-B|B-T|B-LT]
  *       [--tsa URL --tsa-ca FILE] [--extra CERT]... [--ocsp-url URL]
  *       [--crl-only] [--raw-ecdsa] [--bad-signature] --out OUT
- *   qes-cades-tool inspect CMS [--content FILE]
+ *   qes-cades-tool inspect CMS [--content FILE] [--token-out F --sig-out F]
  *   qes-cades-tool status --cert C --issuer I [--crl-only] [--ocsp-url URL]
  *   qes-cades-tool timestamp --tsa URL --tsa-ca FILE --in FILE --out TOKEN
+ *   qes-cades-tool fetch URL [--max BYTES] [--out FILE]
  *
  * Exit status: 0 success, 1 a libqes error (its name on stderr), 2 usage.
  * The private key is the PKI's test key; it is never printed.
@@ -30,6 +31,7 @@
 #include "qes/cades.h"
 #include "qes/cert.h"
 #include "qes/err.h"
+#include "qes/fetch.h"
 #include "qes/revocation.h"
 #include "qes/sig.h"
 #include "qes/tsp.h"
@@ -103,7 +105,7 @@ write_out(const qes_buf *b, const char *path)
 
 struct opts {
 	const char *cert, *key, *issuer, *md, *scheme, *in, *digest_hex, *level,
-	    *tsa, *tsa_ca, *ocsp_url, *out, *content;
+	    *tsa, *tsa_ca, *ocsp_url, *out, *content, *token_out, *sig_out, *max;
 	const char *chain[MAX_CERTS], *extra[MAX_CERTS];
 	size_t nchain, nextra;
 	int enveloping, stream, no_time, crl_only, raw_ecdsa, bad_sig;
@@ -263,7 +265,29 @@ out:
 }
 
 static int
-cmd_inspect(const char *path, const char *content)
+cmd_fetch(const char *url, struct opts *o)
+{
+	qes_fetch_opts fo;
+	qes_buf *body;
+	char err[512] = "";
+	int r;
+
+	memset(&fo, 0, sizeof(fo));
+	if (o->max != NULL)
+		fo.max_response_bytes = (size_t)strtoull(o->max, NULL, 10);
+	if ((body = qes_buf_new()) == NULL)
+		return 1;
+	r = qes_fetch_get(url, &fo, body, err, sizeof(err));
+	if (r == 0 && o->out != NULL)
+		r = write_out(body, o->out);
+	if (r == 0)
+		printf("fetched %zu bytes\n", qes_buf_len(body));
+	qes_buf_free(body);
+	return r == 0 ? 0 : fail("fetch", r, err);
+}
+
+static int
+cmd_inspect(const char *path, const char *content, const struct opts *o)
 {
 	qes_cades_report rep;
 	qes_buf *cms = NULL, *c = NULL;
@@ -290,6 +314,22 @@ cmd_inspect(const char *path, const char *content)
 		printf("signing_time_unix=%lld\n", (long long)rep.signing_time);
 	if (rep.has_timestamp)
 		printf("timestamp_unix=%lld\n", (long long)rep.timestamp_time);
+	if (o->token_out != NULL || o->sig_out != NULL) {
+		qes_buf *tok = qes_buf_new(), *sv = qes_buf_new();
+
+		r = tok == NULL || sv == NULL ? QES_ERR_ALLOC :
+		    qes_cades_timestamp_token(qes_buf_data(cms), qes_buf_len(cms), tok, sv);
+		if (r == 0 && o->token_out != NULL)
+			r = write_out(tok, o->token_out);
+		if (r == 0 && o->sig_out != NULL)
+			r = write_out(sv, o->sig_out);
+		qes_buf_free(tok);
+		qes_buf_free(sv);
+		if (r != 0) {
+			rc = fail("timestamp token", r, NULL);
+			goto out;
+		}
+	}
 	if (content != NULL || rep.enveloping) {
 		if (content != NULL &&
 		    (r = qes_buf_read_file(content, QES_BUF_DEFAULT_MAX, &c)) != 0) {
@@ -387,6 +427,9 @@ main(int argc, char **argv)
 		{ "ocsp-url", required_argument, NULL, 'u' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "content", required_argument, NULL, 'n' },
+		{ "token-out", required_argument, NULL, 'K' },
+		{ "sig-out", required_argument, NULL, 'V' },
+		{ "max", required_argument, NULL, 'X' },
 		{ "enveloping", no_argument, NULL, 'e' },
 		{ "stream", no_argument, NULL, 'S' },
 		{ "no-signing-time", no_argument, NULL, 'N' },
@@ -429,6 +472,9 @@ main(int argc, char **argv)
 		case 'u': o.ocsp_url = optarg; break;
 		case 'o': o.out = optarg; break;
 		case 'n': o.content = optarg; break;
+		case 'K': o.token_out = optarg; break;
+		case 'V': o.sig_out = optarg; break;
+		case 'X': o.max = optarg; break;
 		case 'e': o.enveloping = 1; break;
 		case 'S': o.stream = 1; break;
 		case 'N': o.no_time = 1; break;
@@ -441,7 +487,9 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "sign") == 0)
 		return cmd_sign(&o);
 	if (strcmp(cmd, "inspect") == 0 && optind < argc)
-		return cmd_inspect(argv[optind], o.content);
+		return cmd_inspect(argv[optind], o.content, &o);
+	if (strcmp(cmd, "fetch") == 0 && optind < argc)
+		return cmd_fetch(argv[optind], &o);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(&o);
 	if (strcmp(cmd, "timestamp") == 0)
