@@ -26,9 +26,11 @@
  *  4. everything else ends a job from the outside: cancel, the sweeper
  *     (timeout), a closing session, the restart recovery.
  *
- * The agent has no message meaning "the dialog is open", so jobs go from
- * dispatched straight to signed; awaiting_user exists in the machine for
- * when the protocol grows one.
+ * The agent's sign_status (docs/protocol.md 5.12) says when the job's
+ * dialog opened (dispatched -> awaiting_user, a compare-and-set like the
+ * others) and when the signer consented (signature.consented on record,
+ * the state unchanged). Both are optional: an agent that predates them
+ * still has its jobs go from dispatched straight to signed.
  *
  * Long-poll waiters are kept in a small hash table by job id; a change
  * wakes every waiter of the job (qesd_jobs_changed), each re-reads the job
@@ -39,8 +41,8 @@
  *   jobs.c         the service's lifecycle, its audit records, frames to the
  *                  device, the one transition function, cancel
  *   jobs_submit.c  submit: idempotency, the device checks, create, dispatch
- *   jobs_device.c  the device's messages (sign_result, error) and closed
- *                  sessions
+ *   jobs_device.c  the device's messages (sign_status, sign_result, error)
+ *                  and closed sessions
  *   jobs_sweep.c   restart recovery, the sweeper (timeouts, retention)
  *   jobs_wait.c    long-poll waiters
  *   jobs_format.c  the API's base64, the idempotency hash, the stored

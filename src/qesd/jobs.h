@@ -4,6 +4,8 @@
  * a definite state with a machine-readable reason.
  *
  *   POST /v1/signatures  -> qesd_jobs_submit()   created -> dispatched
+ *   agent's sign_status  -> qesd_jobs_on_message() -> awaiting_user (dialog
+ *                           open), then the consent on record (optional)
  *   agent's sign_result  -> qesd_jobs_on_message() -> signed -> completed
  *                                                    | failed(reason)
  *   POST .../cancel      -> qesd_jobs_cancel()    -> cancelled (+ cancel to the agent)
@@ -33,8 +35,9 @@
  *   gateway_error       qesd could not finish the job (a bug; logged)
  *
  * Every transition commits in one transaction with its audit record
- * (signature.requested, .dispatched, .completed, .failed, .cancelled,
- * .expired, .result_ignored) and then wakes the job's long-poll waiters
+ * (signature.requested, .dispatched, .awaiting_user, .completed, .failed,
+ * .cancelled, .expired, .result_ignored; and .consented, the signer's
+ * consent, which changes no state) and then wakes the job's long-poll waiters
  * through qesd_jobs_changed(), the one place that will also publish on the
  * bus when replicas arrive (issue 6).
  *
@@ -217,7 +220,8 @@ void qesd_jobs_changed(qesd_jobs *j, const char *tenant_id, const char *job_id);
 
 /* ---- the device side's events (hub.h qesd_hub_events) ---- */
 
-/* sign_result and error messages about jobs; other types are ignored. */
+/* sign_status, sign_result and error messages about jobs; other types
+ * are ignored. */
 void qesd_jobs_on_message(qesd_jobs *j, const char *tenant_id,
     const char *device_id, const char *session_id, const qes_proto_msg *msg);
 /* The session's open jobs fail: device_revoked when reason says the device

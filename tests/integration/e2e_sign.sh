@@ -14,7 +14,9 @@
 # completed and verified with openssl; the job's verification code is the
 # one the dialog showed; one PIN per job (the next job asks again); declined,
 # wrong PIN (with token flags), cancel while the dialog is open (the dialog
-# process is gone), a dialog held open across several heartbeats, the agent
+# process is gone), a dialog held open across several heartbeats (the job
+# shows awaiting_user meanwhile; the signer's consent and the decline are in
+# the audit chain with the device), the agent
 # killed mid-dialog (device_disconnected), qesd restarted with a job in
 # flight (gateway_restart, and the agent comes back alone), a revoked device
 # (disconnected, cannot come back); no PIN in any log, the database or any
@@ -115,14 +117,14 @@ start_qesd
 printf '%s\n' "$ADMIN_KEY" >"$T/admin.key"
 chmod 600 "$T/admin.key"
 QES_SERVER="https://localhost:$PORT" QES_CA="$QES_PKI/root-ca.pem" "$QES_CLI" keys create \
-    --name e2e --scope sign,devices,diagnostics --key-file "$T/admin.key" >"$T/key.out" 2>"$T/key.err" ||
+    --name e2e --scope sign,devices,diagnostics,audit --key-file "$T/admin.key" >"$T/key.out" 2>"$T/key.err" ||
     { cat "$T/key.err" >&2; fail "keys create"; }
 KEY=$(awk '$1 == "api_key:" { print $2 }' "$T/key.out")
 [ -n "$KEY" ] || fail "no API key"
 
 expect_eq "$(api enroll1 POST /v1/enrollments '{}')" 201 "POST /v1/enrollments"
 CODE=$(json enroll1 'v["code"]')
-ok "tenant $TENANT, an API key (sign, devices, diagnostics), enrollment code issued"
+ok "tenant $TENANT, an API key (sign, devices, diagnostics, audit), enrollment code issued"
 
 # ---------------------------------------------------------------------------
 # Enroll and run the agent.
@@ -299,26 +301,75 @@ ok "the token is logged out after a job: the next job asks for the PIN again"
 # Declined in the dialog, wrong PIN with the token's flags.
 pinentry_script cancel
 submit declined "$CRED_A2" ecdsa sha256 120 "declined" >/dev/null
-wait_job declined "$(json declined 'v["id"]')"
+DECLINED=$(json declined 'v["id"]')
+wait_job declined "$DECLINED"
 expect_eq "$(json declined 'v["state"]')" failed "declined job"
 expect_eq "$(json declined 'v["reason"]')" declined "declined reason"
 pinentry_script "pin 918273" "pin 918274" "pin 918275"
 submit wrongpin "$CRED_A2" ecdsa sha256 120 "wrong pin" >/dev/null
-wait_job wrongpin "$(json wrongpin 'v["id"]')"
+WRONGPIN=$(json wrongpin 'v["id"]')
+wait_job wrongpin "$WRONGPIN"
 expect_eq "$(json wrongpin 'v["reason"]')" pin_incorrect "wrong PIN reason"
 expect_eq "$(json wrongpin 'v["token_flags"]["user_pin_count_low"]')" True "token flags after wrong PINs"
 ok "cancel in the dialog -> failed: declined; wrong PIN -> failed: pin_incorrect with token_flags"
 
 # ---------------------------------------------------------------------------
 # A dialog held open for several heartbeat intervals: the session stays up,
-# the job completes.
+# the job shows awaiting_user while the dialog is open (the agent's
+# sign_status), and completes.
 S0=$(sessions_opened)
 pinentry_script "sleep $((HEARTBEAT_S * 4))" "pin $QES_TOKEN_A_PIN"
 submit held "$CRED_A2" ecdsa sha256 120 "held" >/dev/null
-wait_job held "$(json held 'v["id"]')"
+HELD=$(json held 'v["id"]')
+st=
+for _ in $(seq 1 100); do
+    expect_eq "$(api held_open GET "/v1/signatures/$HELD")" 200 "GET job $HELD"
+    st=$(json held_open 'v["state"]')
+    [ "$st" = awaiting_user ] && break
+    sleep 0.1
+done
+expect_eq "$st" awaiting_user "state while the dialog is open"
+kill -0 "$(head -n 1 "$T/pinentry.pids")" 2>/dev/null || fail "no dialog open while awaiting_user"
+# and it stays so while the signer looks at the dialog
+sleep $((HEARTBEAT_S * 2))
+expect_eq "$(api held_open2 GET "/v1/signatures/$HELD")" 200 "GET job $HELD"
+expect_eq "$(json held_open2 'v["state"]')" awaiting_user "state $((HEARTBEAT_S * 2)) s into the dialog"
+wait_job held "$HELD"
 expect_eq "$(json held 'v["state"]')" completed "job with a dialog open for $((HEARTBEAT_S * 4)) s"
 expect_eq "$(sessions_opened)" "$S0" "sessions while the dialog was open"
-ok "a dialog open for 4 heartbeat intervals ($((HEARTBEAT_S * 4)) s) keeps the session; the job completes"
+ok "a dialog open for 4 heartbeat intervals ($((HEARTBEAT_S * 4)) s) keeps the session; the job is awaiting_user meanwhile, then completes"
+
+# The audit chain: the dialog opening, the signer's consent and the decline,
+# each with the device. audit_count NAME TYPE JOB [REASON]: how many records
+# of TYPE name JOB and this device (and REASON) in GET /v1/audit?type=TYPE
+audit_count() {
+    expect_eq "$(api "$1" GET "/v1/audit?type=$2&limit=1000")" 200 "GET /v1/audit?type=$2"
+    python3 - "$T/http/$1.json" "$2" "$3" "$DEVICE" "${4:-}" <<'EOF2'
+import json, sys
+recs, typ, job, dev, reason = json.load(open(sys.argv[1]))["records"], *sys.argv[2:]
+n = 0
+for r in recs:
+    d = r["details"] or {}
+    if r["type"] != typ or d.get("job_id") != job:
+        continue
+    if r["device_id"] != dev:
+        sys.exit("%s record of %s names device %r, not %s" % (typ, job, r["device_id"], dev))
+    if reason and d.get("reason") != reason:
+        sys.exit("%s record of %s has reason %r, not %s" % (typ, job, d.get("reason"), reason))
+    n += 1
+print(n)
+EOF2
+}
+expect_eq "$(audit_count aud_await signature.awaiting_user "$HELD")" 1 "dialog-open records of the held job"
+expect_eq "$(audit_count aud_consent signature.consented "$HELD")" 1 "consent records of the held job"
+expect_eq "$(audit_count aud_await signature.awaiting_user "$DECLINED")" 1 "dialog-open records of the declined job"
+expect_eq "$(audit_count aud_consent signature.consented "$DECLINED")" 0 "consent records of the declined job"
+expect_eq "$(audit_count aud_failed signature.failed "$DECLINED" declined)" 1 "decline records"
+expect_eq "$(audit_count aud_consent signature.consented "$WRONGPIN")" 0 "consent records of the wrong-PIN job"
+expect_eq "$(audit_count aud_failed signature.failed "$WRONGPIN" pin_incorrect)" 1 "wrong-PIN records"
+# every completed job so far had exactly one consent: 5 batches, 2 in a row, held
+expect_eq "$(json aud_consent 'len(v["records"])')" 8 "consent records in the chain"
+ok "audit chain: the held job's dialog and the signer's consent, the declined job's dialog and decline (no consent), each with device $DEVICE"
 
 # Cancel while the dialog is open: job cancelled, the dialog process gone.
 pinentry_script "sleep 120"
