@@ -35,6 +35,9 @@
 #include <time.h>
 
 #include <libxml/c14n.h>
+#include <libxml/globals.h>
+#include <libxml/xmlerror.h>
+#include <libxml/xmlversion.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/uri.h>
@@ -350,26 +353,54 @@ visible_outside(void *user, xmlNodePtr node, xmlNodePtr parent)
 	return !in_subtree(o, user);
 }
 
+/*
+ * libxml2 reports C14N errors (a relative namespace URI, which C14N forbids)
+ * through the error handler, by default to stderr. The handler is per
+ * thread, so it is swapped for the call only, and the first message kept.
+ */
+#if LIBXML_VERSION >= 21200
+static void
+c14n_error(void *arg, const xmlError *e)
+#else
+static void
+c14n_error(void *arg, xmlErrorPtr e)
+#endif
+{
+	char *msg = arg;
+
+	if (msg[0] == '\0' && e != NULL && e->message != NULL) {
+		snprintf(msg, 160, "%s", e->message);
+		msg[strcspn(msg, "\n")] = '\0';
+	}
+}
+
 /* Canonical octets of a node set (subtree of top, or the document but sig) to out. */
 static int
 c14n(qes_xades_ctx *ctx, xmlNodePtr top, int whole_doc_but, qes_buf *out)
 {
 	struct c14n_sink s = { out, 0 };
+	xmlStructuredErrorFunc saved_fn = xmlStructuredError;
+	void *saved_arg = xmlStructuredErrorContext;
 	xmlOutputBufferPtr ob;
+	char msg[160];
 	int r, mode;
 
 	mode = ctx->c14n == QES_XADES_C14N_INCLUSIVE ? XML_C14N_1_0 :
 	    XML_C14N_EXCLUSIVE_1_0;
 	if ((ob = xmlOutputBufferCreateIO(sink_write, sink_close, &s, NULL)) == NULL)
 		return QES_ERR_ALLOC;
+	msg[0] = '\0';
+	xmlSetStructuredErrorFunc(msg, c14n_error);
 	r = xmlC14NExecute(ctx->doc, whole_doc_but ? visible_outside : visible_in, top,
 	    mode, NULL, 0, ob);
+	xmlSetStructuredErrorFunc(saved_arg, saved_fn);
 	if (xmlOutputBufferClose(ob) < 0 && r >= 0)
 		r = -1;
 	if (s.err != 0)
 		return fail(ctx, s.err, "canonical XML exceeds the buffer limit");
 	if (r < 0)
-		return fail(ctx, QES_ERR_XML_MALFORMED, "canonicalisation failed");
+		return fail(ctx, QES_ERR_XML_MALFORMED, "cannot canonicalise the document: %s",
+		    msg[0] != '\0' ? msg : "C14N failed");
 	return 0;
 }
 

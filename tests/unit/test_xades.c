@@ -525,6 +525,11 @@ test_malformed_input(void **state)
 	    QES_ERR_XML_MALFORMED);
 	assert_non_null(strstr(msg, "DOCTYPE"));
 	assert_int_equal(prepare_doc("", 0, msg, sizeof(msg)), QES_ERR_XML_MALFORMED);
+	/* well formed, but C14N forbids relative namespace URIs: refused, quietly */
+	assert_int_equal(prepare_doc("<a xmlns=\"rel/ns\"/>", 19, msg, sizeof(msg)),
+	    QES_ERR_XML_MALFORMED);
+	assert_non_null(strstr(msg, "canonicalise"));
+	assert_non_null(strstr(msg, "namespace"));
 
 	/* nesting: the limit is ours, below libxml2's own */
 	n = QES_XADES_MAX_DEPTH + 5;
