@@ -371,6 +371,50 @@ expect_eq "$(audit_count aud_failed signature.failed "$WRONGPIN" pin_incorrect)"
 expect_eq "$(json aud_consent 'len(v["records"])')" 8 "consent records in the chain"
 ok "audit chain: the held job's dialog and the signer's consent, the declined job's dialog and decline (no consent), each with device $DEVICE"
 
+# Two jobs for one token: the second waits in the agent's queue, dispatched,
+# until its own dialog opens after the first job ended.
+pinentry_script "sleep 8" "pin $QES_TOKEN_A_PIN" "pin $QES_TOKEN_A_PIN"
+submit q1 "$CRED_A2" ecdsa sha256 120 "first in line" >/dev/null
+Q1=$(json q1 'v["id"]')
+for _ in $(seq 1 100); do
+    api q1_open GET "/v1/signatures/$Q1" >/dev/null
+    [ "$(json q1_open 'v["state"]')" = awaiting_user ] && break
+    sleep 0.1
+done
+expect_eq "$(json q1_open 'v["state"]')" awaiting_user "the first job while its dialog is open"
+submit q2 "$CRED_A2" ecdsa sha256 120 "second in line" >/dev/null
+Q2=$(json q2 'v["id"]')
+for _ in 1 2 3; do
+    sleep 1
+    expect_eq "$(api q2_queued GET "/v1/signatures/$Q2")" 200 "GET job $Q2"
+    expect_eq "$(json q2_queued 'v["state"]')" dispatched "the queued job while another dialog is open"
+done
+wait_job q1 "$Q1"
+wait_job q2 "$Q2"
+expect_eq "$(json q1 'v["state"]')/$(json q2 'v["state"]')" completed/completed "the two queued jobs"
+expect_eq "$(api aud_dev GET "/v1/audit?device=$DEVICE&limit=1000")" 200 "GET /v1/audit?device="
+python3 - "$T/http/aud_dev.json" "$Q1" "$Q2" <<'EOF2' || fail "the queued job's records are out of order"
+import json, sys
+recs, q1, q2 = json.load(open(sys.argv[1]))["records"], sys.argv[2], sys.argv[3]
+seq = {}
+for r in recs:
+    j = (r["details"] or {}).get("job_id")
+    if j in (q1, q2):
+        seq.setdefault((j, r["type"]), []).append(r["seq"])
+want = [(q1, "signature.awaiting_user"), (q1, "signature.consented"), (q1, "signature.completed"),
+        (q2, "signature.awaiting_user"), (q2, "signature.consented"), (q2, "signature.completed")]
+for k in want:
+    if len(seq.get(k, [])) != 1:
+        sys.exit("%s %s: %d records" % (k[0], k[1], len(seq.get(k, []))))
+order = [seq[k][0] for k in want]
+if order != sorted(order):
+    sys.exit("records out of order: %s" % order)
+# the second was sent while the first's dialog was open, and waited
+if not seq[(q1, "signature.awaiting_user")][0] < seq[(q2, "signature.dispatched")][0] < seq[(q1, "signature.completed")][0]:
+    sys.exit("the second job was not sent while the first was open")
+EOF2
+ok "a job queued behind another dialog on the token stays dispatched; its awaiting_user comes only when its own dialog opens"
+
 # Cancel while the dialog is open: job cancelled, the dialog process gone.
 pinentry_script "sleep 120"
 submit cancelme "$CRED_A2" ecdsa sha256 120 "cancel me" >/dev/null
