@@ -15,12 +15,14 @@
  * Hand-written: the strict base64 wrapper around EVP_DecodeBlock, which
  * itself accepts non-canonical text and counts padding as data.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -48,6 +50,7 @@ struct path_run {
 	struct common c;
 	const char *server, *ca, *credential;
 	int batch;
+	long busy_backoff_ms;	/* > 0: token_busy is a refusal, not a failure */
 	qes_secret *api_key;
 	struct window w;
 	pthread_mutex_t err_mu;
@@ -63,7 +66,7 @@ struct client {
 	qes_buf *resp;
 	struct samples lat;
 	qes_buf *records;	/* digest, u16 length, signature; ... */
-	long jobs, polls, warmup_jobs;
+	long jobs, polls, warmup_jobs, refused;
 	int64_t last_done_us;
 	int failed;
 };
@@ -370,6 +373,19 @@ one_job(struct client *cl, int counted)
 	if (strcmp(st, "completed") != 0) {
 		const char *reason = json_string_value(json_object_get(j, "reason"));
 
+		if (pr->busy_backoff_ms > 0 && strcmp(st, "failed") == 0 &&
+		    reason != NULL && strcmp(reason, "token_busy") == 0) {
+			/* the agent's queue for the token is full: back off, go on */
+			struct timespec ts = { pr->busy_backoff_ms / 1000,
+			    pr->busy_backoff_ms % 1000 * 1000000 };
+
+			if (counted)
+				cl->refused++;
+			while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+				;
+			rc = 0;
+			goto out;
+		}
 		path_fail(cl, "job %s ended %s (reason %s)", id, st,
 		    reason != NULL ? reason : "none given");
 		goto out;
@@ -445,8 +461,11 @@ path_usage(void)
 	    "usage: qes-bench-sign path --server https://HOST:PORT --ca PEM --credential ID\n"
 	    "           --cert PEM [--scheme ecdsa|rsa-pkcs1|rsa-pss] [--md sha256|sha384|sha512]\n"
 	    "           [--concurrency N] [--batch N] [--warmup S] [--duration S] [--min JOBS]\n"
-	    "           [--max-seconds S]\n"
-	    "The API key is read from QES_API_KEY (scope sign).\n");
+	    "           [--max-seconds S] [--busy-backoff-ms MS]\n"
+	    "The API key is read from QES_API_KEY (scope sign). With --busy-backoff-ms a\n"
+	    "job that fails with token_busy (the agent's queue for the token is full)\n"
+	    "is counted as refused and its client waits MS before the next job; without\n"
+	    "it, as every other failure, it stops the run.\n");
 }
 
 int
@@ -465,12 +484,13 @@ bench_run_path(int argc, char **argv)
 		{ "duration", required_argument, NULL, OPT_DURATION },
 		{ "min", required_argument, NULL, OPT_MIN },
 		{ "max-seconds", required_argument, NULL, OPT_MAX },
+		{ "busy-backoff-ms", required_argument, NULL, OPT_BUSY_BACKOFF },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct path_run pr;
 	struct client *cls = NULL;
 	struct samples all = { 0 };
-	long jobs = 0, polls = 0, warm = 0, verified = 0, v;
+	long jobs = 0, polls = 0, warm = 0, verified = 0, refused = 0, v;
 	int64_t last = 0;
 	int ch, r, i, started = 0, rc = 1, failed = 0;
 	double secs;
@@ -500,6 +520,11 @@ bench_run_path(int argc, char **argv)
 			if (parse_long("--batch", optarg, 1, BATCH_MAX, &b) != 0)
 				goto out;
 			pr.batch = (int)b;
+			break;
+		case OPT_BUSY_BACKOFF:
+			if (parse_long("--busy-backoff-ms", optarg, 1, 60000,
+			    &pr.busy_backoff_ms) != 0)
+				goto out;
 			break;
 		default:
 			path_usage();
@@ -551,6 +576,7 @@ bench_run_path(int argc, char **argv)
 		jobs += cls[i].jobs;
 		polls += cls[i].polls;
 		warm += cls[i].warmup_jobs;
+		refused += cls[i].refused;
 		if (cls[i].last_done_us > last)
 			last = cls[i].last_done_us;
 		if (samples_merge(&all, &cls[i].lat) != 0)
@@ -585,9 +611,10 @@ bench_run_path(int argc, char **argv)
 	    "polls_per_job=%.2f", pr.c.concurrency, pr.batch,
 	    qes_sig_scheme_name(pr.c.scheme), qes_md_name(pr.c.md), jobs,
 	    jobs * pr.batch, secs, (double)jobs / secs,
-	    (double)(jobs * pr.batch) / secs, (double)polls / (double)(jobs + warm));
+	    (double)(jobs * pr.batch) / secs, (double)polls / (double)(jobs + warm + refused));
 	print_latency("job", &all);
-	printf(" verified=%ld warmup_jobs=%ld failures=0\n", verified, warm);
+	printf(" refused=%ld refused_per_s=%.1f verified=%ld warmup_jobs=%ld failures=0\n",
+	    refused, (double)refused / secs, verified, warm);
 	rc = 0;
 	goto out;
  nomem:
