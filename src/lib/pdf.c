@@ -83,17 +83,21 @@ find_first_page(qes_pdf *pdf)
 	int r;
 
 	for (steps = 0; steps <= pdf->lim.max_depth; steps++) {
-		if (ref == NULL || ref->type != PDF_REF)
-			return pdf_err(pdf, QES_ERR_PDF_MALFORMED,
+		/* ref may point into node: take its numbers before node goes */
+		if (ref == NULL || ref->type != PDF_REF) {
+			r = pdf_err(pdf, QES_ERR_PDF_MALFORMED,
 			    "the page tree has a node that is not an indirect object");
+			goto out;
+		}
 		pdf->page_num = ref->u.r.num;
 		pdf->page_gen = ref->u.r.gen;
 		pdf_obj_free(node);
-		if ((r = pdf_load(pdf, ref->u.r.num, &node)) != 0)
-			return r;
+		node = NULL;
+		if ((r = pdf_load(pdf, pdf->page_num, &node)) != 0)
+			goto out;
 		if (node->type != PDF_DICT) {
 			r = pdf_err(pdf, QES_ERR_PDF_MALFORMED,
-			    "page tree node %u is not a dictionary", ref->u.r.num);
+			    "page tree node %u is not a dictionary", pdf->page_num);
 			goto out;
 		}
 		if (pdf_is_name(pdf_dict_get(node, "Type"), "Page")) {
