@@ -371,6 +371,7 @@ qesd_diag_on_message(qesd_diag *d, const char *tenant_id,
 	qesd_server *srv = NULL;
 	uint64_t token = 0;
 	int64_t now_us;
+	int wake = 0;
 
 	if (d == NULL || tenant_id == NULL || device_id == NULL || msg == NULL)
 		return;
@@ -429,10 +430,11 @@ qesd_diag_on_message(qesd_diag *d, const char *tenant_id,
 	if (w->armed) {
 		srv = w->srv;
 		token = w->token;
+		wake = 1;
 	}
 	pthread_mutex_unlock(&d->mu);
 	json_decref(report);
-	if (srv != NULL)
+	if (wake)
 		(void)d->cfg.wake(srv, token);
 }
 
