@@ -8,10 +8,11 @@
  *       (pdf_encrypted, pdf_malformed, limit, ...) and exit 2
  *   qes-pdf-tool sign IN OUT --contents N [--doc-timestamp] [--field NAME]
  *       [--reason R] [--location L] [--contact C] [--name N]
- *       --ranges FILE --der FILE --exec CMD
+ *       --ranges FILE|- --der FILE --exec CMD
  *       prepare; write the signed byte ranges to FILE (their sha256 must be
- *       the digest prepare computed); run CMD with sh -c, which writes the
- *       DER to --der; finish. Prints the byte range and the field name.
+ *       the digest prepare computed; "-" skips this, for measurements of
+ *       prepare + finish alone); run CMD with sh -c, which writes the DER
+ *       to --der; finish. Prints the byte range and the field name.
  *   qes-pdf-tool dss IN OUT [--cert F]... [--ocsp F]... [--crl F]...
  */
 #include <fcntl.h>
@@ -162,6 +163,8 @@ main(int argc, char **argv)
 	printf("byterange=%llu %llu %llu %llu field=%s\n", (unsigned long long)br[0],
 	    (unsigned long long)br[1], (unsigned long long)br[2],
 	    (unsigned long long)br[3], qes_pdf_sign_field_name(ctx));
+	if (strcmp(ranges, "-") == 0)
+		goto sign;
 	if ((fd = open(ranges, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
 	    (r = qes_pdf_sign_write_signed(ctx, fd)) != 0 || close(fd) != 0) {
 		rc = fail(QES_ERR_IO, "writing the signed ranges", pdf);
@@ -173,6 +176,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "qes-pdf-tool: the digest is not the hash of the ranges\n");
 		goto out;
 	}
+ sign:
 	if (system(exec) != 0) {
 		fprintf(stderr, "qes-pdf-tool: the signing command failed\n");
 		goto out;
