@@ -45,6 +45,23 @@ cms_verify() {	# cms_verify CMS [CONTENT]
     fi
 }
 
+# signature_value PRINT OUT: the SignerInfo's signature octets from the
+# `openssl cms -cmsout -print` dump PRINT, written to OUT
+signature_value() {
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+lines = open(sys.argv[1]).read().split("\n")
+start = max(i for i, l in enumerate(lines) if re.match(r"\s+signature:\s*$", l))
+out = bytearray()
+for l in lines[start + 1:]:
+    m = re.match(r"\s+[0-9a-f]{4} - ((?:[0-9a-f]{2}[ -]){0,15}[0-9a-f]{2})", l)
+    if not m:
+        break
+    out += bytes.fromhex(m.group(1).replace("-", " "))
+open(sys.argv[2], "wb").write(out)
+PY
+}
+
 printf 'Vertrag Nr. 4711\nqes CAdES integration test\n' > "$T/doc.txt"
 head -c $((3 * 1024 * 1024 + 17)) /dev/urandom > "$T/big.bin"
 
@@ -88,9 +105,12 @@ for spec in qual-rsa2048:rsa-pkcs1:sha256 qual-rsa2048:rsa-pss:sha256 \
     expect_contains "$T/$n.bt.inspect" "timestamp_imprint_ok=1"
     openssl ts -verify -token_in -in "$T/$n.tst" -data "$T/$n.sigvalue" \
         -CAfile "$P/root-ca.pem" >"$T/ts.out" 2>&1 || { cat "$T/ts.out"; fail "$n: token rejected by openssl ts"; }
-    # the SignatureValue the token covers is the one in the CMS
+    # the SignatureValue the token covers is the one OpenSSL reads in the CMS
     openssl cms -cmsout -print -inform DER -in "$T/$n.bt.p7s" > "$T/$n.bt.txt"
     expect_contains "$T/$n.bt.txt" "id-smime-aa-timeStampToken"
+    signature_value "$T/$n.bt.txt" "$T/$n.sigvalue.openssl"
+    cmp -s "$T/$n.sigvalue" "$T/$n.sigvalue.openssl" ||
+        fail "$n: the timestamped value is not the CMS's SignatureValue"
     ok "$n: B-T token verified by openssl ts -verify against the test root"
 
     tool "${sign[@]}" --in "$T/doc.txt" --level B-LT --tsa "$TSA" --tsa-ca "$P/root-ca.pem" \
