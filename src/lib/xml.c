@@ -28,6 +28,29 @@
 #include "qes/xades.h"
 #include "xml_priv.h"
 
+/*
+ * libxml2 reports some errors (an encoding it cannot convert while parsing,
+ * a relative namespace URI that C14N forbids) through the global error
+ * handler, by default to stderr, whatever the parser options. The handler
+ * is per thread, so it is swapped for the call only, and the first message
+ * kept for the caller.
+ */
+#if LIBXML_VERSION >= 21200
+static void
+keep_first_error(void *arg, const xmlError *e)
+#else
+static void
+keep_first_error(void *arg, xmlErrorPtr e)
+#endif
+{
+	char *msg = arg;
+
+	if (msg[0] == '\0' && e != NULL && e->message != NULL) {
+		snprintf(msg, 160, "%s", e->message);
+		msg[strcspn(msg, "\n")] = '\0';
+	}
+}
+
 struct parse_state {
 	int saw_doctype;
 };
@@ -91,6 +114,9 @@ qes_xml_parse(const uint8_t *data, size_t len, xmlDocPtr *out, char *errmsg,
     size_t errlen)
 {
 	struct parse_state st = { 0 };
+	xmlStructuredErrorFunc saved_fn = xmlStructuredError;
+	void *saved_arg = xmlStructuredErrorContext;
+	char lib_msg[160];
 	xmlParserCtxtPtr p = NULL;
 	xmlDocPtr doc = NULL;
 	const xmlError *xe;
@@ -111,8 +137,11 @@ qes_xml_parse(const uint8_t *data, size_t len, xmlDocPtr *out, char *errmsg,
 		return QES_ERR_ALLOC;
 	p->_private = &st;
 	p->sax->internalSubset = refuse_doctype;
+	lib_msg[0] = '\0';
+	xmlSetStructuredErrorFunc(lib_msg, keep_first_error);
 	doc = xmlCtxtReadMemory(p, (const char *)data, (int)len, NULL, NULL,
 	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+	xmlSetStructuredErrorFunc(saved_arg, saved_fn);
 	if (st.saw_doctype) {
 		snprintf(errmsg, errlen, "the document has a DOCTYPE (DTDs are refused)");
 		r = QES_ERR_XML_MALFORMED;
@@ -123,7 +152,9 @@ qes_xml_parse(const uint8_t *data, size_t len, xmlDocPtr *out, char *errmsg,
 		if (xe != NULL && xe->message != NULL) {
 			snprintf(errmsg, errlen, "line %d: %s", xe->line, xe->message);
 			errmsg[strcspn(errmsg, "\n")] = '\0';
-		} else
+		} else if (lib_msg[0] != '\0')
+			snprintf(errmsg, errlen, "%s", lib_msg);
+		else
 			snprintf(errmsg, errlen, "XML document is not well formed");
 		r = QES_ERR_XML_MALFORMED;
 		goto out;
@@ -225,27 +256,6 @@ visible_outside(void *user, xmlNodePtr node, xmlNodePtr parent)
 	return !in_subtree(o, user);
 }
 
-/*
- * libxml2 reports C14N errors (a relative namespace URI, which C14N forbids)
- * through the error handler, by default to stderr. The handler is per
- * thread, so it is swapped for the call only, and the first message kept.
- */
-#if LIBXML_VERSION >= 21200
-static void
-c14n_error(void *arg, const xmlError *e)
-#else
-static void
-c14n_error(void *arg, xmlErrorPtr e)
-#endif
-{
-	char *msg = arg;
-
-	if (msg[0] == '\0' && e != NULL && e->message != NULL) {
-		snprintf(msg, 160, "%s", e->message);
-		msg[strcspn(msg, "\n")] = '\0';
-	}
-}
-
 /* Canonical octets of a node set (subtree of top, or the document but top) to out. */
 int
 qes_xml_c14n(xmlDocPtr doc, xmlNodePtr top, int whole_doc_but, int inclusive,
@@ -261,7 +271,7 @@ qes_xml_c14n(xmlDocPtr doc, xmlNodePtr top, int whole_doc_but, int inclusive,
 	if ((ob = xmlOutputBufferCreateIO(sink_write, sink_close, &s, NULL)) == NULL)
 		return QES_ERR_ALLOC;
 	msg[0] = '\0';
-	xmlSetStructuredErrorFunc(msg, c14n_error);
+	xmlSetStructuredErrorFunc(msg, keep_first_error);
 	r = xmlC14NExecute(doc, whole_doc_but ? visible_outside : visible_in, top,
 	    inclusive ? XML_C14N_1_0 : XML_C14N_EXCLUSIVE_1_0, NULL, 0, ob);
 	xmlSetStructuredErrorFunc(saved_arg, saved_fn);
