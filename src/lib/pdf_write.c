@@ -686,6 +686,46 @@ sig_dict(upd *u, uint32_t num, const qes_pdf_sign_params *p, size_t *br_pos,
 	return qes_buf_put_str(b, ">>\nendobj\n");
 }
 
+/*
+ * A document certified with DocMDP permission 1 allows no change: a new
+ * approval signature would invalidate the certification, so it is refused.
+ * (DSS and document timestamps stay allowed, as PAdES B-LT/B-LTA need.)
+ */
+static int
+check_docmdp(qes_pdf *pdf)
+{
+	pdf_obj *perms = NULL, *sig = NULL, *ref = NULL, *tp = NULL;
+	const pdf_obj *refs, *p;
+	size_t i;
+	int r;
+
+	if ((r = pdf_resolve(pdf, pdf_dict_get(pdf->catalog, "Perms"), &perms)) != 0 ||
+	    (r = pdf_resolve(pdf, pdf_dict_get(perms, "DocMDP"), &sig)) != 0)
+		goto out;
+	refs = pdf_dict_get(sig, "Reference");
+	for (i = 0; refs != NULL && refs->type == PDF_ARRAY && i < refs->u.a.n; i++) {
+		pdf_obj_free(ref);
+		pdf_obj_free(tp);
+		ref = tp = NULL;
+		if ((r = pdf_resolve(pdf, refs->u.a.items[i], &ref)) != 0 ||
+		    (r = pdf_resolve(pdf, pdf_dict_get(ref, "TransformParams"), &tp)) != 0)
+			goto out;
+		p = pdf_dict_get(tp, "P");
+		if (pdf_is_name(pdf_dict_get(ref, "TransformMethod"), "DocMDP") &&
+		    p != NULL && p->type == PDF_INT && p->u.i == 1) {
+			r = pdf_err(pdf, QES_ERR_INVALID_ARG,
+			    "the document is certified with no changes allowed (DocMDP P=1)");
+			goto out;
+		}
+	}
+ out:
+	pdf_obj_free(tp);
+	pdf_obj_free(ref);
+	pdf_obj_free(sig);
+	pdf_obj_free(perms);
+	return r;
+}
+
 static const EVP_MD *
 evp_md(qes_md md)
 {
@@ -724,6 +764,9 @@ qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
 	    params->contents_bytes > QES_PDF_MAX_CONTENTS_BYTES)
 		return pdf_err(pdf, QES_ERR_INVALID_ARG,
 		    "contents_bytes must be 1..%zu", QES_PDF_MAX_CONTENTS_BYTES);
+	if (params->subfilter == QES_PDF_CADES_DETACHED &&
+	    (r = check_docmdp(pdf)) != 0)
+		return r;
 	if ((ctx = calloc(1, sizeof(*ctx))) == NULL)
 		return QES_ERR_ALLOC;
 	ctx->fd = -1;

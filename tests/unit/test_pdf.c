@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -90,6 +91,8 @@ build_pdf(const char *const *objs, size_t n, const char *trailer_extra)
 	    "startxref\n%zu\n%%%%EOF\n", n + 1, trailer_extra, x), 0);
 	return b;
 }
+
+static void sign_once(qes_pdf *pdf, const char *out, int want);
 
 static const char *const basic[] = {
 	"<< /Type /Catalog /Pages 2 0 R >>",
@@ -327,7 +330,7 @@ test_length_loop(void **state)
  * predictors, as qpdf and Acrobat write them.
  */
 static qes_buf *
-build_xref_stream_pdf(void)
+build_xref_stream_pdf_kind(bool hybrid)
 {
 	qes_buf *b = qes_buf_new(), *os = qes_buf_new();
 	uint8_t raw[6 * 5], pred[6 * 6], z[512];
@@ -376,10 +379,52 @@ build_xref_stream_pdf(void)
 	    "/Root 1 0 R /Filter /FlateDecode /DecodeParms << /Predictor 12 "
 	    "/Columns 5 >> /Length %lu >>\nstream\n", (unsigned long)zlen), 0);
 	assert_int_equal(qes_buf_put(b, z, zlen), 0);
-	assert_int_equal(qes_buf_putf(b, "\nendstream\nendobj\nstartxref\n%zu\n%%%%EOF\n",
-	    off5), 0);
+	if (!hybrid) {
+		assert_int_equal(qes_buf_putf(b, "\nendstream\nendobj\nstartxref\n"
+		    "%zu\n%%%%EOF\n", off5), 0);
+	} else {
+		/* a table for readers of PDF 1.4 that lists what lies outside
+		 * object streams; /XRefStm finds the rest */
+		size_t x;
+
+		assert_int_equal(qes_buf_put_str(b, "\nendstream\nendobj\n"), 0);
+		x = qes_buf_len(b);
+		assert_int_equal(qes_buf_putf(b, "xref\n0 2\n0000000000 65535 f \n"
+		    "%010zu 00000 n \n4 1\n%010zu 00000 n \ntrailer\n<< /Size 6 "
+		    "/Root 1 0 R /XRefStm %zu >>\nstartxref\n%zu\n%%%%EOF\n",
+		    off1, off4, off5, x), 0);
+	}
 	qes_buf_free(os);
 	return b;
+}
+
+static qes_buf *
+build_xref_stream_pdf(void)
+{
+	return build_xref_stream_pdf_kind(false);
+}
+
+static void
+test_hybrid(void **state)
+{
+	qes_buf *b = build_xref_stream_pdf_kind(true);
+	qes_pdf *pdf = NULL;
+	char err[256];
+
+	(void)state;
+	if (open_buf("hybrid.pdf", b, NULL, &pdf, err, sizeof(err)) != 0)
+		fail_msg("hybrid file: %s", err);
+	/* the newest section is a table: the update will be one too */
+	assert_int_equal(qes_pdf_uses_xref_stream(pdf), 0);
+	sign_once(pdf, "hybrid-signed.pdf", 0);
+	qes_pdf_free(pdf);
+	pdf = NULL;
+	if (qes_pdf_open(path_of("hybrid-signed.pdf"), NULL, &pdf, err, sizeof(err)) != 0)
+		fail_msg("signed hybrid file: %s", err);
+	assert_int_equal(qes_pdf_signature_count(pdf), 1);
+	assert_int_equal(qes_pdf_uses_xref_stream(pdf), 0);
+	qes_pdf_free(pdf);
+	qes_buf_free(b);
 }
 
 static void
@@ -520,6 +565,88 @@ test_dss(void **state)
 	qes_buf_free(b);
 }
 
+static void
+sign_once(qes_pdf *pdf, const char *out, int want)
+{
+	qes_pdf_sign_params p = { .subfilter = QES_PDF_CADES_DETACHED,
+	    .contents_bytes = 16 };
+	qes_pdf_sign_ctx *ctx = NULL;
+	static const uint8_t der[] = { 0x30, 0x00 };
+	int r = qes_pdf_sign_prepare(pdf, &p, path_of(out), QES_MD_SHA256, &ctx);
+
+	if (r != want)
+		fail_msg("%s: prepare gave %s (%s)", out, qes_errname(r),
+		    qes_pdf_errmsg(pdf));
+	if (r == 0)
+		assert_int_equal(qes_pdf_sign_finish(ctx, der, sizeof(der)), 0);
+	qes_pdf_sign_free(ctx);
+}
+
+/* AcroForm, /Fields and /Annots as indirect objects: those are rewritten. */
+static void
+test_indirect_form(void **state)
+{
+	const char *objs[7] = {
+	    "<< /Type /Catalog /Pages 2 0 R /AcroForm 5 0 R >>",
+	    "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+	    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Annots 6 0 R >>",
+	    "<< /Type /Annot /Subtype /Widget /FT /Tx /T (Name) /Rect [1 1 2 2] >>",
+	    "<< /Fields 7 0 R /DA (/Helv 0 Tf 0 g) >>",
+	    "[4 0 R]",
+	    "[4 0 R]" };
+	qes_buf *b = build_pdf(objs, 7, ""), *out = NULL;
+	qes_pdf *pdf = NULL, *again = NULL;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(open_buf("form-ind.pdf", b, NULL, &pdf, err, sizeof(err)), 0);
+	sign_once(pdf, "form-ind-signed.pdf", 0);
+	assert_int_equal(qes_buf_read_file(path_of("form-ind-signed.pdf"), 1 << 20, &out), 0);
+	/* sig dict 8, field 9: both arrays rewritten in place, the form too */
+	assert_non_null(memmem(qes_buf_data(out), qes_buf_len(out),
+	    "7 0 obj\n[4 0 R 9 0 R]", 20));
+	assert_non_null(memmem(qes_buf_data(out), qes_buf_len(out),
+	    "6 0 obj\n[4 0 R 9 0 R]", 20));
+	assert_non_null(memmem(qes_buf_data(out), qes_buf_len(out),
+	    "5 0 obj\n<</Fields 7 0 R/DA <", 28));
+	assert_non_null(memmem(qes_buf_data(out), qes_buf_len(out), "/SigFlags 3", 11));
+	assert_int_equal(qes_pdf_open(path_of("form-ind-signed.pdf"), NULL, &again,
+	    err, sizeof(err)), 0);
+	assert_int_equal(qes_pdf_signature_count(again), 1);
+	qes_pdf_free(again);
+	qes_pdf_free(pdf);
+	qes_buf_free(out);
+	qes_buf_free(b);
+}
+
+static void
+test_docmdp(void **state)
+{
+	const char *objs[5] = {
+	    "<< /Type /Catalog /Pages 2 0 R /Perms << /DocMDP 4 0 R >> >>",
+	    basic[1], basic[2],
+	    "<< /Type /Sig /Reference [<< /Type /SigRef /TransformMethod /DocMDP "
+	    "/TransformParams << /Type /TransformParams /P 1 /V /1.2 >> >>] >>",
+	    "null" };
+	qes_buf *b = build_pdf(objs, 5, "");
+	qes_pdf *pdf = NULL;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(open_buf("mdp.pdf", b, NULL, &pdf, err, sizeof(err)), 0);
+	sign_once(pdf, "mdp-signed.pdf", QES_ERR_INVALID_ARG);
+	assert_non_null(strstr(qes_pdf_errmsg(pdf), "DocMDP"));
+	qes_pdf_free(pdf);
+	qes_buf_free(b);
+	objs[3] = "<< /Type /Sig /Reference [<< /TransformMethod /DocMDP "
+	    "/TransformParams << /P 2 >> >>] >>";
+	b = build_pdf(objs, 5, "");
+	assert_int_equal(open_buf("mdp2.pdf", b, NULL, &pdf, err, sizeof(err)), 0);
+	sign_once(pdf, "mdp2-signed.pdf", 0);
+	qes_pdf_free(pdf);
+	qes_buf_free(b);
+}
+
 int
 main(void)
 {
@@ -536,6 +663,9 @@ main(void)
 		cmocka_unit_test(test_xref_stream),
 		cmocka_unit_test(test_sign_two_phases),
 		cmocka_unit_test(test_dss),
+		cmocka_unit_test(test_hybrid),
+		cmocka_unit_test(test_indirect_form),
+		cmocka_unit_test(test_docmdp),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
