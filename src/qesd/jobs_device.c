@@ -425,7 +425,11 @@ on_sign_status(qesd_jobs *j, const char *tenant_id, const char *device_id,
 		    QLS("device_id", device_id));
 		goto out;
 	}
-	/* consented: the dialog was open, so the job is awaiting_user by now */
+	/*
+	 * consented: the job is awaiting_user by now; a dispatched one (its
+	 * awaiting_user lost to an agent's allocation failure) still gets the
+	 * signer's consent on record, the state is the next sign_result's to move
+	 */
 	if (job.state == QESD_JOB_CREATED) {
 		send_unexpected(j, tenant_id, device_id, m->id,
 		    "consented: the job was not sent yet");
