@@ -22,6 +22,9 @@
  *   qes_pdf_sign_finish()   writes the hex of the DER into the placeholder
  *                           and renames the temporary file to out_path.
  *
+ * The input is mapped: it must not be truncated by someone else while the
+ * handle is open (as with any mapped file, that would be SIGBUS).
+ *
  * out_path never holds a half-written file: a failed or abandoned signing
  * (qes_pdf_sign_free() before finish) removes the temporary file.
  */

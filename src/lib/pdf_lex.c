@@ -502,7 +502,7 @@ parse_number(pdf_lexer *lx, pdf_obj **out)
 {
 	size_t start = lx->c.off, len;
 	uint8_t ch;
-	bool real = false;
+	bool real = false, digit = false;
 	int64_t v, gen;
 	qes_cursor t;
 	pdf_obj *o;
@@ -511,10 +511,12 @@ parse_number(pdf_lexer *lx, pdf_obj **out)
 	    ((ch >= '0' && ch <= '9') || ch == '.' || ch == '+' || ch == '-')) {
 		if (ch == '.')
 			real = true;
+		else if (ch >= '0' && ch <= '9')
+			digit = true;
 		(void)qes_cursor_skip(&lx->c, 1);
 	}
 	len = lx->c.off - start;
-	if (len == 0 || len > 64)
+	if (!digit || len > 64)
 		return LXERR(lx, QES_ERR_PDF_MALFORMED,
 		    "bad number at offset %zu", start);
 	if (real) {
