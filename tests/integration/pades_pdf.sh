@@ -168,6 +168,19 @@ EOF
 qpdf --show-object=1 form-signed.pdf | grep -q "/SigFlags 3" || fail "no /SigFlags 3"
 ok "AcroForm: the text field is kept, the signature field appended, /SigFlags 3"
 
+# an ECDSA P-256 signer as well (the reservation sized from its own CMS)
+SIGNER=qual-p256
+openssl cms -sign -binary -in /dev/null -outform DER -md sha256 \
+    -signer "$P/$SIGNER.pem" -inkey "$P/$SIGNER.key" -certfile "$P/issuing-ca.pem" \
+    -out probe-ec.der
+RESERVE_RSA=$RESERVE
+RESERVE=$(( $(stat -c %s probe-ec.der) + 32 ))
+sign qpdf-objstm.pdf objstm-ec.pdf
+check_pdfsig objstm-ec.pdf 1
+SIGNER=qual-rsa2048
+RESERVE=$RESERVE_RSA
+ok "qpdf-objstm: an ECDSA P-256 signature, valid and trusted"
+
 # ---------------------------------------------------------------- second signature
 for f in cairo qpdf-objstm qpdf-lin form; do
     sign "$f-signed.pdf" "$f-signed2.pdf" --field "Second signature"
