@@ -89,6 +89,14 @@ int qes_cades_finish(qes_cades_ctx *ctx, const uint8_t *sig, size_t sig_len,
     qes_buf *cms_out);
 
 /*
+ * The same, written to the file path (mode as for chmod) as it is produced,
+ * so an enveloping signature of a large file never sits in memory: a
+ * temporary file beside path is filled, synced and renamed over path.
+ */
+int qes_cades_finish_file(qes_cades_ctx *ctx, const uint8_t *sig,
+    size_t sig_len, const char *path, unsigned mode);
+
+/*
  * B-T: timestamp the SignatureValue with md through ts, add the token as
  * the unsigned signature-time-stamp attribute; the new CMS is appended to
  * out. err receives the timestamper's reason.

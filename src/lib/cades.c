@@ -340,9 +340,10 @@ ec_field_len(const qes_cert *c)
 	return ((size_t)qes_cert_get_info(c)->key_bits + 7) / 8;
 }
 
-int
-qes_cades_finish(qes_cades_ctx *ctx, const uint8_t *sig, size_t sig_len,
-    qes_buf *cms_out)
+/* finish into cms_out, or (out_fd >= 0) written to out_fd as produced */
+static int
+finish(qes_cades_ctx *ctx, const uint8_t *sig, size_t sig_len, qes_buf *cms_out,
+    int out_fd)
 {
 	qes_buf *sigder = NULL, *si = NULL, *sis = NULL, *certs = NULL,
 	    *dalgs = NULL, *encap = NULL, *tmp = NULL;
@@ -352,11 +353,11 @@ qes_cades_finish(qes_cades_ctx *ctx, const uint8_t *sig, size_t sig_len,
 	cms_span dspan, espan;
 	int r;
 
-	if (ctx == NULL || sig == NULL || cms_out == NULL)
+	if (ctx == NULL || sig == NULL || (cms_out == NULL) == (out_fd < 0))
 		return QES_ERR_INVALID_ARG;
 	if (ctx->finished)
 		return QES_ERR_INVALID_ARG;
-	out_len0 = qes_buf_len(cms_out);
+	out_len0 = cms_out != NULL ? qes_buf_len(cms_out) : 0;
 	if ((r = qes_cert_verify_digest(ctx->signer, ctx->scheme, ctx->md, ctx->tbs,
 	    qes_md_len(ctx->md), sig, sig_len)) != 0)
 		return r;
@@ -451,12 +452,16 @@ qes_cades_finish(qes_cades_ctx *ctx, const uint8_t *sig, size_t sig_len,
 	}
 	espan.p = qes_buf_data(encap);
 	espan.len = qes_buf_len(encap);
-	r = cms_assemble(cms_out, 1, &dspan, &espan, ctx->enveloping ? &ec : NULL,
-	    certs, NULL, sis);
+	if (out_fd >= 0)
+		r = cms_assemble_fd(out_fd, 1, &dspan, &espan,
+		    ctx->enveloping ? &ec : NULL, certs, NULL, sis);
+	else
+		r = cms_assemble(cms_out, 1, &dspan, &espan,
+		    ctx->enveloping ? &ec : NULL, certs, NULL, sis);
 	if (r == 0)
 		ctx->finished = 1;
 out:
-	if (r != 0)
+	if (r != 0 && cms_out != NULL)
 		(void)qes_buf_truncate(cms_out, out_len0);
 	qes_buf_free(tmp);
 	qes_buf_free(encap);
@@ -465,5 +470,61 @@ out:
 	qes_buf_free(sis);
 	qes_buf_free(si);
 	qes_buf_free(sigder);
+	return r;
+}
+
+int
+qes_cades_finish(qes_cades_ctx *ctx, const uint8_t *sig, size_t sig_len,
+    qes_buf *cms_out)
+{
+	if (cms_out == NULL)
+		return QES_ERR_INVALID_ARG;
+	return finish(ctx, sig, sig_len, cms_out, -1);
+}
+
+/*
+ * Like qes_buf_write_file(): a temporary file beside path, fsync, rename,
+ * so path is either absent/old or the complete CMS.
+ */
+int
+qes_cades_finish_file(qes_cades_ctx *ctx, const uint8_t *sig, size_t sig_len,
+    const char *path, unsigned mode)
+{
+	char *tmp = NULL;
+	size_t n;
+	int fd = -1, r;
+
+	if (ctx == NULL || sig == NULL || path == NULL || path[0] == '\0')
+		return QES_ERR_INVALID_ARG;
+	n = strlen(path) + sizeof(".XXXXXX");
+	if ((tmp = malloc(n)) == NULL)
+		return QES_ERR_ALLOC;
+	snprintf(tmp, n, "%s.XXXXXX", path);
+	if ((fd = mkstemp(tmp)) < 0) {
+		free(tmp);
+		return QES_ERR_IO;
+	}
+	if ((r = finish(ctx, sig, sig_len, NULL, fd)) != 0)
+		goto out;
+	if (fchmod(fd, (mode_t)mode) != 0 || fsync(fd) != 0) {
+		r = QES_ERR_IO;
+		goto out;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		r = QES_ERR_IO;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0)
+		r = QES_ERR_IO;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (r != 0) {
+		unlink(tmp);
+		ctx->finished = 0;	/* nothing was delivered: finish may be retried */
+	}
+	free(tmp);
 	return r;
 }

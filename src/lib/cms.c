@@ -509,8 +509,31 @@ cms_parse(const uint8_t *der, size_t len, cms_parts *p)
 /* ---------------------------------------------------------------------- */
 /* Writing a whole ContentInfo */
 
+/* With fd >= 0, out is only a staging buffer: its bytes go to fd. */
 static int
-copy_file(qes_buf *out, const struct cms_econtent *ec)
+flush_to(qes_buf *out, int fd)
+{
+	const uint8_t *p = qes_buf_data(out);
+	size_t left = qes_buf_len(out);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	while (left > 0) {
+		n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return QES_ERR_IO;
+		p += n;
+		left -= (size_t)n;
+	}
+	qes_buf_reset(out);
+	return 0;
+}
+
+static int
+copy_file(qes_buf *out, int out_fd, const struct cms_econtent *ec)
 {
 	EVP_MD_CTX *mctx = NULL;
 	uint8_t *chunk = NULL, got[EVP_MAX_MD_SIZE];
@@ -546,7 +569,8 @@ copy_file(qes_buf *out, const struct cms_econtent *ec)
 			r = QES_ERR_CRYPTO;
 			goto out;
 		}
-		if ((r = qes_buf_put(out, chunk, (size_t)n)) != 0)
+		if ((r = qes_buf_put(out, chunk, (size_t)n)) != 0 ||
+		    (r = flush_to(out, out_fd)) != 0)
 			goto out;
 		r = QES_ERR_IO;
 	}
@@ -571,8 +595,8 @@ out:
  * encap_prefix is the EncapsulatedContentInfo up to the eContent octets
  * (or the whole of it when ec is NULL).
  */
-int
-cms_assemble(qes_buf *out, long version, const cms_span *digest_algs,
+static int
+assemble(qes_buf *out, int fd, long version, const cms_span *digest_algs,
     const cms_span *encap_prefix, const struct cms_econtent *ec,
     const qes_buf *certs, const qes_buf *crls, const qes_buf *signer_infos)
 {
@@ -598,7 +622,7 @@ cms_assemble(qes_buf *out, long version, const cms_span *digest_algs,
 	s2 = cms_hdr_size(s) + s;
 	ci = 2 + oid_len + cms_hdr_size(s2) + s2;
 	total = cms_hdr_size(ci) + ci;
-	if ((r = qes_buf_reserve(out, total)) != 0)
+	if (fd < 0 && (r = qes_buf_reserve(out, total)) != 0)
 		return r;
 	if ((r = cms_put_hdr(out, QES_DER_SEQUENCE, ci)) != 0 ||
 	    (r = cms_put_tlv(out, QES_DER_OID, oid, oid_len)) != 0 ||
@@ -606,13 +630,14 @@ cms_assemble(qes_buf *out, long version, const cms_span *digest_algs,
 	    (r = cms_put_hdr(out, QES_DER_SEQUENCE, s)) != 0 ||
 	    (r = qes_buf_put(out, ver, sizeof(ver))) != 0 ||
 	    (r = qes_buf_put(out, digest_algs->p, digest_algs->len)) != 0 ||
-	    (r = qes_buf_put(out, encap_prefix->p, encap_prefix->len)) != 0)
+	    (r = qes_buf_put(out, encap_prefix->p, encap_prefix->len)) != 0 ||
+	    (r = flush_to(out, fd)) != 0)
 		return r;
 	if (ec != NULL) {
 		if (ec->path != NULL)
-			r = copy_file(out, ec);
-		else if (ec->len > 0)
-			r = qes_buf_put(out, ec->mem, ec->len);
+			r = copy_file(out, fd, ec);
+		else if (ec->len > 0 && (r = qes_buf_put(out, ec->mem, ec->len)) == 0)
+			r = flush_to(out, fd);
 		if (r != 0)
 			return r;
 	}
@@ -620,5 +645,34 @@ cms_assemble(qes_buf *out, long version, const cms_span *digest_algs,
 		return r;
 	if (crls != NULL && (r = cms_put_wrapped(out, QES_DER_CONTEXT_CONS(1), crls)) != 0)
 		return r;
-	return qes_buf_put(out, qes_buf_data(signer_infos), qes_buf_len(signer_infos));
+	if ((r = qes_buf_put(out, qes_buf_data(signer_infos), qes_buf_len(signer_infos))) != 0)
+		return r;
+	return flush_to(out, fd);
+}
+
+int
+cms_assemble(qes_buf *out, long version, const cms_span *digest_algs,
+    const cms_span *encap_prefix, const struct cms_econtent *ec,
+    const qes_buf *certs, const qes_buf *crls, const qes_buf *signer_infos)
+{
+	return assemble(out, -1, version, digest_algs, encap_prefix, ec, certs,
+	    crls, signer_infos);
+}
+
+int
+cms_assemble_fd(int fd, long version, const cms_span *digest_algs,
+    const cms_span *encap_prefix, const struct cms_econtent *ec,
+    const qes_buf *certs, const qes_buf *crls, const qes_buf *signer_infos)
+{
+	qes_buf *stage;
+	int r;
+
+	if (fd < 0)
+		return QES_ERR_INVALID_ARG;
+	if ((stage = qes_buf_new()) == NULL)
+		return QES_ERR_ALLOC;
+	r = assemble(stage, fd, version, digest_algs, encap_prefix, ec, certs, crls,
+	    signer_infos);
+	qes_buf_free(stage);
+	return r;
 }

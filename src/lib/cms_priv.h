@@ -110,6 +110,11 @@ int cms_assemble(qes_buf *out, long version, const cms_span *digest_algs,
     const cms_span *encap_prefix, const struct cms_econtent *ec,
     const qes_buf *certs, const qes_buf *crls, const qes_buf *signer_infos);
 
+/* The same, written to fd as it is produced (memory stays constant). */
+int cms_assemble_fd(int fd, long version, const cms_span *digest_algs,
+    const cms_span *encap_prefix, const struct cms_econtent *ec,
+    const qes_buf *certs, const qes_buf *crls, const qes_buf *signer_infos);
+
 #define CMS_OID_DATA		"1.2.840.113549.1.7.1"
 #define CMS_OID_SIGNED_DATA	"1.2.840.113549.1.7.2"
 #define CMS_OID_CONTENT_TYPE	"1.2.840.113549.1.9.3"

@@ -8,7 +8,7 @@
  *       [--scheme rsa-pkcs1|rsa-pss|ecdsa] [--enveloping] [--in FILE |
  *       --digest HEX] [--stream] [--no-signing-time] [--level B-B|B-T|B-LT]
  *       [--tsa URL --tsa-ca FILE] [--extra CERT]... [--ocsp-url URL]
- *       [--crl-only] [--raw-ecdsa] [--bad-signature] --out OUT
+ *       [--crl-only] [--raw-ecdsa] [--bad-signature] [--direct] --out OUT
  *   qes-cades-tool inspect CMS [--content FILE] [--token-out F --sig-out F]
  *   qes-cades-tool status --cert C --issuer I [--crl-only] [--ocsp-url URL]
  *   qes-cades-tool timestamp --tsa URL --tsa-ca FILE --in FILE --out TOKEN
@@ -108,7 +108,7 @@ struct opts {
 	    *tsa, *tsa_ca, *ocsp_url, *out, *content, *token_out, *sig_out, *max;
 	const char *chain[MAX_CERTS], *extra[MAX_CERTS];
 	size_t nchain, nextra;
-	int enveloping, stream, no_time, crl_only, raw_ecdsa, bad_sig;
+	int enveloping, stream, no_time, crl_only, raw_ecdsa, bad_sig, direct;
 };
 
 static int
@@ -211,6 +211,17 @@ cmd_sign(struct opts *o)
 		}
 		qes_buf_reset(sig);
 		(void)qes_buf_put(sig, qes_buf_data(raw), qes_buf_len(raw));
+	}
+	if (o->direct) {
+		/* B-B straight to the output file (qes_cades_finish_file) */
+		if (level != QES_ADES_B_B)
+			return usage();
+		if ((r = qes_cades_finish_file(ctx, qes_buf_data(sig), qes_buf_len(sig),
+		    o->out, 0644)) != 0)
+			rc = fail("finish", r, NULL);
+		else
+			rc = 0;
+		goto out;
 	}
 	if ((r = qes_cades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig), cms)) != 0) {
 		rc = fail("finish", r, NULL);
@@ -436,6 +447,7 @@ main(int argc, char **argv)
 		{ "crl-only", no_argument, NULL, 'R' },
 		{ "raw-ecdsa", no_argument, NULL, 'w' },
 		{ "bad-signature", no_argument, NULL, 'B' },
+		{ "direct", no_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o;
@@ -481,6 +493,7 @@ main(int argc, char **argv)
 		case 'R': o.crl_only = 1; break;
 		case 'w': o.raw_ecdsa = 1; break;
 		case 'B': o.bad_sig = 1; break;
+		case 'D': o.direct = 1; break;
 		default: return usage();
 		}
 	}

@@ -167,7 +167,12 @@ tool sign --cert "$P/qual-rsa2048.pem" --key "$P/qual-rsa2048.key" --chain "$P/i
     --in "$T/big.bin" --stream --enveloping --out "$T/big.env.p7s"
 cms_verify "$T/big.env.p7s" || fail "streamed enveloping does not verify"
 cmp -s "$T/big.env.p7s.content" "$T/big.bin" || fail "streamed enveloped content differs"
-ok "3 MB file streamed: detached and enveloping verify"
+tool sign --cert "$P/qual-p384.pem" --key "$P/qual-p384.key" --md sha384 \
+    --chain "$P/issuing-ca.pem" --in "$T/big.bin" --stream --enveloping --direct \
+    --out "$T/big.direct.p7s"
+cms_verify "$T/big.direct.p7s" || fail "enveloping written to a file does not verify"
+cmp -s "$T/big.direct.p7s.content" "$T/big.bin" || fail "file-written enveloped content differs"
+ok "3 MB file streamed: detached and enveloping (in memory and written to a file) verify"
 
 dg=$(openssl dgst -sha256 -r "$T/doc.txt" | cut -d' ' -f1)
 tool sign --cert "$P/qual-p256.pem" --key "$P/qual-p256.key" --chain "$P/issuing-ca.pem" \
