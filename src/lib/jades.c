@@ -477,36 +477,54 @@ out:
 	return r;
 }
 
+/*
+ * The flattened JSON serialisation. Its members are base64url strings
+ * (nothing to escape) and the unprotected header, which jansson writes;
+ * the text is put together here so a large payload is copied once, not
+ * three times through jansson.
+ */
 static int
 write_json(qes_jades_ctx *ctx, const char *sig_b64u, size_t sig_b64u_len, qes_buf *out)
 {
 	const char *in = (const char *)qes_buf_data(ctx->input);
 	size_t in_len = qes_buf_len(ctx->input);
-	json_t *jws = json_object(), *etsiu = NULL;
-	char *text = NULL;
-	int r = QES_ERR_ALLOC;
+	json_t *etsiu = NULL, *hdr = NULL;
+	char *htext = NULL;
+	int r;
 
-	if (jws == NULL)
-		return QES_ERR_ALLOC;
-	if (!ctx->detached && json_object_set_new(jws, "payload",
-	    json_stringn(in + ctx->header_len + 1, in_len - ctx->header_len - 1)) != 0)
-		goto out;
-	if (json_object_set_new(jws, "protected", json_stringn(in, ctx->header_len)) != 0)
-		goto out;
 	if (ctx->level >= QES_ADES_B_T) {
 		if ((r = build_etsiu(ctx, sig_b64u, sig_b64u_len, &etsiu)) != 0)
-			goto out;
+			return r;
 		r = QES_ERR_ALLOC;
-		if (json_object_set_new(jws, "header", json_pack("{s:o}", "etsiU", etsiu)) != 0)
+		hdr = json_pack("{s:o}", "etsiU", etsiu);	/* "o" steals, also on failure */
+		etsiu = NULL;
+		if (hdr == NULL || (htext = json_dumps(hdr, JSON_COMPACT)) == NULL)
 			goto out;
 	}
-	if (json_object_set_new(jws, "signature", json_stringn(sig_b64u, sig_b64u_len)) != 0 ||
-	    (text = json_dumps(jws, JSON_COMPACT)) == NULL)
+	if ((r = qes_buf_reserve(out, in_len + sig_b64u_len + 64 +
+	    (htext != NULL ? strlen(htext) : 0))) != 0)
 		goto out;
-	r = qes_buf_put_str(out, text);
+	if ((r = qes_buf_put_str(out, "{")) != 0)
+		goto out;
+	if (!ctx->detached && ((r = qes_buf_put_str(out, "\"payload\":\"")) != 0 ||
+	    (r = qes_buf_put(out, in + ctx->header_len + 1,
+	    in_len - ctx->header_len - 1)) != 0 || (r = qes_buf_put_str(out, "\",")) != 0))
+		goto out;
+	if ((r = qes_buf_put_str(out, "\"protected\":\"")) != 0 ||
+	    (r = qes_buf_put(out, in, ctx->header_len)) != 0 ||
+	    (r = qes_buf_put_str(out, "\",")) != 0)
+		goto out;
+	if (htext != NULL && ((r = qes_buf_put_str(out, "\"header\":")) != 0 ||
+	    (r = qes_buf_put_str(out, htext)) != 0 || (r = qes_buf_put_str(out, ",")) != 0))
+		goto out;
+	if ((r = qes_buf_put_str(out, "\"signature\":\"")) != 0 ||
+	    (r = qes_buf_put(out, sig_b64u, sig_b64u_len)) != 0 ||
+	    (r = qes_buf_put_str(out, "\"}")) != 0)
+		goto out;
 out:
-	free(text);
-	json_decref(jws);
+	free(htext);
+	json_decref(hdr);
+	json_decref(etsiu);
 	return r;
 }
 
@@ -515,7 +533,7 @@ qes_jades_finish(qes_jades_ctx *ctx, const uint8_t *sig, size_t sig_len, qes_buf
 {
 	const qes_cert_info *ci;
 	qes_buf *raw = NULL, *s64 = NULL;
-	size_t field;
+	size_t field, start;
 	int r;
 
 	if (ctx == NULL || sig == NULL || sig_len == 0 || out == NULL)
@@ -543,6 +561,7 @@ qes_jades_finish(qes_jades_ctx *ctx, const uint8_t *sig, size_t sig_len, qes_buf
 		r = qes_buf_put(raw, sig, sig_len);
 	if (r != 0 || (r = put_b64(s64, qes_buf_data(raw), qes_buf_len(raw), 1)) != 0)
 		goto out;
+	start = qes_buf_len(out);
 	if (ctx->ser == QES_JADES_COMPACT) {
 		const char *in = (const char *)qes_buf_data(ctx->input);
 
@@ -556,6 +575,8 @@ qes_jades_finish(qes_jades_ctx *ctx, const uint8_t *sig, size_t sig_len, qes_buf
 		r = write_json(ctx, (const char *)qes_buf_data(s64), qes_buf_len(s64), out);
 	if (r == 0)
 		ctx->finished = 1;
+	else
+		qes_buf_truncate(out, start);	/* nothing half-written */
 out:
 	if (r != 0 && ctx->errmsg[0] == '\0')
 		fail(ctx, r, "%s", qes_strerror(r));

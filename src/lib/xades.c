@@ -148,32 +148,45 @@ c14n_uri(qes_xades_c14n c)
 	return c == QES_XADES_C14N_INCLUSIVE ? URI_C14N : URI_EXC_C14N;
 }
 
+struct digest_sink {
+	EVP_MD_CTX *md;
+	EVP_MD_CTX *also;
+};
+
 static int
-c14n(qes_xades_ctx *ctx, xmlNodePtr top, int whole_doc_but, qes_buf *out)
+digest_write(void *arg, const uint8_t *data, size_t len)
 {
-	return qes_xml_c14n(ctx->doc, top, whole_doc_but,
-	    ctx->c14n == QES_XADES_C14N_INCLUSIVE, out, ctx->errmsg, sizeof(ctx->errmsg));
+	struct digest_sink *d = arg;
+
+	if (EVP_DigestUpdate(d->md, data, len) != 1 ||
+	    (d->also != NULL && EVP_DigestUpdate(d->also, data, len) != 1))
+		return QES_ERR_CRYPTO;
+	return 0;
 }
 
+/* The digest of a node set's canonical octets, which also go to also when given. */
 static int
 c14n_digest(qes_xades_ctx *ctx, xmlNodePtr top, int whole_doc_but, uint8_t *md_out,
     EVP_MD_CTX *also)
 {
-	qes_buf *b;
+	struct digest_sink d = { EVP_MD_CTX_new(), also };
+	unsigned int len;
 	int r;
 
-	if ((b = qes_buf_new()) == NULL)
+	if (d.md == NULL)
 		return QES_ERR_ALLOC;
-	qes_buf_set_max(b, QES_XADES_MAX_DOC_BYTES * 2);
-	if ((r = c14n(ctx, top, whole_doc_but, b)) != 0)
+	if (EVP_DigestInit_ex(d.md, md_evp(ctx->md), NULL) != 1) {
+		r = QES_ERR_CRYPTO;
 		goto out;
-	if ((r = qes_md_digest(ctx->md, qes_buf_data(b), qes_buf_len(b), md_out)) != 0)
+	}
+	if ((r = qes_xml_c14n(ctx->doc, top, whole_doc_but,
+	    ctx->c14n == QES_XADES_C14N_INCLUSIVE, digest_write, &d, ctx->errmsg,
+	    sizeof(ctx->errmsg))) != 0)
 		goto out;
-	if (also != NULL && qes_buf_len(b) > 0 &&
-	    EVP_DigestUpdate(also, qes_buf_data(b), qes_buf_len(b)) != 1)
+	if (EVP_DigestFinal_ex(d.md, md_out, &len) != 1)
 		r = QES_ERR_CRYPTO;
 out:
-	qes_buf_free(b);
+	EVP_MD_CTX_free(d.md);
 	return r;
 }
 

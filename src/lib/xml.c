@@ -194,7 +194,8 @@ qes_xades_check_xml(const uint8_t *doc, size_t len, char *errmsg, size_t errlen)
 /* ---- canonicalisation ---- */
 
 struct c14n_sink {
-	qes_buf *buf;
+	qes_xml_sink_fn fn;
+	void *arg;
 	int err;
 };
 
@@ -205,8 +206,7 @@ sink_write(void *arg, const char *data, int len)
 
 	if (len < 0)
 		return -1;
-	if (qes_buf_put(s->buf, data, (size_t)len) != 0) {
-		s->err = QES_ERR_LIMIT;
+	if (len > 0 && (s->err = s->fn(s->arg, (const uint8_t *)data, (size_t)len)) != 0) {
 		return -1;
 	}
 	return len;
@@ -256,12 +256,12 @@ visible_outside(void *user, xmlNodePtr node, xmlNodePtr parent)
 	return !in_subtree(o, user);
 }
 
-/* Canonical octets of a node set (subtree of top, or the document but top) to out. */
+/* Canonical octets of a node set (subtree of top, or the document but top) to fn. */
 int
 qes_xml_c14n(xmlDocPtr doc, xmlNodePtr top, int whole_doc_but, int inclusive,
-    qes_buf *out, char *errmsg, size_t errlen)
+    qes_xml_sink_fn fn, void *arg, char *errmsg, size_t errlen)
 {
-	struct c14n_sink s = { out, 0 };
+	struct c14n_sink s = { fn, arg, 0 };
 	xmlStructuredErrorFunc saved_fn = xmlStructuredError;
 	void *saved_arg = xmlStructuredErrorContext;
 	xmlOutputBufferPtr ob;
@@ -278,7 +278,7 @@ qes_xml_c14n(xmlDocPtr doc, xmlNodePtr top, int whole_doc_but, int inclusive,
 	if (xmlOutputBufferClose(ob) < 0 && r >= 0)
 		r = -1;
 	if (s.err != 0) {
-		snprintf(errmsg, errlen, "canonical XML exceeds the buffer limit");
+		snprintf(errmsg, errlen, "canonical XML: %s", qes_strerror(s.err));
 		return s.err;
 	}
 	if (r < 0) {

@@ -20,13 +20,17 @@
 int qes_xml_parse(const uint8_t *data, size_t len, xmlDocPtr *out, char *errmsg,
     size_t errlen);
 
+/* Receives canonical octets piece by piece; a non-zero QES_ERR_* stops C14N. */
+typedef int (*qes_xml_sink_fn)(void *arg, const uint8_t *data, size_t len);
+
 /*
- * Append the canonical octets (C14N 1.0 without comments; exclusive unless
+ * Stream the canonical octets (C14N 1.0 without comments; exclusive unless
  * inclusive) of the subtree at top, or with whole_doc_but of the whole
- * document except the subtree at top, to out. QES_ERR_XML_MALFORMED (with
- * libxml2's reason in errmsg) when C14N refuses the document.
+ * document except the subtree at top, to fn - so a large document is
+ * hashed, not copied. QES_ERR_XML_MALFORMED (with libxml2's reason in
+ * errmsg) when C14N refuses the document; the sink's error when it fails.
  */
 int qes_xml_c14n(xmlDocPtr doc, xmlNodePtr top, int whole_doc_but, int inclusive,
-    qes_buf *out, char *errmsg, size_t errlen);
+    qes_xml_sink_fn fn, void *arg, char *errmsg, size_t errlen);
 
 #endif
