@@ -11,10 +11,13 @@
  *
  *   qes-ades-sign FORMAT --pki DIR --signer NAME --scheme S --md MD
  *       [--level B-B|B-T|B-LT|B-LTA] [--name NAME] [--mime TYPE] [--inclusive]
- *       [--detached] [--cty TYPE] [--vcert F]... [--crl F]... [--ocsp F]...
+ *       [--hash-only] [--detached] [--cty TYPE] [--vcert F]... [--crl F]... [--ocsp F]...
  *       [--tsa-vcert F]... IN OUT
  *   FORMAT: xades-enveloped | xades-detached | jades-compact | jades-json
  *   S: rsa-pkcs1 | rsa-pss | ecdsa   (files: DER certificates, CRLs, OCSP responses)
+ *
+ * --hash-only (xades-detached): give prepare the document's digest only, as
+ * a relying party does that keeps its document.
  *
  * Exit 0 on success; 1 with the library's error name and reason on stderr.
  */
@@ -91,7 +94,8 @@ main(int argc, char **argv)
 	qes_sig_scheme scheme = 0;
 	qes_md md = 0;
 	qes_ades_level level = QES_ADES_B_B;
-	int inclusive = 0, detached = 0, i, r;
+	int inclusive = 0, detached = 0, hash_only = 0, i, r;
+	uint8_t doc_digest[QES_MD_MAX_LEN];
 	struct blobs vcerts = { 0 }, crls = { 0 }, ocsps = { 0 }, tcerts = { 0 };
 	qes_ades_vdata vd, tvd;
 	qes_buf *doc = NULL, *out = qes_buf_new(), *sig = qes_buf_new(), *chain = NULL;
@@ -117,6 +121,8 @@ main(int argc, char **argv)
 			inclusive = 1;
 		else if (strcmp(a, "--detached") == 0)
 			detached = 1;
+		else if (strcmp(a, "--hash-only") == 0)
+			hash_only = 1;
 		else if (i + 1 >= argc - 2)
 			usage();
 		else if (strcmp(a, "--pki") == 0)
@@ -186,6 +192,13 @@ main(int argc, char **argv)
 		p.c14n = inclusive ? QES_XADES_C14N_INCLUSIVE : QES_XADES_C14N_EXCLUSIVE;
 		p.doc = qes_buf_data(doc);
 		p.doc_len = qes_buf_len(doc);
+		if (hash_only) {
+			if (qes_md_file(md, in, doc_digest) != 0)
+				return 1;
+			p.doc = NULL;
+			p.doc_len = 0;
+			p.detached_digest = doc_digest;
+		}
 		p.detached_name = name;
 		p.mime_type = mime;
 		p.signer = cert;

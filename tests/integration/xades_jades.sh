@@ -107,7 +107,12 @@ for c in "qual-rsa2048 rsa-pkcs1 sha256" "qual-rsa3072 rsa-pkcs1 sha512" \
   cp "$dir/contract.bin" "$dir/contract2.bin"
   printf '\x01' | dd of="$dir/contract2.bin" bs=1 seek=1000 conv=notrunc status=none
   xades_bad "$dir/det.xml" --url-map:contract.bin "$dir/contract2.bin"
-  ok "XAdES detached $1 accepted by xmlsec1 with the document, refused without it or changed"
+  # hash-only: prepare sees the digest, never the document
+  "$S" xades-detached --hash-only --pki "$P" --signer "$1" --scheme "$2" --md "$3" \
+    --name contract.bin "$dir/contract.bin" "$dir/det-h.xml"
+  xades_ok "$dir/det-h.xml" --url-map:contract.bin "$dir/contract.bin"
+  xades_bad "$dir/det-h.xml" --url-map:contract.bin "$dir/contract2.bin"
+  ok "XAdES detached $1 (document or only its digest) accepted by xmlsec1 with the document, refused without it or changed"
 done
 
 # RSA-PSS: SignedInfo (exclusive C14N by xmllint) against the value, with OpenSSL
