@@ -400,10 +400,28 @@ test_file_changed(void **state)
 	assert_int_equal(qes_cades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig), cms),
 	    QES_ERR_DATA_INVALID);
 	assert_int_equal(qes_buf_len(cms), 0);
-	/* restored: accepted */
-	assert_int_equal(pwrite(fd, doc + 3, 1, 3), 1);
-	assert_int_equal(qes_cades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig), cms), 0);
-	assert_true(openssl_verify(fx, cms, NULL, 0));
+	/* written to a file: refused the same way, and no file is left */
+	{
+		char outp[sizeof(path) + 8];
+		qes_buf *back = NULL;
+
+		snprintf(outp, sizeof(outp), "%s.p7s", path);
+		assert_int_equal(qes_cades_finish_file(ctx, qes_buf_data(sig),
+		    qes_buf_len(sig), outp, 0600), QES_ERR_DATA_INVALID);
+		assert_int_not_equal(access(outp, F_OK), 0);
+		/* restored: accepted, and the file holds what finish() makes */
+		assert_int_equal(pwrite(fd, doc + 3, 1, 3), 1);
+		assert_int_equal(qes_cades_finish_file(ctx, qes_buf_data(sig),
+		    qes_buf_len(sig), outp, 0600), 0);
+		assert_int_equal(qes_buf_read_file(outp, 1 << 20, &back), 0);
+		assert_true(openssl_verify(fx, back, NULL, 0));
+		unlink(outp);
+		qes_buf_free(back);
+		/* finished once */
+		assert_int_equal(qes_cades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig),
+		    cms), QES_ERR_INVALID_ARG);
+	}
+	assert_int_equal(qes_buf_len(cms), 0);
 	close(fd);
 	unlink(path);
 	qes_cades_free(ctx);
