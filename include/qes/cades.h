@@ -121,6 +121,15 @@ int qes_cades_extend_lt(const uint8_t *cms, size_t len,
     const qes_rev_config *cfg, const qes_cert *const *extra, size_t nextra,
     qes_buf *out, char *err, size_t errlen);
 
+/*
+ * The gathering half of qes_cades_extend_lt(): the validation data for the
+ * signer's and the TSA's chains added to vd, the CMS left as it is (PAdES
+ * puts the same data in the document's DSS instead).
+ */
+int qes_cades_collect_vdata(const uint8_t *cms, size_t len,
+    const qes_rev_config *cfg, const qes_cert *const *extra, size_t nextra,
+    qes_vdata *vd, char *err, size_t errlen);
+
 /* What a CMS contains (for qes verify). Nothing here is verified except
  * where a field says so. */
 typedef struct qes_cades_report {

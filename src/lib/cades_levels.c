@@ -398,22 +398,21 @@ out:
 }
 
 int
-qes_cades_extend_lt(const uint8_t *cms, size_t len, const qes_rev_config *cfg,
-    const qes_cert *const *extra, size_t nextra, qes_buf *out, char *err,
+qes_cades_collect_vdata(const uint8_t *cms, size_t len, const qes_rev_config *cfg,
+    const qes_cert *const *extra, size_t nextra, qes_vdata *vd, char *err,
     size_t errlen)
 {
 	cms_parts p;
 	struct cms_certs *cc = NULL, *tc = NULL;
 	const qes_cert **pool = NULL;
 	const qes_cert *chain[QES_REV_MAX_CHAIN], *signer, *tsa = NULL;
-	qes_vdata *vd = NULL;
 	qes_buf *tcerts = NULL;
 	qes_rev_config tsa_cfg;
 	cms_span token;
 	size_t npool = 0, n, i;
 	int r;
 
-	if (cms == NULL || out == NULL || (extra == NULL && nextra != 0))
+	if (cms == NULL || vd == NULL || (extra == NULL && nextra != 0))
 		return QES_ERR_INVALID_ARG;
 	if (nextra > MAX_ITEMS)
 		return QES_ERR_LIMIT;
@@ -421,7 +420,7 @@ qes_cades_extend_lt(const uint8_t *cms, size_t len, const qes_rev_config *cfg,
 		return r;
 	if ((cc = calloc(1, sizeof(*cc))) == NULL || (tc = calloc(1, sizeof(*tc))) == NULL ||
 	    (pool = calloc(3 * MAX_ITEMS, sizeof(*pool))) == NULL ||
-	    (vd = qes_vdata_new()) == NULL || (tcerts = qes_buf_new()) == NULL) {
+	    (tcerts = qes_buf_new()) == NULL) {
 		r = QES_ERR_ALLOC;
 		goto out;
 	}
@@ -468,17 +467,35 @@ qes_cades_extend_lt(const uint8_t *cms, size_t len, const qes_rev_config *cfg,
 		    (r = qes_vdata_add_chain(vd, &tsa_cfg, chain, n, err, errlen)) != 0)
 			goto out;
 	}
-	r = qes_cades_add_vdata(cms, len, qes_vdata_view(vd), out);
+	r = 0;
 out:
 	if (tc != NULL)
 		certs_free(tc);
 	if (cc != NULL)
 		certs_free(cc);
 	qes_buf_free(tcerts);
-	qes_vdata_free(vd);
 	free(pool);
 	free(tc);
 	free(cc);
+	return r;
+}
+
+int
+qes_cades_extend_lt(const uint8_t *cms, size_t len, const qes_rev_config *cfg,
+    const qes_cert *const *extra, size_t nextra, qes_buf *out, char *err,
+    size_t errlen)
+{
+	qes_vdata *vd;
+	int r;
+
+	if (cms == NULL || out == NULL)
+		return QES_ERR_INVALID_ARG;
+	if ((vd = qes_vdata_new()) == NULL)
+		return QES_ERR_ALLOC;
+	if ((r = qes_cades_collect_vdata(cms, len, cfg, extra, nextra, vd, err,
+	    errlen)) == 0)
+		r = qes_cades_add_vdata(cms, len, qes_vdata_view(vd), out);
+	qes_vdata_free(vd);
 	return r;
 }
 
