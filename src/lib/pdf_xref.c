@@ -118,9 +118,12 @@ check_encrypt(qes_pdf *pdf, const pdf_obj *trailer)
 	return 0;
 }
 
-/* "xref" already consumed: subsections, then "trailer" and a dictionary. */
+/*
+ * "xref" already consumed: subsections, then "trailer" and a dictionary.
+ * With apply false the entries are only checked (to reach the trailer).
+ */
 static int
-read_xref_table(qes_pdf *pdf, pdf_lexer *lx, pdf_obj **trailer)
+read_xref_table(qes_pdf *pdf, pdf_lexer *lx, bool apply, pdf_obj **trailer)
 {
 	int64_t start, count, f2, f3, i;
 	uint8_t kind;
@@ -157,7 +160,7 @@ read_xref_table(qes_pdf *pdf, pdf_lexer *lx, pdf_obj **trailer)
 			if (qes_cursor_get_u8(&lx->c, &kind) != 0 ||
 			    (kind != 'n' && kind != 'f'))
 				goto bad_entry;
-			if ((r = xref_set(pdf, (uint64_t)(start + i),
+			if (apply && (r = xref_set(pdf, (uint64_t)(start + i),
 			    kind == 'n' ? 1 : 0, (uint64_t)f2, (uint64_t)f3)) != 0)
 				return r;
 		}
@@ -510,6 +513,7 @@ pdf_xref_load(qes_pdf *pdf)
 	pdf_obj *trailer = NULL, *stm = NULL;
 	const pdf_obj *o;
 	pdf_lexer lx;
+	qes_cursor table;
 	int64_t v;
 	int r;
 
@@ -537,7 +541,14 @@ pdf_xref_load(qes_pdf *pdf)
 		(void)qes_cursor_skip(&lx.c, (size_t)off);
 		pdf_skip_ws(&lx.c);
 		if (pdf_keyword(&lx.c, "xref")) {
-			if ((r = read_xref_table(pdf, &lx, &trailer)) != 0)
+			/*
+			 * A hybrid file's table lists compressed objects as
+			 * free and /XRefStm has them (7.5.8.4): the stream's
+			 * entries are taken first, then the table's, so a free
+			 * table entry does not hide the compressed object.
+			 */
+			table = lx.c;
+			if ((r = read_xref_table(pdf, &lx, false, &trailer)) != 0)
 				goto out;
 			if ((r = check_encrypt(pdf, trailer)) != 0)
 				goto out;
@@ -559,6 +570,11 @@ pdf_xref_load(qes_pdf *pdf)
 				pdf_obj_free(stm);
 				stm = NULL;
 			}
+			lx.c = table;
+			if ((r = read_xref_table(pdf, &lx, true, &stm)) != 0)
+				goto out;
+			pdf_obj_free(stm);	/* the same trailer again */
+			stm = NULL;
 			if (nseen == 1)
 				pdf->xref_stream = false;
 		} else {
