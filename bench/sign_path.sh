@@ -381,7 +381,10 @@ for label, r in rows.items():
     print("  %7s %5s %14.4f %12.1fx %14.2f %14.2f" % (
         r["concurrency"], r["batch"], ratio, 1 / ratio,
         fl(r, "job_p50_ms") - fl(d, "sig_p50_ms"), fl(r, "job_p99_ms") - fl(d, "sig_p99_ms")))
-print("  (sigs/s ratio: path signatures/s over direct C_Sign signatures/s)")
+print("  (sigs/s ratio: path signatures/s over direct C_Sign signatures/s. With more than one")
+print("  client both latencies include queueing: the agent runs one job at a time per token,")
+print("  direct C_Sign runs that many sessions at once; the added latency that measures the layer")
+print("  is the one with 1 client)")
 
 
 
