@@ -22,6 +22,8 @@
  *   qes_pdf_sign_finish()   writes the hex of the DER into the placeholder
  *                           and renames the temporary file to out_path.
  *
+ * A handle (and its signing contexts) is used by one thread at a time.
+ *
  * The input is mapped: it must not be truncated by someone else while the
  * handle is open (as with any mapped file, that would be SIGBUS).
  *
