@@ -8,6 +8,7 @@
  *   - the status is granted (or grantedWithMods),
  *   - the token's nonce and message imprint are the ones asked for,
  *   - the policy is the configured one (when one is configured),
+ *   - its genTime is within max_skew_s of our clock,
  *   - the token's CMS signature verifies, its ESS signing certificate
  *     matches the signer, and the TSA certificate has the critical
  *     extended key usage timeStamping (and nothing else) and chains to the
@@ -32,6 +33,8 @@ extern "C" {
 /* a TSA response larger than this is refused (QES_ERR_LIMIT) */
 #define QES_TSP_MAX_RESPONSE_BYTES ((size_t)256 * 1024)
 
+#define QES_TSP_DEFAULT_MAX_SKEW_S 300
+
 struct x509_store_st;	/* OpenSSL's X509_STORE, for callers that have one */
 
 typedef struct qes_tsp_config {
@@ -44,6 +47,9 @@ typedef struct qes_tsp_config {
 	/* PEM file of intermediate CAs when the TSA does not send them; NULL: none */
 	const char *untrusted_file;
 	qes_fetch_opts fetch;		/* timeouts; max_response_bytes is capped */
+	/* a fresh token's genTime must be within this of our clock (RFC 3161
+	 * section 2.4.2); 0: QES_TSP_DEFAULT_MAX_SKEW_S */
+	int64_t max_skew_s;
 } qes_tsp_config;
 
 /* The hook: arg is a const qes_tsp_config * that outlives the timestamper. */

@@ -397,6 +397,23 @@ qes_tsp_check_response(const qes_tsp_config *cfg, const uint8_t *req,
 		tsp_err(err, errlen, "TSA used another policy than the one asked for");
 		goto out;
 	}
+	{
+		const ASN1_GENERALIZEDTIME *gt = TS_TST_INFO_get_time(tst);
+		int64_t skew = cfg->max_skew_s > 0 ? cfg->max_skew_s :
+		    QES_TSP_DEFAULT_MAX_SKEW_S, t, now = (int64_t)time(NULL);
+		struct tm tm;
+
+		if (gt == NULL || !ASN1_TIME_to_tm(gt, &tm)) {
+			tsp_err(err, errlen, "timestamp token has no readable genTime");
+			goto out;
+		}
+		t = (int64_t)timegm(&tm);
+		if (t > now + skew || t < now - skew) {
+			tsp_err(err, errlen, "TSA clock is off by %lld s (allowed %lld s)",
+			    (long long)(t - now), (long long)skew);
+			goto out;
+		}
+	}
 	if ((r = verify_token(cfg, token, err, errlen)) != 0)
 		goto out;
 	if ((n = i2d_PKCS7(token, &der)) <= 0) {

@@ -244,6 +244,36 @@ test_malformed_answers(void **state)
 	qes_buf_free(req);
 }
 
+/* a TSA whose clock is off by more than the allowed skew */
+static void
+test_clock_skew(void **state)
+{
+	struct fx *fx = *state;
+	qes_buf *req = qes_buf_new(), *resp = qes_buf_new(), *tok = qes_buf_new();
+	qes_tsp_config cfg;
+	char err[256];
+
+	NEED_PKI(fx);
+	cfg = fx->cfg;
+	assert_int_equal(qes_tsp_request(QES_MD_SHA256, fx->digest, 32, NULL, req), 0);
+	testpki_tsa_clock_offset_s = -3600;
+	assert_int_equal(testpki_tsa_reply(qes_buf_data(req), qes_buf_len(req), NULL,
+	    resp), 0);
+	testpki_tsa_clock_offset_s = 0;
+	assert_int_equal(qes_tsp_check_response(&cfg, qes_buf_data(req),
+	    qes_buf_len(req), qes_buf_data(resp), qes_buf_len(resp), tok, err,
+	    sizeof(err)), QES_ERR_TIMESTAMP);
+	assert_non_null(strstr(err, "clock"));
+	/* a wider window accepts it */
+	cfg.max_skew_s = 2 * 3600;
+	assert_int_equal(qes_tsp_check_response(&cfg, qes_buf_data(req),
+	    qes_buf_len(req), qes_buf_data(resp), qes_buf_len(resp), tok, err,
+	    sizeof(err)), 0);
+	qes_buf_free(tok);
+	qes_buf_free(resp);
+	qes_buf_free(req);
+}
+
 static void
 test_timestamper_hook(void **state)
 {
@@ -278,6 +308,7 @@ main(void)
 		cmocka_unit_test(test_other_request),
 		cmocka_unit_test(test_untrusted_signers),
 		cmocka_unit_test(test_malformed_answers),
+		cmocka_unit_test(test_clock_skew),
 		cmocka_unit_test(test_timestamper_hook),
 	};
 

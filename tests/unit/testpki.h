@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/pem.h>
@@ -92,6 +93,19 @@ testpki_file(const char *name)
 	return b;
 }
 
+/* seconds the in-process TSA's clock is off (tests of the skew check) */
+static long testpki_tsa_clock_offset_s;
+
+static inline int
+testpki_tsa_time(TS_RESP_CTX *ctx, void *data, long *sec, long *usec)
+{
+	(void)ctx;
+	(void)data;
+	*sec = (long)time(NULL) + testpki_tsa_clock_offset_s;
+	*usec = 0;
+	return 1;
+}
+
 /*
  * An in-process TSA with the PKI's TSA key (OpenSSL's TS_RESP_CTX, the
  * code behind `openssl ts -reply`): the DER TimeStampResp for a DER
@@ -119,6 +133,7 @@ testpki_tsa_reply(const uint8_t *req, size_t len, const char *signer,
 	    !TS_RESP_CTX_set_signer_digest(ctx, EVP_sha256()) ||
 	    !TS_RESP_CTX_set_ess_cert_id_digest(ctx, EVP_sha256()))
 		goto out;
+	TS_RESP_CTX_set_time_cb(ctx, testpki_tsa_time, NULL);
 	if ((resp = TS_RESP_create_response(ctx, in)) == NULL ||
 	    (n = i2d_TS_RESP(resp, &der)) <= 0)
 		goto out;
