@@ -459,25 +459,40 @@ put_text_entry(qes_buf *b, const char *key, const char *val)
 
 /* ---- the AcroForm and the page ---- */
 
-/* Does a top-level field already carry this /T? */
+/*
+ * One pass over the top-level fields: does one carry the name (when given),
+ * and the largest N of the names "SignatureN" (to generate a free one
+ * without a pass per candidate).
+ */
 static int
-field_name_used(qes_pdf *pdf, const pdf_obj *fields, const pdf_obj *name,
-    bool *used)
+scan_field_names(qes_pdf *pdf, const pdf_obj *fields, const pdf_obj *name,
+    bool *used, uint64_t *max_n)
 {
 	pdf_obj *f = NULL;
 	const pdf_obj *t;
-	size_t i;
+	uint64_t n;
+	size_t i, k;
 	int r;
 
 	*used = false;
-	if (fields == NULL || fields->type != PDF_ARRAY)
-		return 0;
-	for (i = 0; i < fields->u.a.n && !*used; i++) {
+	*max_n = 0;
+	for (i = 0; i < fields->u.a.n; i++) {
 		if ((r = pdf_resolve(pdf, fields->u.a.items[i], &f)) != 0)
 			return r;
 		t = pdf_dict_get(f, "T");
-		*used = t != NULL && t->type == PDF_STRING && t->u.s.len == name->u.s.len &&
-		    memcmp(t->u.s.p, name->u.s.p, name->u.s.len) == 0;
+		if (t != NULL && t->type == PDF_STRING) {
+			if (name != NULL && t->u.s.len == name->u.s.len &&
+			    memcmp(t->u.s.p, name->u.s.p, name->u.s.len) == 0)
+				*used = true;
+			if (t->u.s.len > 9 && t->u.s.len <= 9 + 18 &&
+			    memcmp(t->u.s.p, "Signature", 9) == 0) {
+				for (n = 0, k = 9; k < t->u.s.len &&
+				    t->u.s.p[k] >= '0' && t->u.s.p[k] <= '9'; k++)
+					n = n * 10 + (uint64_t)(t->u.s.p[k] - '0');
+				if (k == t->u.s.len && n > *max_n)
+					*max_n = n;
+			}
+		}
 		pdf_obj_free(f);
 		f = NULL;
 	}
@@ -495,9 +510,9 @@ add_to_acroform(upd *u, pdf_obj *catalog, bool *catalog_changed,
 {
 	qes_pdf *pdf = u->pdf;
 	const pdf_obj *form_ref = pdf_dict_get(catalog, "AcroForm"), *fields_ref;
-	pdf_obj *form = NULL, *fields = NULL, *gen_name = NULL;
+	pdf_obj *form = NULL, *fields = NULL;
+	uint64_t max_n;
 	bool used;
-	size_t k;
 	int r;
 
 	if (form_ref != NULL && form_ref->type != PDF_REF && form_ref->type != PDF_DICT)
@@ -533,35 +548,16 @@ add_to_acroform(upd *u, pdf_obj *catalog, bool *catalog_changed,
 		goto out;
 	}
 	/* the field name: the caller's, or SignatureN not yet used */
-	if (name != NULL) {
-		if ((r = field_name_used(pdf, fields, name, &used)) != 0)
-			goto out;
-		if (used) {
-			r = pdf_err(pdf, QES_ERR_INVALID_ARG,
-			    "a field with that name exists already");
-			goto out;
-		}
-	} else {
-		for (k = pdf->nsig + 1;; k++) {
-			char buf[32];
-
-			if (k > pdf->nsig + 10000) {
-				r = pdf_err(pdf, QES_ERR_LIMIT, "no free signature field name");
-				goto out;
-			}
-			snprintf(buf, sizeof(buf), "Signature%zu", k);
-			pdf_obj_free(gen_name);
-			if ((gen_name = pdf_new_string(buf, strlen(buf))) == NULL) {
-				r = QES_ERR_ALLOC;
-				goto out;
-			}
-			if ((r = field_name_used(pdf, fields, gen_name, &used)) != 0)
-				goto out;
-			if (!used)
-				break;
-		}
-		snprintf(field_out, field_outsz, "%s", (const char *)gen_name->u.s.p);
+	if ((r = scan_field_names(pdf, fields, name, &used, &max_n)) != 0)
+		goto out;
+	if (name != NULL && used) {
+		r = pdf_err(pdf, QES_ERR_INVALID_ARG,
+		    "a field with that name exists already");
+		goto out;
 	}
+	if (name == NULL)
+		snprintf(field_out, field_outsz, "Signature%llu",
+		    (unsigned long long)((max_n > pdf->nsig ? max_n : pdf->nsig) + 1));
 	if ((r = pdf_array_push(fields, pdf_new_ref(field_num, 0))) != 0)
 		goto out;
 	if (fields_ref != NULL && fields_ref->type == PDF_REF) {
@@ -583,7 +579,6 @@ add_to_acroform(upd *u, pdf_obj *catalog, bool *catalog_changed,
 		*catalog_changed = true;
 	}
  out:
-	pdf_obj_free(gen_name);
 	pdf_obj_free(fields);
 	pdf_obj_free(form);
 	return r;

@@ -621,6 +621,32 @@ test_indirect_form(void **state)
 	qes_buf_free(b);
 }
 
+/* A generated name is past every SignatureN in use. */
+static void
+test_generated_name(void **state)
+{
+	const char *objs[5] = {
+	    "<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [4 0 R 5 0 R] >> >>",
+	    basic[1], basic[2],
+	    "<< /FT /Sig /T (Signature7) >>",
+	    "<< /FT /Tx /T (Signature9x) >>" };
+	qes_buf *b = build_pdf(objs, 5, "");
+	qes_pdf_sign_params p = { .subfilter = QES_PDF_RFC3161, .contents_bytes = 16 };
+	qes_pdf_sign_ctx *ctx = NULL;
+	qes_pdf *pdf = NULL;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(open_buf("names.pdf", b, NULL, &pdf, err, sizeof(err)), 0);
+	assert_int_equal(qes_pdf_signature_count(pdf), 1);
+	assert_int_equal(qes_pdf_sign_prepare(pdf, &p, path_of("names-out.pdf"),
+	    QES_MD_SHA256, &ctx), 0);
+	assert_string_equal(qes_pdf_sign_field_name(ctx), "Signature8");
+	qes_pdf_sign_free(ctx);
+	qes_pdf_free(pdf);
+	qes_buf_free(b);
+}
+
 static void
 test_docmdp(void **state)
 {
@@ -668,6 +694,7 @@ main(void)
 		cmocka_unit_test(test_hybrid),
 		cmocka_unit_test(test_indirect_form),
 		cmocka_unit_test(test_docmdp),
+		cmocka_unit_test(test_generated_name),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
