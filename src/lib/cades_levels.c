@@ -540,10 +540,25 @@ read_signed_attrs(const cms_parts *p, qes_cades_report *rep)
 	for (i = 0; i < n; i++) {
 		if ((r = attr_parse(&a[i], &oid, &vals)) != 0)
 			goto out;
+		/*
+		 * RFC 5652 11.1-11.3: content-type, message-digest and
+		 * signing-time occur once, with one value; anything else is
+		 * malformed (a second message-digest could say something else
+		 * than the one a verifier checks).
+		 */
 		if (cms_oid_is(oid.data, oid.len, CMS_OID_CONTENT_TYPE)) {
+			if (rep->has_content_type) {
+				r = QES_ERR_FORMAT;
+				goto out;
+			}
 			rep->has_content_type = 1;
 		} else if (cms_oid_is(oid.data, oid.len, CMS_OID_MESSAGE_DIGEST)) {
-			if ((r = qes_der_expect(&vals, QES_DER_OCTET_STRING, &v)) != 0)
+			if (rep->has_message_digest) {
+				r = QES_ERR_FORMAT;
+				goto out;
+			}
+			if ((r = qes_der_expect(&vals, QES_DER_OCTET_STRING, &v)) != 0 ||
+			    (r = qes_der_end(&vals)) != 0)
 				goto out;
 			if (v.len > sizeof(rep->message_digest)) {
 				r = QES_ERR_FORMAT;
@@ -553,8 +568,13 @@ read_signed_attrs(const cms_parts *p, qes_cades_report *rep)
 			rep->message_digest_len = v.len;
 			rep->has_message_digest = 1;
 		} else if (cms_oid_is(oid.data, oid.len, CMS_OID_SIGNING_TIME)) {
+			if (rep->has_signing_time) {
+				r = QES_ERR_FORMAT;
+				goto out;
+			}
 			start = vals.off;
 			if ((r = qes_der_get_tlv(&vals, &tag, &v)) != 0 ||
+			    (r = qes_der_end(&vals)) != 0 ||
 			    (r = parse_time(vals.data + start, vals.off - start,
 			        &rep->signing_time)) != 0)
 				goto out;
