@@ -22,6 +22,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static char outdir[] = "/tmp/qes-fuzz-pdf-XXXXXX";
 static char out_sig[64], out_dss[64];
 
+static void
+remove_dir(void)
+{
+	unlink(out_sig);
+	unlink(out_dss);
+	rmdir(outdir);
+}
+
 static int
 prepare_dir(void)
 {
@@ -29,6 +37,7 @@ prepare_dir(void)
 		return 0;
 	if (mkdtemp(outdir) == NULL)
 		return -1;
+	atexit(remove_dir);
 	snprintf(out_sig, sizeof(out_sig), "%s/s.pdf", outdir);
 	snprintf(out_dss, sizeof(out_dss), "%s/d.pdf", outdir);
 	return 0;
