@@ -71,11 +71,9 @@ upd_init(upd *u, qes_pdf *pdf)
 	u->next_num = pdf->nxref;
 	if (u->next_num == 0)
 		u->next_num = 1;
-	/* objects must start on a line of their own */
-	if (last != '\n' && last != '\r') {
-		u->base++;
+	/* objects must start on a line of their own (body[0] is at base) */
+	if (last != '\n' && last != '\r')
 		return qes_buf_put_u8(u->body, '\n') ? QES_ERR_ALLOC : 0;
-	}
 	return 0;
 }
 

@@ -57,6 +57,7 @@ qpdf --object-streams=generate cairo.pdf qpdf-objstm.pdf
 qpdf --linearize cairo.pdf qpdf-lin.pdf
 gs -q -dNOPAUSE -dBATCH -sDEVICE=pdfwrite -o gs.pdf cairo.pdf
 qpdf --encrypt user owner 256 -- cairo.pdf encrypted.pdf
+head -c -1 qpdf-plain.pdf >no-newline.pdf	# ends in "%%EOF", no newline
 expect_eq "$("$TOOL" info qpdf-objstm.pdf | sed 's/ size=.*//')" "sigs=0 xref=stream" "object streams file"
 expect_eq "$("$TOOL" info qpdf-plain.pdf | sed 's/ size=.*//')" "sigs=0 xref=table" "plain file"
 ok "producers: cairo, qpdf (plain, object streams, linearized), Ghostscript, hand-made AcroForm"
@@ -142,7 +143,7 @@ expect_not_contains probe.pdfsig "Unknown issue"
 ok "an NSS database without the test root does not trust the signer"
 
 # ---------------------------------------------------------------- one signature each
-for f in cairo qpdf-plain qpdf-objstm qpdf-lin gs form; do
+for f in cairo qpdf-plain qpdf-objstm qpdf-lin gs form no-newline; do
     sign "$f.pdf" "$f-signed.pdf" --reason "Approval" --location "Wien" --name "Anna Huber"
     check_pdfsig "$f-signed.pdf" 1
     cmp -n "$(stat -c %s "$f.pdf")" "$f.pdf" "$f-signed.pdf" ||

@@ -621,6 +621,27 @@ test_indirect_form(void **state)
 	qes_buf_free(b);
 }
 
+/* A file that does not end in a newline: the update starts with one. */
+static void
+test_no_final_newline(void **state)
+{
+	qes_buf *b = build_pdf(basic, 3, "");
+	qes_pdf *pdf = NULL;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(qes_buf_truncate(b, qes_buf_len(b) - 1), 0);
+	assert_int_equal(open_buf("nonl.pdf", b, NULL, &pdf, err, sizeof(err)), 0);
+	sign_once(pdf, "nonl-signed.pdf", 0);
+	qes_pdf_free(pdf);
+	pdf = NULL;
+	if (qes_pdf_open(path_of("nonl-signed.pdf"), NULL, &pdf, err, sizeof(err)) != 0)
+		fail_msg("signed file without final newline: %s", err);
+	assert_int_equal(qes_pdf_signature_count(pdf), 1);
+	qes_pdf_free(pdf);
+	qes_buf_free(b);
+}
+
 /* A generated name is past every SignatureN in use. */
 static void
 test_generated_name(void **state)
@@ -695,6 +716,7 @@ main(void)
 		cmocka_unit_test(test_indirect_form),
 		cmocka_unit_test(test_docmdp),
 		cmocka_unit_test(test_generated_name),
+		cmocka_unit_test(test_no_final_newline),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
