@@ -23,6 +23,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "cms_priv.h"
 #include "qes/ades.h"
 #include "qes/buf.h"
 #include "qes/cades.h"
@@ -573,6 +574,54 @@ test_malformed_cms(void **state)
 	qes_buf_free(cms);
 }
 
+/* a CMS whose signed attributes carry message-digest twice is malformed */
+static void
+test_duplicate_attribute(void **state)
+{
+	struct fx *fx = *state;
+	qes_buf *cms, *attrs = qes_buf_new(), *si = qes_buf_new(), *seq = qes_buf_new(),
+	    *sis = qes_buf_new(), *certs = qes_buf_new(), *out = qes_buf_new();
+	qes_cades_report rep;
+	cms_parts p;
+	cms_span el[8];
+	size_t n = 0, i;
+
+	NEED_PKI(fx);
+	cms = make(fx, &fx->s[2], 0, 0, 0);
+	assert_int_equal(cms_parse(qes_buf_data(cms), qes_buf_len(cms), &p), 0);
+	assert_int_equal(cms_split_tlvs(p.si_signed_attrs_val.p, p.si_signed_attrs_val.len,
+	    el, 7, &n), 0);
+	for (i = 0; i < n; i++) {
+		/* Attribute { OID 1.2.840.113549.1.9.4 ... }: the OID's last octet */
+		if (el[i].p[2] == 0x06 && el[i].p[3] == 9 && el[i].p[4 + 8] == 0x04)
+			break;
+	}
+	assert_true(i < n);
+	el[n] = el[i];
+	assert_int_equal(cms_put_set_of(attrs, QES_DER_CONTEXT_CONS(0), el, n + 1), 0);
+	assert_int_equal(qes_buf_put(si, p.si_version.p, p.si_version.len), 0);
+	assert_int_equal(qes_buf_put(si, p.si_sid.p, p.si_sid.len), 0);
+	assert_int_equal(qes_buf_put(si, p.si_digest_alg.p, p.si_digest_alg.len), 0);
+	assert_int_equal(qes_buf_put(si, qes_buf_data(attrs), qes_buf_len(attrs)), 0);
+	assert_int_equal(qes_buf_put(si, p.si_sig_alg.p, p.si_sig_alg.len), 0);
+	assert_int_equal(qes_buf_put(si, p.si_sig.p, p.si_sig.len), 0);
+	assert_int_equal(cms_put_wrapped(seq, QES_DER_SEQUENCE, si), 0);
+	assert_int_equal(cms_put_wrapped(sis, QES_DER_SET, seq), 0);
+	assert_int_equal(qes_buf_put(certs, p.certs.p, p.certs.len), 0);
+	assert_int_equal(cms_assemble(out, p.sd_version, &p.digest_algs, &p.encap, NULL,
+	    certs, NULL, sis), 0);
+	assert_int_equal(cms_parse(qes_buf_data(out), qes_buf_len(out), &p), 0);
+	assert_int_equal(qes_cades_inspect(qes_buf_data(out), qes_buf_len(out), &rep),
+	    QES_ERR_FORMAT);
+	qes_buf_free(out);
+	qes_buf_free(certs);
+	qes_buf_free(sis);
+	qes_buf_free(seq);
+	qes_buf_free(si);
+	qes_buf_free(attrs);
+	qes_buf_free(cms);
+}
+
 int
 main(void)
 {
@@ -584,6 +633,7 @@ main(void)
 		cmocka_unit_test(test_file_changed),
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_malformed_cms),
+		cmocka_unit_test(test_duplicate_attribute),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
