@@ -773,7 +773,8 @@ qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
 			goto fail;
 		}
 		if ((r = text_string(params->field_name, &name)) != 0) {
-			r = pdf_err(pdf, r, "the field name is not valid UTF-8");
+			if (r == QES_ERR_INVALID_ARG)
+				pdf_err(pdf, r, "the field name is not valid UTF-8");
 			goto fail;
 		}
 		snprintf(ctx->field, sizeof(ctx->field), "%s", params->field_name);
@@ -825,9 +826,15 @@ qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
 		if (r != 0)
 			goto fail;
 	}
-	if ((r = upd_obj(&u, field_num, 0, widget)) != 0 ||
-	    (r = sig_dict(&u, sig_num, params, &br_pos, &lt_pos)) != 0 ||
-	    (r = upd_xref(&u)) != 0)
+	if ((r = upd_obj(&u, field_num, 0, widget)) != 0)
+		goto fail;
+	if ((r = sig_dict(&u, sig_num, params, &br_pos, &lt_pos)) != 0) {
+		if (r == QES_ERR_INVALID_ARG)
+			pdf_err(pdf, r, "/Name, /Reason, /Location or /ContactInfo is "
+			    "not valid UTF-8 or longer than 4096 bytes");
+		goto fail;
+	}
+	if ((r = upd_xref(&u)) != 0)
 		goto fail;
 	/* the byte ranges, now that every length is known */
 	skip_to = lt_pos + 2 + 2 * params->contents_bytes;

@@ -498,7 +498,16 @@ test_sign_two_phases(void **state)
 	p.field_name = "a.b";
 	assert_int_equal(qes_pdf_sign_prepare(pdf, &p, path_of("out.pdf"),
 	    QES_MD_SHA256, &ctx), QES_ERR_INVALID_ARG);
+	p.field_name = "\xc3\x28";
+	assert_int_equal(qes_pdf_sign_prepare(pdf, &p, path_of("out.pdf"),
+	    QES_MD_SHA256, &ctx), QES_ERR_INVALID_ARG);
+	assert_non_null(strstr(qes_pdf_errmsg(pdf), "UTF-8"));
 	p.field_name = NULL;
+	p.location = "\xff";
+	assert_int_equal(qes_pdf_sign_prepare(pdf, &p, path_of("out.pdf"),
+	    QES_MD_SHA256, &ctx), QES_ERR_INVALID_ARG);
+	assert_non_null(strstr(qes_pdf_errmsg(pdf), "UTF-8"));
+	p.location = "M\xc3\xbcnchen \xf0\x9f\x96\x8a";	/* 2- and 4-byte sequences */
 	/* success */
 	assert_int_equal(qes_pdf_sign_prepare(pdf, &p, path_of("out.pdf"),
 	    QES_MD_SHA256, &ctx), 0);
@@ -513,6 +522,21 @@ test_sign_two_phases(void **state)
 	qes_pdf_sign_free(ctx);
 	ctx = NULL;
 	check_ranges(path_of("out.pdf"), br, dig);
+	{
+		qes_buf *f = NULL;
+
+		/* UTF-16BE with a BOM, U+1F58A as a surrogate pair */
+		assert_int_equal(qes_buf_read_file(path_of("out.pdf"), 1 << 20, &f), 0);
+		assert_non_null(memmem(qes_buf_data(f), qes_buf_len(f),
+		    "/Location<feff004d00fc006e006300680065006e0020d83ddd8a>", 54));
+		assert_non_null(memmem(qes_buf_data(f), qes_buf_len(f),
+		    "/Type/Sig/Filter/Adobe.PPKLite/SubFilter/ETSI.CAdES.detached", 60));
+		assert_non_null(memmem(qes_buf_data(f), qes_buf_len(f),
+		    "/Rect [0 0 0 0]", 15) ? (void *)1 : memmem(qes_buf_data(f),
+		    qes_buf_len(f), "/Rect[0 0 0 0]", 14));
+		assert_non_null(memmem(qes_buf_data(f), qes_buf_len(f), "/F 132", 6));
+		qes_buf_free(f);
+	}
 	/* the output opens again and counts one signature */
 	assert_int_equal(qes_pdf_open(path_of("out.pdf"), NULL, &again, err, sizeof(err)), 0);
 	assert_int_equal(qes_pdf_signature_count(again), 1);
