@@ -16,6 +16,7 @@ certificates' AIA and CDP extensions, DIR/pki.env):
   OCSP port   POST /ocsp (any path)        OCSP: `openssl ocsp -index` with the
                                            issuing CA's database and its
                                            delegated responder
+              POST /ocsp/bad-nonce         the answer echoes another nonce
 
 Every answer is produced by the openssl command-line tool from the PKI's own
 files, so what the tests check is judged against OpenSSL, not against this
@@ -68,6 +69,21 @@ def mutate_query(query, what):
         if not nonces:
             return bytes(buf)
         buf[nonces[0][3] - 1] ^= 0x01
+    return bytes(buf)
+
+
+OCSP_NONCE_OID = bytes.fromhex("06092b0601050507300102")
+
+
+def mutate_ocsp_nonce(request):
+    """Flip the last byte of the nonce extension's value in an OCSPRequest."""
+    buf = bytearray(request)
+    i = buf.find(OCSP_NONCE_OID)
+    if i < 0:
+        return bytes(buf)
+    tag, _, _, end = der_children(buf, i + len(OCSP_NONCE_OID), len(buf))[0]
+    if tag == 0x04:
+        buf[end - 1] ^= 0x01
     return bytes(buf)
 
 
@@ -196,6 +212,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.is_ocsp_port():
             if ctype != "application/ocsp-request":
                 return self.answer(415, b"want application/ocsp-request\n", "text/plain")
+            if self.path.rstrip("/").endswith("/bad-nonce"):
+                body = mutate_ocsp_nonce(body)
             out = ocsp_reply(body)
             if out is None:
                 return self.answer(500, b"ocsp failed\n", "text/plain")

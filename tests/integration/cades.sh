@@ -10,7 +10,8 @@
 # token that `openssl ts -verify` accepts over the SignatureValue; B-LT holding
 # the OCSP response and CRLs; streamed files and the hash-only (digest given,
 # no signing-time) flow; a revoked signer reported revoked by OCSP and by the
-# CRL and refused for B-LT; a wrong signature value refused at finish; a TSA
+# CRL and refused for B-LT; an OCSP answer with another nonce refused; a wrong
+# signature value refused at finish; a TSA
 # answering with a wrong nonce, a wrong imprint, a refusal, garbage or too much
 # refused; tampered content rejected by `openssl cms -verify`; fetch refusing
 # non-http(s), HTTP errors and oversized answers.
@@ -208,6 +209,11 @@ expect_fail revocation_unavailable "$T/rev.blt" "$TOOL" sign --cert "$P/revoked-
     --level B-LT --tsa "$TSA" --tsa-ca "$P/root-ca.pem" --extra "$P/root-ca.pem" --out "$T/rev.p7s"
 expect_contains "$T/rev.blt" "is revoked"
 ok "revoked signer: OCSP and CRL say revoked (keyCompromise), B-LT refused"
+
+expect_fail revocation_unavailable "$T/ocsp-nonce.out" "$TOOL" status --cert "$P/qual-p256.pem" \
+    --issuer "$P/issuing-ca.pem" --ocsp-url "$QES_PKI_OCSP_URL/bad-nonce"
+expect_contains "$T/ocsp-nonce.out" "nonce mismatch"
+ok "an OCSP answer echoing another nonce is refused"
 
 for mode in bad-nonce:"nonce mismatch" bad-imprint:"imprint mismatch" \
             rejection:"TSA refused the request" garbage:"not a DER TimeStampResp" \
