@@ -29,7 +29,8 @@ extern const qesd_route_table qesd_audit_routes;
  * POST /v1/signatures/{id}/cancel */
 extern const qesd_route_table qesd_signature_routes;
 /* h_devices.c: POST /v1/enrollments, POST /v1/devices/enroll (public),
- * GET /v1/devices[/{id}[/sessions]], DELETE /v1/devices/{id} */
+ * GET /v1/devices[/{id}[/sessions]], DELETE /v1/devices/{id},
+ * POST /v1/devices/{id}/diagnostics (h_diagnostics.c) */
 extern const qesd_route_table qesd_device_routes;
 
 /* h_credentials.c: GET /v1/credentials */
