@@ -376,6 +376,48 @@ expect_eq "$rc" 0 "the Secret Service answers again"
 expect_eq "$(sort "$dir/log/list-after.out" | tr '\n' ' ')" "$(printf '%s\n' "$A" "$B" | sort | tr '\n' ' ')" "the stored PINs are intact"
 ok "a stuck Secret Service times out: the signer is asked, nothing hangs"
 
+# --- qes-agent run with its device key in the Secret Service stops cleanly
+# on SIGTERM (libsecret's D-Bus thread must not be the one the signal hits:
+# the agent blocks the signals before it loads the key), against the scripted
+# qes.v1 gateway of agent_session.sh
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/gw-ca.key" \
+  -out "$dir/gw-ca.pem" -days 2 -subj "/CN=fake gateway CA" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/gw.key" \
+  -out "$dir/gw.csr" -subj "/CN=localhost" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$dir/gw-ext.cnf"
+openssl x509 -req -in "$dir/gw.csr" -CA "$dir/gw-ca.pem" -CAkey "$dir/gw-ca.key" -CAcreateserial \
+  -days 2 -extfile "$dir/gw-ext.cnf" -out "$dir/gw.pem" 2>/dev/null
+mkdir -p "$dir/gw"
+PY=/usr/bin/python3; [ -x "$PY" ] || PY=$(command -v python3)
+"$PY" "$QES_SOURCE_DIR/tests/helpers/fake_gateway.py" --cert "$dir/gw.pem" --key "$dir/gw.key" \
+  --state "$dir/gw" --heartbeat 5 --code KEYRING-1 2>"$dir/log/gw.err" &
+GW_PID=$!
+qes_on_exit "kill $GW_PID"
+for _ in $(seq 1 100); do [ -s "$dir/gw/https.port" ] && break; sleep 0.1; done
+[ -s "$dir/gw/https.port" ] || { cat "$dir/log/gw.err" >&2; fail "the fake gateway did not start"; }
+agent enroll-keyring enroll --server "https://localhost:$(cat "$dir/gw/https.port")" \
+  --code KEYRING-1 --ca "$dir/gw-ca.pem" --config "$dir/agentcfg"
+expect_eq "$rc" 0 "enroll with the Secret Service reachable"
+expect_not_contains "$dir/log/enroll-keyring.err" "0600 file"
+expect_contains "$dir/log/enroll-keyring.out" "device key in the Secret Service"
+# the fake gateway serves the WebSocket on a port of its own
+sed -i "s|https://localhost:$(cat "$dir/gw/https.port")|https://localhost:$(cat "$dir/gw/wss.port")|" \
+  "$dir/agentcfg/enrollment.json"
+# a simple command, so that $! is the agent itself
+"$QES_AGENT" run --config "$dir/agentcfg" --module "$M" --only-module --pinentry "$PE" \
+  >"$dir/log/run-keyring.out" 2>"$dir/log/run-keyring.err" &
+RUN_PID=$!
+qes_on_exit "kill -KILL $RUN_PID"
+for _ in $(seq 1 100); do grep -q ' live ses_' "$dir/gw/events.log" 2>/dev/null && break; sleep 0.1; done
+grep -q ' live ses_' "$dir/gw/events.log" || { cat "$dir/log/run-keyring.err" >&2; fail "the agent's session did not go live"; }
+kill -TERM "$RUN_PID"
+rc=0; wait "$RUN_PID" || rc=$?
+expect_eq "$rc" 0 "qes-agent run (device key in the Secret Service) exit status after SIGTERM"
+for _ in $(seq 1 50); do grep -q 'closed 1000' "$dir/gw/events.log" && break; sleep 0.1; done
+expect_contains "$dir/gw/events.log" "closed 1000"
+ok "qes-agent run with its device key in gnome-keyring: SIGTERM closes the session (1000) and exits 0"
+
 # --- no PIN anywhere: logs, outputs, transcripts, configuration
 agent forget-end pin forget --all
 pins=("$PIN_A" "$PIN_B" "$WRONG" "$PLANTED")
