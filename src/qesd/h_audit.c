@@ -44,6 +44,7 @@
 #include "qes/err.h"
 #include "app.h"
 #include "log.h"
+#include "h_util.h"
 #include "problem.h"
 #include "rfc3339.h"
 #include "routes.h"
@@ -76,25 +77,6 @@ bad_query(qesd_request *req, qesd_response *resp, const char *param,
 }
 
 /* A store failure as a problem: 503 for a busy or unreachable store. */
-static qesd_handler_result
-store_problem(qesd_request *req, qesd_response *resp, int r, qesd_tx *tx,
-    const char *what)
-{
-	qesd_log(QESD_LOG_ERROR, "audit store call failed",
-	    QLS("request_id", req->request_id), QLS("route", req->route_name),
-	    QLS("op", what), QLS("error", qes_errname(r)),
-	    QLS("detail", tx != NULL ? qesd_tx_errmsg(tx) : ""));
-	if (r == QES_ERR_BUSY || r == QES_ERR_UNAVAILABLE) {
-		qesd_problem(resp, req, 503, r == QES_ERR_BUSY ? "store_busy" :
-		    "store_unavailable", "Service unavailable",
-		    "the store cannot take this request right now; retry shortly");
-		(void)qesd_response_header(resp, "Retry-After", "1");
-	} else {
-		qesd_problem(resp, req, 500, "internal", "Internal error", NULL);
-	}
-	return QESD_HANDLED;
-}
-
 static int
 type_ok(const char *s)
 {
@@ -254,7 +236,7 @@ audit_list(qesd_request *req, qesd_response *resp)
 	    f.device_id != NULL || f.key_id != NULL;
 
 	if ((r = qesd_store_begin(store, QESD_TX_READ, &tx)) != 0)
-		return store_problem(req, resp, r, tx, "begin");
+		return qesd_h_store_problem(req, resp, r, tx);
 	if (jsonl) {
 		r = page_anchor(tx, tenant, filtered ? NULL : cursor, &anchor_seq,
 		    anchor_hash);
@@ -312,7 +294,7 @@ audit_list(qesd_request *req, qesd_response *resp)
 	goto out;
 
  store_error:
-	store_problem(req, resp, r, tx, "list");
+	qesd_h_store_problem(req, resp, r, tx);
 	goto out;
  internal:
 	/* a record the store returned that does not render: a bug or damage */
@@ -363,13 +345,13 @@ audit_verify(qesd_request *req, qesd_response *resp)
 			goto respond;
 		}
 		if (r != 0)
-			return store_problem(req, resp, r, NULL, "verify");
+			return qesd_h_store_problem(req, resp, r, NULL);
 		/* the chain started after anchor seq = head - count */
 		start_seq = ch.next_seq - 1 - ch.count;
 		if ((r = qesd_store_begin(store, QESD_TX_READ, &tx)) != 0 ||
 		    (r = qesd_audit_anchor(tx, tenant, &anchor_seq,
 		    anchor_hash)) != 0) {
-			store_problem(req, resp, r, tx, "anchor");
+			qesd_h_store_problem(req, resp, r, tx);
 			qesd_tx_end(tx);
 			return QESD_HANDLED;
 		}

@@ -22,6 +22,7 @@
 #include "devices.h"
 #include "jobs.h"
 #include "log.h"
+#include "h_util.h"
 #include "problem.h"
 #include "routes.h"
 #include "store.h"
@@ -77,33 +78,19 @@ credentials_list(qesd_request *req, qesd_response *resp)
 	char next[QESD_CURSOR_SIZE];
 	qesd_credential *items = NULL;
 	const char *cursor;
-	long long limit = QESD_LIST_DEFAULT;
-	json_t *arr = NULL, *body;
+	long long limit;
+	json_t *arr = NULL;
 	qesd_tx *tx = NULL;
 	size_t n = 0, i;
 	int r;
 
-	for (i = 0; i < req->query.n; i++)
-		if (strcmp(req->query.items[i].name, "cursor") != 0 &&
-		    strcmp(req->query.items[i].name, "limit") != 0) {
-			qesd_problemf(resp, req, 400, "invalid_query", "Invalid query",
-			    "unknown query parameter '%.64s' (cursor and limit are known)",
-			    req->query.items[i].name);
-			goto out;
-		}
-	r = qesd_query_get_int(&req->query, "limit", 1, QESD_LIST_MAX, &limit);
-	if (r != 0 && r != QES_ERR_NOT_FOUND) {
-		qesd_problemf(resp, req, 400, "invalid_query", "Invalid query",
-		    "limit must be a whole number in 1..%d", QESD_LIST_MAX);
+	if (qesd_h_list_query(req, resp, &limit, &cursor) != 0)
 		goto out;
-	}
-	cursor = qesd_query_get(&req->query, "cursor");
 	if ((r = qesd_store_begin(app->store, QESD_TX_READ, &tx)) == 0)
 		r = qesd_devices_credentials(tx, req->auth.tenant_id,
 		    qesd_now_ms(app), cursor, (size_t)limit, &items, &n, next);
 	if (r == QES_ERR_INVALID_ARG) {
-		qesd_problem(resp, req, 400, "invalid_cursor", "Invalid cursor",
-		    "the cursor is malformed: pass next_cursor of the previous page as it is");
+		qesd_h_invalid_cursor(req, resp);
 		goto out;
 	}
 	if (r != 0) {
@@ -122,12 +109,8 @@ credentials_list(qesd_request *req, qesd_response *resp)
 	for (i = 0; i < n; i++)
 		if (json_array_append_new(arr, credential_json(&items[i])) != 0)
 			goto nomem;
-	body = json_pack("{s:o, s:s?}", "items", arr,
-	    "next_cursor", next[0] != '\0' ? next : NULL);
+	qesd_h_page(req, resp, arr, next);
 	arr = NULL;
-	if (body == NULL)
-		goto nomem;
-	qesd_response_json(resp, 200, body);
 	goto out;
  nomem:
 	qesd_problem(resp, req, 500, "internal", "Internal error",

@@ -43,6 +43,7 @@
 #include "hub.h"
 #include "jsonv.h"
 #include "log.h"
+#include "h_util.h"
 #include "problem.h"
 #include "ratelimit.h"
 #include "rfc3339.h"
@@ -101,43 +102,10 @@ details_text(json_t *obj)
 }
 
 static qesd_handler_result
-store_problem(qesd_request *req, qesd_response *resp, int r, qesd_tx *tx)
-{
-	qesd_log(r == QES_ERR_BUSY ? QESD_LOG_WARN : QESD_LOG_ERROR,
-	    "device operation failed in the store",
-	    QLS("request_id", req->request_id), QLS("route", req->route_name),
-	    QLS("error", qes_strerror(r)),
-	    QLS("detail", tx != NULL ? qesd_tx_errmsg(tx) : NULL));
-	if (r == QES_ERR_BUSY || r == QES_ERR_UNAVAILABLE) {
-		qesd_problem(resp, req, 503, r == QES_ERR_BUSY ? "store_busy" :
-		    "store_unavailable", "Service unavailable",
-		    "the store cannot take this request right now; retry shortly");
-		(void)qesd_response_header(resp, "Retry-After", "1");
-	} else {
-		qesd_problem(resp, req, 500, "internal", "Internal error",
-		    "the request could not be completed");
-	}
-	return QESD_HANDLED;
-}
-
-static qesd_handler_result
 not_found(qesd_request *req, qesd_response *resp)
 {
 	qesd_problem(resp, req, 404, "not_found", "Not found", "no such device");
 	return QESD_HANDLED;
-}
-
-static void
-invalid_field(qesd_request *req, qesd_response *resp, const char *field,
-    const char *reason)
-{
-	qesd_jv_error e;
-
-	memset(&e, 0, sizeof(e));
-	e.problem = "invalid_field";
-	snprintf(e.field, sizeof(e.field), "%s", field);
-	e.reason = reason;
-	qesd_jv_problem(resp, req, &e);
 }
 
 static int
@@ -159,39 +127,6 @@ no_controls(const char *s)
 }
 
 /* Unknown query parameters are refused, like unknown body fields. */
-static int
-list_query(qesd_request *req, qesd_response *resp, long long *limit,
-    const char **cursor)
-{
-	size_t i;
-	int r;
-
-	for (i = 0; i < req->query.n; i++)
-		if (strcmp(req->query.items[i].name, "cursor") != 0 &&
-		    strcmp(req->query.items[i].name, "limit") != 0) {
-			qesd_problemf(resp, req, 400, "invalid_query", "Invalid query",
-			    "unknown query parameter '%.64s' (cursor and limit are known)",
-			    req->query.items[i].name);
-			return -1;
-		}
-	*limit = QESD_LIST_DEFAULT;
-	r = qesd_query_get_int(&req->query, "limit", 1, QESD_LIST_MAX, limit);
-	if (r != 0 && r != QES_ERR_NOT_FOUND) {
-		qesd_problemf(resp, req, 400, "invalid_query", "Invalid query",
-		    "limit must be a whole number in 1..%d", QESD_LIST_MAX);
-		return -1;
-	}
-	*cursor = qesd_query_get(&req->query, "cursor");
-	return 0;
-}
-
-static void
-invalid_cursor(qesd_request *req, qesd_response *resp)
-{
-	qesd_problem(resp, req, 400, "invalid_cursor", "Invalid cursor",
-	    "the cursor is malformed: pass next_cursor of the previous page as it is");
-}
-
 /*
  * qesd_audit_in_tx() for a record about one device: the same fields from
  * the request, plus the device id, so GET /v1/audit?device= finds it.
@@ -314,13 +249,13 @@ enrollments_create(qesd_request *req, qesd_response *resp)
 	}
 	name = json_string_value(json_object_get(req->json, "name"));
 	if (name != NULL && !no_controls(name)) {
-		invalid_field(req, resp, "name", "contains control characters");
+		qesd_h_invalid_field(req, resp, "name", "contains control characters");
 		goto out;
 	}
 	if ((v = json_object_get(req->json, "ttl_seconds")) != NULL)
 		ttl = (long long)json_integer_value(v);
 	if ((r = qesd_enroll_code_new(app->pepper, code, e.code_hash)) != 0) {
-		store_problem(req, resp, r, NULL);
+		qesd_h_store_problem(req, resp, r, NULL);
 		goto out;
 	}
 	snprintf(e.tenant_id, sizeof(e.tenant_id), "%.47s", req->auth.tenant_id);
@@ -332,26 +267,26 @@ enrollments_create(qesd_request *req, qesd_response *resp)
 	e.expires_at_ms = now + (int64_t)ttl * 1000;
 	if ((r = qesd_store_begin(app->store, QESD_TX_WRITE, &tx)) != 0 ||
 	    (r = qesd_enrollment_insert(tx, &e)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	details = details_text(json_pack("{s:s, s:s?, s:o}", "enrollment_id",
 	    e.id, "name", e.device_name[0] != '\0' ? e.device_name : NULL,
 	    "expires_at", time_json(e.expires_at_ms)));
 	if (details == NULL) {
-		store_problem(req, resp, QES_ERR_ALLOC, NULL);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	if ((r = qesd_audit_in_tx(tx, req, "enrollment.created", 201,
 	    details)) != 0 || (r = qesd_audit_commit(tx, req)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	body = json_pack("{s:s, s:s, s:s?, s:o}", "enrollment_id", e.id,
 	    "code", code, "name", e.device_name[0] != '\0' ? e.device_name : NULL,
 	    "expires_at", time_json(e.expires_at_ms));
 	if (body == NULL) {
-		store_problem(req, resp, QES_ERR_ALLOC, NULL);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	qesd_response_json(resp, 201, body);
@@ -491,29 +426,29 @@ devices_enroll(qesd_request *req, qesd_response *resp)
 	os = json_string_value(json_object_get(req->json, "os"));
 	agent_name = json_string_value(json_object_get(req->json, "name"));
 	if (agent_name != NULL && !no_controls(agent_name)) {
-		invalid_field(req, resp, "name", "contains control characters");
+		qesd_h_invalid_field(req, resp, "name", "contains control characters");
 		goto out;
 	}
 	if (!version_ok(ver)) {
-		invalid_field(req, resp, "agent_version",
+		qesd_h_invalid_field(req, resp, "agent_version",
 		    "only letters, digits and . + ~ _ - are allowed");
 		goto out;
 	}
 	if (!printable_ascii(os)) {
-		invalid_field(req, resp, "os", "must be printable ASCII");
+		qesd_h_invalid_field(req, resp, "os", "must be printable ASCII");
 		goto out;
 	}
 	if ((der = qes_buf_new()) == NULL) {
-		store_problem(req, resp, QES_ERR_ALLOC, NULL);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	if (qes_proto_b64url_decode(pk, strlen(pk), der) != 0) {
-		invalid_field(req, resp, "public_key",
+		qesd_h_invalid_field(req, resp, "public_key",
 		    "not base64url without padding");
 		goto out;
 	}
 	if ((r = qesd_device_key_check(qes_buf_data(der), qes_buf_len(der))) != 0) {
-		invalid_field(req, resp, "public_key", r == QES_ERR_KEY_UNSUITABLE ?
+		qesd_h_invalid_field(req, resp, "public_key", r == QES_ERR_KEY_UNSUITABLE ?
 		    "must be an EC P-256 key" :
 		    "not a DER SubjectPublicKeyInfo");
 		goto out;
@@ -524,7 +459,7 @@ devices_enroll(qesd_request *req, qesd_response *resp)
 	}
 
 	if ((r = qesd_store_begin(app->store, QESD_TX_WRITE, &tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_enrollment_get_by_code(tx, hash, &e);
@@ -533,7 +468,7 @@ devices_enroll(qesd_request *req, qesd_response *resp)
 		goto out;
 	}
 	if (r != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	if (e.used_at_ms != 0) {
@@ -555,7 +490,7 @@ devices_enroll(qesd_request *req, qesd_response *resp)
 	snprintf(d.os, sizeof(d.os), "%s", os);
 	d.enrolled_at_ms = now;
 	if ((r = qesd_device_insert(tx, &d)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	/* compare-and-set: of two agents racing with one code, one wins */
@@ -571,13 +506,13 @@ devices_enroll(qesd_request *req, qesd_response *resp)
 	    "agent_version", d.agent_version, "os", d.os,
 	    "agent_name", agent_name));
 	if (r != 0 || details == NULL) {
-		store_problem(req, resp, r != 0 ? r : QES_ERR_ALLOC, tx);
+		qesd_h_store_problem(req, resp, r != 0 ? r : QES_ERR_ALLOC, tx);
 		goto out;
 	}
 	enroll_event(req, "device.enrolled", 201, d.id, details, &ev);
 	if ((r = qesd_audit_append(tx, e.tenant_id, &ev, NULL)) != 0 ||
 	    (r = qesd_tx_commit(tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	req->app_flags |= QESD_APPF_AUDITED;
@@ -587,7 +522,7 @@ devices_enroll(qesd_request *req, qesd_response *resp)
 	    (app->cfg->server_name != NULL ? app->cfg->server_name :
 	    app->cfg->listen_host));
 	if (body == NULL) {
-		store_problem(req, resp, QES_ERR_ALLOC, NULL);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	qesd_response_json(resp, 201, body);
@@ -616,25 +551,25 @@ devices_list(qesd_request *req, qesd_response *resp)
 	qesd_device *items = NULL;
 	const char *cursor;
 	long long limit;
-	json_t *arr = NULL, *body;
+	json_t *arr = NULL;
 	qesd_tx *tx = NULL;
 	size_t n = 0, i;
 	int r;
 
-	if (list_query(req, resp, &limit, &cursor) != 0)
+	if (qesd_h_list_query(req, resp, &limit, &cursor) != 0)
 		goto out;
 	if ((r = qesd_store_begin(app->store, QESD_TX_READ, &tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_device_list(tx, req->auth.tenant_id, cursor, (size_t)limit,
 	    &items, &n, next);
 	if (r == QES_ERR_INVALID_ARG) {
-		invalid_cursor(req, resp);
+		qesd_h_invalid_cursor(req, resp);
 		goto out;
 	}
 	if (r != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	if ((arr = json_array()) == NULL)
@@ -642,15 +577,11 @@ devices_list(qesd_request *req, qesd_response *resp)
 	for (i = 0; i < n; i++)
 		if (json_array_append_new(arr, device_json(&items[i])) != 0)
 			goto nomem;
-	body = json_pack("{s:o, s:s?}", "items", arr,
-	    "next_cursor", next[0] != '\0' ? next : NULL);
+	qesd_h_page(req, resp, arr, next);
 	arr = NULL;
-	if (body == NULL)
-		goto nomem;
-	qesd_response_json(resp, 200, body);
 	goto out;
  nomem:
-	store_problem(req, resp, QES_ERR_ALLOC, NULL);
+	qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
  out:
 	json_decref(arr);
 	free(items);
@@ -677,7 +608,7 @@ devices_get(qesd_request *req, qesd_response *resp)
 	int r;
 
 	if ((r = qesd_store_begin(app->store, QESD_TX_READ, &tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_device_get(tx, req->auth.tenant_id, id, &d);
@@ -692,7 +623,7 @@ devices_get(qesd_request *req, qesd_response *resp)
 	    QESD_LIST_MAX, &creds, &n_c, next)) != 0 ||
 	    (r = qesd_session_list(tx, d.tenant_id, d.id, NULL, RECENT_SESSIONS,
 	    &sessions, &n_s, next)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	if ((body = device_json(&d)) == NULL)
@@ -715,7 +646,7 @@ devices_get(qesd_request *req, qesd_response *resp)
 	body = NULL;
 	goto out;
  nomem:
-	store_problem(req, resp, QES_ERR_ALLOC, NULL);
+	qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
  out:
 	json_decref(body);
 	free(inventory);
@@ -737,15 +668,15 @@ devices_sessions(qesd_request *req, qesd_response *resp)
 	qesd_device_session *items = NULL;
 	qesd_device d;
 	long long limit;
-	json_t *arr = NULL, *body;
+	json_t *arr = NULL;
 	qesd_tx *tx = NULL;
 	size_t n = 0, i;
 	int r;
 
-	if (list_query(req, resp, &limit, &cursor) != 0)
+	if (qesd_h_list_query(req, resp, &limit, &cursor) != 0)
 		goto out;
 	if ((r = qesd_store_begin(app->store, QESD_TX_READ, &tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_device_get(tx, req->auth.tenant_id, id, &d);
@@ -754,17 +685,17 @@ devices_sessions(qesd_request *req, qesd_response *resp)
 		goto out;
 	}
 	if (r != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_session_list(tx, d.tenant_id, d.id, cursor, (size_t)limit,
 	    &items, &n, next);
 	if (r == QES_ERR_INVALID_ARG) {
-		invalid_cursor(req, resp);
+		qesd_h_invalid_cursor(req, resp);
 		goto out;
 	}
 	if (r != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	if ((arr = json_array()) == NULL)
@@ -772,15 +703,11 @@ devices_sessions(qesd_request *req, qesd_response *resp)
 	for (i = 0; i < n; i++)
 		if (json_array_append_new(arr, session_json(&items[i])) != 0)
 			goto nomem;
-	body = json_pack("{s:o, s:s?}", "items", arr,
-	    "next_cursor", next[0] != '\0' ? next : NULL);
+	qesd_h_page(req, resp, arr, next);
 	arr = NULL;
-	if (body == NULL)
-		goto nomem;
-	qesd_response_json(resp, 200, body);
 	goto out;
  nomem:
-	store_problem(req, resp, QES_ERR_ALLOC, NULL);
+	qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
  out:
 	json_decref(arr);
 	free(items);
@@ -802,7 +729,7 @@ devices_revoke(qesd_request *req, qesd_response *resp)
 	int r, committed = 0;
 
 	if ((r = qesd_store_begin(app->store, QESD_TX_WRITE, &tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_device_revoke(tx, req->auth.tenant_id, id, now);
@@ -817,13 +744,13 @@ devices_revoke(qesd_request *req, qesd_response *resp)
 	}
 	details = details_text(json_pack("{s:s}", "device_id", id));
 	if (r != 0 || details == NULL) {
-		store_problem(req, resp, r != 0 ? r : QES_ERR_ALLOC, tx);
+		qesd_h_store_problem(req, resp, r != 0 ? r : QES_ERR_ALLOC, tx);
 		goto out;
 	}
 	if ((r = audit_device_in_tx(tx, req, "device.revoked", 204, id,
 	    details)) != 0 ||
 	    (r = qesd_audit_commit(tx, req)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	committed = 1;

@@ -32,6 +32,7 @@
 #include "diagnostics.h"
 #include "hub.h"
 #include "log.h"
+#include "h_util.h"
 #include "problem.h"
 #include "store.h"
 #include "store_devices.h"
@@ -101,22 +102,6 @@ unavailable(qesd_request *req, qesd_response *resp, const char *name,
 {
 	qesd_problem(resp, req, 503, name, title, detail);
 	(void)qesd_response_header(resp, "Retry-After", "1");
-}
-
-static void
-store_problem(qesd_request *req, qesd_response *resp, int r, qesd_tx *tx)
-{
-	qesd_log(r == QES_ERR_BUSY ? QESD_LOG_WARN : QESD_LOG_ERROR,
-	    "device diagnostics: the store failed",
-	    QLS("request_id", req->request_id), QLS("error", qes_strerror(r)),
-	    QLS("detail", tx != NULL ? qesd_tx_errmsg(tx) : NULL));
-	if (r == QES_ERR_BUSY || r == QES_ERR_UNAVAILABLE)
-		unavailable(req, resp, r == QES_ERR_BUSY ? "store_busy" :
-		    "store_unavailable", "Service unavailable",
-		    "the store cannot take this request right now; retry shortly");
-	else
-		qesd_problem(resp, req, 500, "internal", "Internal error",
-		    "the request could not be completed");
 }
 
 /* The 200 body; NULL on allocation failure. Takes res->report. */
@@ -223,7 +208,7 @@ qesd_diagnostics_post(qesd_request *req, qesd_response *resp)
 	int r;
 
 	if ((r = qesd_store_begin(app->store, QESD_TX_READ, &tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_device_get(tx, req->auth.tenant_id, id, &d);
@@ -235,7 +220,7 @@ qesd_diagnostics_post(qesd_request *req, qesd_response *resp)
 		goto out;
 	}
 	if (r != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	qesd_tx_end(tx);

@@ -30,6 +30,7 @@
 #include "auth.h"
 #include "jsonv.h"
 #include "log.h"
+#include "h_util.h"
 #include "problem.h"
 #include "rfc3339.h"
 #include "store.h"
@@ -139,43 +140,9 @@ details_text(json_t *obj)
 }
 
 static qesd_handler_result
-store_problem(qesd_request *req, qesd_response *resp, int r, qesd_tx *tx)
-{
-	qesd_log(r == QES_ERR_BUSY ? QESD_LOG_WARN : QESD_LOG_ERROR,
-	    "API key operation failed in the store",
-	    QLS("request_id", req->request_id), QLS("route", req->route_name),
-	    QLS("error", qes_strerror(r)),
-	    QLS("detail", tx != NULL ? qesd_tx_errmsg(tx) : NULL));
-	if (r == QES_ERR_BUSY || r == QES_ERR_UNAVAILABLE) {
-		qesd_problem(resp, req, 503, r == QES_ERR_BUSY ? "store_busy" :
-		    "store_unavailable", "Service unavailable",
-		    "the store cannot take this request right now; retry shortly");
-		(void)qesd_response_header(resp, "Retry-After", "1");
-	} else {
-		qesd_problem(resp, req, 500, "internal", "Internal error",
-		    "the request could not be completed");
-	}
-	return QESD_HANDLED;
-}
-
-static qesd_handler_result
 not_found(qesd_request *req, qesd_response *resp)
 {
 	qesd_problem(resp, req, 404, "not_found", "Not found", "no such API key");
-	return QESD_HANDLED;
-}
-
-static qesd_handler_result
-invalid_field(qesd_request *req, qesd_response *resp, const char *field,
-    const char *reason)
-{
-	qesd_jv_error e;
-
-	memset(&e, 0, sizeof(e));
-	e.problem = "invalid_field";
-	snprintf(e.field, sizeof(e.field), "%s", field);
-	e.reason = reason;
-	qesd_jv_problem(resp, req, &e);
 	return QESD_HANDLED;
 }
 
@@ -217,7 +184,7 @@ keys_create(qesd_request *req, qesd_response *resp)
 	}
 	name = json_string_value(json_object_get(req->json, "name"));
 	if (!name_printable(name)) {
-		invalid_field(req, resp, "name", "contains control characters");
+		qesd_h_invalid_field(req, resp, "name", "contains control characters");
 		goto out;
 	}
 	scopes = json_object_get(req->json, "scopes");
@@ -227,7 +194,7 @@ keys_create(qesd_request *req, qesd_response *resp)
 			char field[32];
 
 			snprintf(field, sizeof(field), "scopes[%zu]", i);
-			invalid_field(req, resp, field, "scope listed twice");
+			qesd_h_invalid_field(req, resp, field, "scope listed twice");
 			goto out;
 		}
 		want |= bit;
@@ -236,12 +203,12 @@ keys_create(qesd_request *req, qesd_response *resp)
 	if (v != NULL && json_is_string(v)) {
 		exp = json_string_value(v);
 		if (qesd_time_parse(exp, 0, &expires) != 0) {
-			invalid_field(req, resp, "expires_at",
+			qesd_h_invalid_field(req, resp, "expires_at",
 			    "not an RFC 3339 date-time (2030-01-31T12:00:00Z)");
 			goto out;
 		}
 		if (expires <= now) {
-			invalid_field(req, resp, "expires_at", "must be in the future");
+			qesd_h_invalid_field(req, resp, "expires_at", "must be in the future");
 			goto out;
 		}
 	}
@@ -258,7 +225,7 @@ keys_create(qesd_request *req, qesd_response *resp)
 	}
 
 	if ((r = qesd_apikey_mint(app->pepper, key, k.secret_hash, k.id)) != 0) {
-		store_problem(req, resp, r, NULL);
+		qesd_h_store_problem(req, resp, r, NULL);
 		goto out;
 	}
 	snprintf(k.tenant_id, sizeof(k.tenant_id), "%.47s", req->auth.tenant_id);
@@ -271,21 +238,21 @@ keys_create(qesd_request *req, qesd_response *resp)
 	    "key_id", k.id, "name", k.name, "scopes", scopes_json(want),
 	    "expires_at", time_json(expires)));
 	if (details == NULL) {
-		store_problem(req, resp, QES_ERR_ALLOC, NULL);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	if ((r = qesd_store_begin(app->store, QESD_TX_WRITE, &tx)) != 0 ||
 	    (r = qesd_key_insert(tx, &k)) != 0 ||
 	    (r = qesd_audit_in_tx(tx, req, "key.created", 201, details)) != 0 ||
 	    (r = qesd_audit_commit(tx, req)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	body = key_json(&k);
 	if (body == NULL || json_object_set_new(body, "key", json_string(key)) != 0) {
 		/* created and audited but not shown: a key nobody holds, listed
 		 * for the admin to revoke; the caller sees a 500 */
-		store_problem(req, resp, QES_ERR_ALLOC, NULL);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	qesd_response_json(resp, 201, body);
@@ -312,40 +279,26 @@ keys_list(qesd_request *req, qesd_response *resp)
 	char next[QESD_CURSOR_SIZE];
 	qesd_api_key *items = NULL;
 	const char *cursor;
-	long long limit = QESD_LIST_DEFAULT;
-	json_t *arr = NULL, *body;
+	long long limit;
+	json_t *arr = NULL;
 	qesd_tx *tx = NULL;
 	size_t n = 0, i;
 	int r;
 
-	for (i = 0; i < req->query.n; i++)
-		if (strcmp(req->query.items[i].name, "cursor") != 0 &&
-		    strcmp(req->query.items[i].name, "limit") != 0) {
-			qesd_problemf(resp, req, 400, "invalid_query", "Invalid query",
-			    "unknown query parameter '%.64s' (cursor and limit are known)",
-			    req->query.items[i].name);
-			goto out;
-		}
-	r = qesd_query_get_int(&req->query, "limit", 1, QESD_LIST_MAX, &limit);
-	if (r != 0 && r != QES_ERR_NOT_FOUND) {
-		qesd_problemf(resp, req, 400, "invalid_query", "Invalid query",
-		    "limit must be a whole number in 1..%d", QESD_LIST_MAX);
+	if (qesd_h_list_query(req, resp, &limit, &cursor) != 0)
 		goto out;
-	}
-	cursor = qesd_query_get(&req->query, "cursor");
 	if ((r = qesd_store_begin(app->store, QESD_TX_READ, &tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_key_list(tx, req->auth.tenant_id, cursor, (size_t)limit, &items,
 	    &n, next);
 	if (r == QES_ERR_INVALID_ARG) {
-		qesd_problem(resp, req, 400, "invalid_cursor", "Invalid cursor",
-		    "the cursor is malformed: pass next_cursor of the previous page as it is");
+		qesd_h_invalid_cursor(req, resp);
 		goto out;
 	}
 	if (r != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	if ((arr = json_array()) == NULL)
@@ -353,15 +306,11 @@ keys_list(qesd_request *req, qesd_response *resp)
 	for (i = 0; i < n; i++)
 		if (json_array_append_new(arr, key_json(&items[i])) != 0)
 			goto nomem;
-	body = json_pack("{s:o, s:s?}", "items", arr,
-	    "next_cursor", next[0] != '\0' ? next : NULL);
+	qesd_h_page(req, resp, arr, next);
 	arr = NULL;
-	if (body == NULL)
-		goto nomem;
-	qesd_response_json(resp, 200, body);
 	goto out;
  nomem:
-	store_problem(req, resp, QES_ERR_ALLOC, NULL);
+	qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
  out:
 	json_decref(arr);
 	free(items);
@@ -403,7 +352,7 @@ keys_rotate(qesd_request *req, qesd_response *resp)
 	until = now + (int64_t)grace * 1000;
 
 	if ((r = qesd_store_begin(app->store, QESD_TX_WRITE, &tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_key_get(tx, req->auth.tenant_id, id, &k);
@@ -412,7 +361,7 @@ keys_rotate(qesd_request *req, qesd_response *resp)
 		goto out;
 	}
 	if (r != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	if (k.revoked_at_ms != 0) {
@@ -421,21 +370,21 @@ keys_rotate(qesd_request *req, qesd_response *resp)
 		goto out;
 	}
 	if ((r = qesd_apikey_mint_for(app->pepper, k.id, key, hash)) != 0) {
-		store_problem(req, resp, r, NULL);
+		qesd_h_store_problem(req, resp, r, NULL);
 		goto out;
 	}
 	details = details_text(json_pack("{s:s, s:I, s:o*}", "key_id", k.id,
 	    "grace_seconds", (json_int_t)grace,
 	    "previous_secret_valid_until", time_json(until)));
 	if (details == NULL) {
-		store_problem(req, resp, QES_ERR_ALLOC, NULL);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	if ((r = qesd_key_rotate(tx, req->auth.tenant_id, k.id, hash, until,
 	    now)) != 0 ||
 	    (r = qesd_audit_in_tx(tx, req, "key.rotated", 200, details)) != 0 ||
 	    (r = qesd_audit_commit(tx, req)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	committed = 1;
@@ -444,7 +393,7 @@ keys_rotate(qesd_request *req, qesd_response *resp)
 	k.rotated_at_ms = now;
 	body = key_json(&k);
 	if (body == NULL || json_object_set_new(body, "key", json_string(key)) != 0) {
-		store_problem(req, resp, QES_ERR_ALLOC, NULL);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	qesd_response_json(resp, 200, body);
@@ -480,7 +429,7 @@ keys_revoke(qesd_request *req, qesd_response *resp)
 
 	memset(&k, 0, sizeof(k));
 	if ((r = qesd_store_begin(app->store, QESD_TX_WRITE, &tx)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	r = qesd_key_get(tx, req->auth.tenant_id, id, &k);
@@ -489,7 +438,7 @@ keys_revoke(qesd_request *req, qesd_response *resp)
 		goto out;
 	}
 	if (r != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	if (k.revoked_at_ms != 0) {
@@ -499,13 +448,13 @@ keys_revoke(qesd_request *req, qesd_response *resp)
 	}
 	details = details_text(json_pack("{s:s}", "key_id", k.id));
 	if (details == NULL) {
-		store_problem(req, resp, QES_ERR_ALLOC, NULL);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	if ((r = qesd_key_revoke(tx, req->auth.tenant_id, k.id, now)) != 0 ||
 	    (r = qesd_audit_in_tx(tx, req, "key.revoked", 204, details)) != 0 ||
 	    (r = qesd_audit_commit(tx, req)) != 0) {
-		store_problem(req, resp, r, tx);
+		qesd_h_store_problem(req, resp, r, tx);
 		goto out;
 	}
 	committed = 1;

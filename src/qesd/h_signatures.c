@@ -35,6 +35,7 @@
 #include "jobs.h"
 #include "jsonv.h"
 #include "log.h"
+#include "h_util.h"
 #include "problem.h"
 #include "routes.h"
 #include "store.h"
@@ -73,42 +74,10 @@ static const qesd_jv_field create_fields[] = {
 /* answers */
 
 static qesd_handler_result
-store_problem(qesd_request *req, qesd_response *resp, int r)
-{
-	qesd_log(r == QES_ERR_BUSY ? QESD_LOG_WARN : QESD_LOG_ERROR,
-	    "signature job operation failed", QLS("request_id", req->request_id),
-	    QLS("route", req->route_name), QLS("error", qes_strerror(r)));
-	if (r == QES_ERR_BUSY || r == QES_ERR_UNAVAILABLE) {
-		qesd_problem(resp, req, 503, r == QES_ERR_BUSY ? "store_busy" :
-		    "store_unavailable", "Service unavailable",
-		    "the store cannot take this request right now; retry shortly");
-		(void)qesd_response_header(resp, "Retry-After", "1");
-	} else {
-		qesd_problem(resp, req, 500, "internal", "Internal error",
-		    "the request could not be completed");
-	}
-	return QESD_HANDLED;
-}
-
-static qesd_handler_result
 not_found(qesd_request *req, qesd_response *resp)
 {
 	qesd_problem(resp, req, 404, "not_found", "Not found",
 	    "no such signature job");
-	return QESD_HANDLED;
-}
-
-static qesd_handler_result
-invalid_field(qesd_request *req, qesd_response *resp, const char *field,
-    const char *reason)
-{
-	qesd_jv_error e;
-
-	memset(&e, 0, sizeof(e));
-	e.problem = "invalid_field";
-	snprintf(e.field, sizeof(e.field), "%s", field);
-	e.reason = reason;
-	qesd_jv_problem(resp, req, &e);
 	return QESD_HANDLED;
 }
 
@@ -121,7 +90,7 @@ job_answer(qesd_request *req, qesd_response *resp, int status,
 	json_t *body = qesd_job_json(job);
 
 	if (body == NULL)
-		return store_problem(req, resp, QES_ERR_ALLOC);
+		return qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 	qesd_response_json(resp, status, body);
 	if (status == 201 || status == 202) {
 		snprintf(location, sizeof(location), "/v1/signatures/%s", job->id);
@@ -173,7 +142,7 @@ signatures_create(qesd_request *req, qesd_response *resp)
 	}
 	sr.title = json_string_value(json_object_get(req->json, "title"));
 	if (!qes_proto_display_text_ok(sr.title, QESD_JOB_TITLE_MAX, 0, 0)) {
-		invalid_field(req, resp, "title", "must be one line of text without "
+		qesd_h_invalid_field(req, resp, "title", "must be one line of text without "
 		    "control or bidirectional-override characters");
 		goto out;
 	}
@@ -181,7 +150,7 @@ signatures_create(qesd_request *req, qesd_response *resp)
 		sr.description = json_string_value(v);
 		if (!qes_proto_display_text_ok(sr.description,
 		    QESD_JOB_DESCRIPTION_MAX, 1, 1)) {
-			invalid_field(req, resp, "description", "must be text without "
+			qesd_h_invalid_field(req, resp, "description", "must be text without "
 			    "control characters (line feeds allowed) or "
 			    "bidirectional overrides");
 			goto out;
@@ -191,7 +160,7 @@ signatures_create(qesd_request *req, qesd_response *resp)
 		sr.application = json_string_value(v);
 		if (!qes_proto_display_text_ok(sr.application,
 		    QESD_JOB_APPLICATION_MAX, 0, 0)) {
-			invalid_field(req, resp, "application", "must be one line of "
+			qesd_h_invalid_field(req, resp, "application", "must be one line of "
 			    "text without control or bidirectional-override characters");
 			goto out;
 		}
@@ -203,7 +172,7 @@ signatures_create(qesd_request *req, qesd_response *resp)
 	/* the digests: canonical base64 of exactly one digest each */
 	dlen = qes_md_len(sr.md);
 	if ((digests = qes_buf_new()) == NULL) {
-		store_problem(req, resp, QES_ERR_ALLOC);
+		qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 		goto out;
 	}
 	json_array_foreach(json_object_get(req->json, "digests"), i, v) {
@@ -212,12 +181,12 @@ signatures_create(qesd_request *req, qesd_response *resp)
 		s = json_string_value(v);
 		r = qesd_b64_decode(s, strlen(s), digests);
 		if (r == QES_ERR_ALLOC) {
-			store_problem(req, resp, r);
+			qesd_h_store_problem(req, resp, r, NULL);
 			goto out;
 		}
 		if (r != 0 || qes_buf_len(digests) - before != dlen) {
 			snprintf(field, sizeof(field), "digests[%zu]", i);
-			invalid_field(req, resp, field, dlen == 32 ?
+			qesd_h_invalid_field(req, resp, field, dlen == 32 ?
 			    "not base64 of a 32-byte SHA-256 digest" : dlen == 48 ?
 			    "not base64 of a 48-byte SHA-384 digest" :
 			    "not base64 of a 64-byte SHA-512 digest");
@@ -232,7 +201,7 @@ signatures_create(qesd_request *req, qesd_response *resp)
 		outcome = QESD_SUBMIT_CREDENTIAL_NOT_FOUND;
 	} else if ((r = qesd_jobs_submit(app->jobs, req, &sr, &outcome,
 	    &job)) != 0) {
-		store_problem(req, resp, r);
+		qesd_h_store_problem(req, resp, r, NULL);
 		goto out;
 	}
 	switch (outcome) {
@@ -264,11 +233,11 @@ signatures_create(qesd_request *req, qesd_response *resp)
 		    "start qes-agent, then retry");
 		break;
 	case QESD_SUBMIT_SCHEME_UNSUITABLE:
-		invalid_field(req, resp, "signature_scheme",
+		qesd_h_invalid_field(req, resp, "signature_scheme",
 		    "the credential's key cannot make this kind of signature");
 		break;
 	default:
-		store_problem(req, resp, QES_ERR_INTERNAL);
+		qesd_h_store_problem(req, resp, QES_ERR_INTERNAL, NULL);
 		break;
 	}
  out:
@@ -313,7 +282,7 @@ signatures_get(qesd_request *req, qesd_response *resp)
 		goto out;
 	}
 	if (r != 0) {
-		store_problem(req, resp, r);
+		qesd_h_store_problem(req, resp, r, NULL);
 		goto out;
 	}
 	if (wait == 0 || qesd_job_state_final(job.state))
@@ -362,7 +331,7 @@ signatures_cancel(qesd_request *req, qesd_response *resp)
 	if (r == QES_ERR_NOT_FOUND)
 		return not_found(req, resp);
 	if (r != 0)
-		return store_problem(req, resp, r);
+		return qesd_h_store_problem(req, resp, r, NULL);
 	if (was_final)
 		qesd_problemf(resp, req, 409, "job_final", "Job already final",
 		    "the job is %s already; only a job that is not final can be "
