@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev libp11-kit-dev p11-kit libjansson-dev libcmocka-dev
-  libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev
+  libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev libpq-dev
   # tests and demo: a real PKCS#11 token, its tools, PIN entry, validators
   openssl softhsm2 opensc pinentry-tty tmux valgrind python3 python3-yaml sqlite3 curl python3-websockets python3-cryptography
   # the agent's Secret Service (libsecret) and its test: gnome-keyring on a private bus
@@ -17,6 +17,8 @@ packages=(
   # and PDF producers of their tests
   libxml2-dev libxmlsec1-dev libxmlsec1-openssl zlib1g-dev xmlsec1 qpdf poppler-utils
   ghostscript libnss3-tools python3-cairo python3-jwcrypto
+  # the PostgreSQL store and its tests (a private cluster per test)
+  postgresql
 )
 
 missing=()
