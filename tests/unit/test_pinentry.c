@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -699,6 +700,67 @@ test_not_a_pinentry(void **state)
 	assert_int_equal(sigismember(&pending, SIGPIPE), 0);
 }
 
+/*
+ * After BYE the pinentry is waited for until it has exited, however it
+ * leaves: one that closes its output first and takes a moment longer is
+ * not killed for it (it writes a file on its way out), and one that
+ * closes its output and ignores SIGTERM is killed. Either way no zombie
+ * is left behind.
+ */
+static void
+assert_no_child(void)
+{
+	int status;
+
+	errno = 0;
+	assert_int_equal(waitpid(-1, &status, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+}
+
+static void
+test_reaped_after_bye(void **state)
+{
+	struct fixture *f = *state;
+	qes_pinentry_opts opts = { 0 };
+	qes_pinentry *pe = NULL;
+	char text[2048], left[600];
+	struct stat st;
+
+	snprintf(left, sizeof(left), "%s/left", f->dir);
+	snprintf(text, sizeof(text),
+	    "#!/bin/sh\n"
+	    "echo 'OK hi'\n"
+	    "while read -r line; do\n"
+	    "  case \"$line\" in\n"
+	    "  BYE) echo 'OK bye'; exec >&-; sleep 0.2; : > '%s'; exit 0;;\n"
+	    "  *) echo OK;;\n"
+	    "  esac\n"
+	    "done\n", left);
+	write_file(f->fake, text, 0700);
+	opts.program = f->fake;
+	assert_int_equal(qes_pinentry_open(&opts, &pe), 0);
+	qes_pinentry_free(pe);
+	assert_int_equal(stat(left, &st), 0);
+	assert_int_equal(unlink(left), 0);
+	assert_no_child();
+
+	/* closes its output, then neither leaves nor minds SIGTERM */
+	write_file(f->fake,
+	    "#!/bin/sh\n"
+	    "trap '' TERM\n"
+	    "echo 'OK hi'\n"
+	    "while read -r line; do\n"
+	    "  case \"$line\" in\n"
+	    "  BYE) exec >&-; while :; do sleep 0.1; done;;\n"
+	    "  *) echo OK;;\n"
+	    "  esac\n"
+	    "done\n", 0700);
+	pe = NULL;
+	assert_int_equal(qes_pinentry_open(&opts, &pe), 0);
+	qes_pinentry_free(pe);
+	assert_no_child();
+}
+
 static void
 test_options(void **state)
 {
@@ -769,6 +831,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_not_a_pinentry, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reaped_after_bye, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
