@@ -62,6 +62,23 @@ struct qes_p11_session {
 	int logged_in;			/* holds the token's login_hold */
 	int protected_auth;		/* logged in without a PIN */
 	qes_secret *pin;		/* the PIN while logged in, else empty */
+	/*
+	 * The key last found, kept for the rest of one login: a batch signs
+	 * many digests with one key, and the search (C_FindObjects* and three
+	 * C_GetAttributeValue) cost more than the signature on a software
+	 * token. Cleared at every login and logout and after any failure, so
+	 * no handle outlives the login it was found under, and a key
+	 * removed mid-job fails that job as before (C_SignInit refuses the
+	 * stale handle and the next call searches again).
+	 */
+	struct {
+		int valid;
+		uint8_t id[QES_P11_MAX_ID_BYTES];
+		size_t id_len;
+		CK_OBJECT_HANDLE h;
+		CK_KEY_TYPE kt;
+		int always_auth;
+	} key;
 	char errmsg[QES_P11_ERRMSG_MAX];
 };
 
@@ -270,6 +287,7 @@ qes_p11_session_login(qes_p11_session *s, const qes_secret *pin)
 	s->errmsg[0] = '\0';
 	if (s->logged_in)
 		return 0;	/* one login per job */
+	s->key.valid = 0;	/* nothing found before this login is kept */
 	if ((r = read_token_flags(s, &raw)) != 0)
 		return r;
 	/* a locked PIN would only be counted against: do not even try */
@@ -337,6 +355,7 @@ qes_p11_session_logout(qes_p11_session *s)
 	}
 	if (s->logged_in)
 		release_login(s->fl, s->slot);
+	s->key.valid = 0;
 	s->logged_in = 0;
 	s->protected_auth = 0;
 	return r;
@@ -397,6 +416,7 @@ replace_session(qes_p11_session *s)
 {
 	CK_SESSION_HANDLE h;
 
+	s->key.valid = 0;
 	if (s->fl->C_OpenSession(s->slot, CKF_SERIAL_SESSION, NULL, NULL,
 	    &h) != CKR_OK) {
 		/* then at least end the operation; the login goes with it */
@@ -488,6 +508,35 @@ find_key(qes_p11_session *s, const uint8_t *key_id, size_t key_id_len,
 		    "C_GetAttributeValue(CKA_ALWAYS_AUTHENTICATE): %s",
 		    qes_strerror(r));
 		return r;
+	}
+	return 0;
+}
+
+/* find_key through the session's one-entry cache (see struct above). */
+static int
+cached_key(qes_p11_session *s, const uint8_t *key_id, size_t key_id_len,
+    CK_OBJECT_HANDLE *key, CK_KEY_TYPE *kt, int *always_auth)
+{
+	int r;
+
+	if (s->key.valid && s->key.id_len == key_id_len &&
+	    memcmp(s->key.id, key_id, key_id_len) == 0) {
+		*key = s->key.h;
+		*kt = s->key.kt;
+		*always_auth = s->key.always_auth;
+		return 0;
+	}
+	s->key.valid = 0;
+	if ((r = find_key(s, key_id, key_id_len, key, kt, always_auth)) != 0)
+		return r;
+	/* only a logged-in search is kept: it is the one that sees the key */
+	if (s->logged_in) {
+		memcpy(s->key.id, key_id, key_id_len);
+		s->key.id_len = key_id_len;
+		s->key.h = *key;
+		s->key.kt = *kt;
+		s->key.always_auth = *always_auth;
+		s->key.valid = 1;
 	}
 	return 0;
 }
@@ -624,7 +673,8 @@ qes_p11_session_sign(qes_p11_session *s, const uint8_t *key_id,
 		return QES_ERR_INVALID_ARG;
 	}
 
-	if ((r = find_key(s, key_id, key_id_len, &key, &kt, &always_auth)) != 0)
+	if ((r = cached_key(s, key_id, key_id_len, &key, &kt,
+	    &always_auth)) != 0)
 		goto out;
 	if (kt != want) {
 		snprintf(s->errmsg, sizeof(s->errmsg),
@@ -669,6 +719,8 @@ qes_p11_session_sign(qes_p11_session *s, const uint8_t *key_id,
 	/* the caller's buffer only ever sees a complete signature */
 	r = qes_buf_put(sig_out, qes_buf_data(out), qes_buf_len(out));
  out:
+	if (r != 0)
+		s->key.valid = 0;
 	/* a failure of the token's own making may be the token leaving */
 	if (r != 0 && r != QES_ERR_ALLOC && r != QES_ERR_INVALID_ARG &&
 	    r != QES_ERR_TOKEN_REMOVED && token_gone(s, why, sizeof(why))) {

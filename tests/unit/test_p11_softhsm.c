@@ -53,6 +53,8 @@
 #include "qes/secret.h"
 #include "qes/sig.h"
 
+#include "p11_priv.h"
+
 #define PIN_A "123456"
 #define PIN_B "654321"
 #define PIN_C "111111"
@@ -889,6 +891,125 @@ test_always_authenticate(void **state)
 	qes_p11_free(p);
 }
 
+/*
+ * A job looks its key up once, not once per digest: the session keeps the
+ * handle for the rest of the login. Counted through a copy of the module's
+ * function list with C_FindObjectsInit and C_Login wrapped. The handle is
+ * not kept across logins, nor after a failure, and an always-authenticate
+ * key still gets its context-specific login before every signature.
+ */
+static CK_C_FindObjectsInit real_find_init;
+static CK_C_Login real_login;
+static int n_find_init, n_context_login;
+
+static CK_RV
+count_find_init(CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG n)
+{
+	n_find_init++;
+	return real_find_init(h, tmpl, n);
+}
+
+static CK_RV
+count_login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR *pin,
+    CK_ULONG len)
+{
+	if (type == CKU_CONTEXT_SPECIFIC)
+		n_context_login++;
+	return real_login(h, type, pin, len);
+}
+
+static void
+sign_verified(qes_p11_session *s, uint8_t id, qes_sig_scheme scheme,
+    EVP_PKEY *key, int k)
+{
+	uint8_t digest[32];
+	qes_buf *sig = qes_buf_new();
+
+	assert_non_null(sig);
+	assert_int_equal(qes_md_digest(QES_MD_SHA256, &k, sizeof(k), digest),
+	    0);
+	if (qes_p11_session_sign(s, &id, 1, scheme, QES_MD_SHA256, digest, 32,
+	    0, sig) != 0)
+		fail_msg("sign with id %02x: %s", id, qes_p11_session_errmsg(s));
+	assert_true(evp_verify(key, scheme, QES_MD_SHA256, digest, 32,
+	    qes_buf_data(sig), qes_buf_len(sig)));
+	qes_buf_free(sig);
+}
+
+static void
+test_key_found_once_per_login(void **state)
+{
+	CK_FUNCTION_LIST wrapped, *orig;
+	qes_secret *pin = pin_secret(PIN_A);
+	qes_p11_session *s = NULL;
+	uint8_t digest[32], id = 0x02;
+	const char *serial;
+	qes_buf *sig;
+	qes_p11 *p;
+	int k;
+
+	(void)state;
+	skip_without_softhsm();
+	p = load_softhsm();
+	serial = serial_of(p, "qes-a", 0);
+	orig = p->mods[0]->fl;
+	wrapped = *orig;
+	real_find_init = orig->C_FindObjectsInit;
+	real_login = orig->C_Login;
+	wrapped.C_FindObjectsInit = count_find_init;
+	wrapped.C_Login = count_login;
+	p->mods[0]->fl = &wrapped;	/* sessions opened from now on use it */
+	assert_int_equal(qes_p11_session_open(p, 0, serial, &s), 0);
+	assert_int_equal(qes_p11_session_login(s, pin), 0);
+
+	/* a batch of 8 digests with one key: one search */
+	n_find_init = 0;
+	for (k = 0; k < 8; k++)
+		sign_verified(s, 0x02, QES_SIG_ECDSA, fx.ec256, k);
+	assert_int_equal(n_find_init, 1);
+	/* another key id is searched, and the right key signs */
+	sign_verified(s, 0x03, QES_SIG_ECDSA, fx.ec384, 8);
+	sign_verified(s, 0x01, QES_SIG_RSA_PKCS1, fx.rsa, 9);
+	sign_verified(s, 0x02, QES_SIG_ECDSA, fx.ec256, 10);
+	assert_int_equal(n_find_init, 4);
+
+	/* a failure (here from the kept key) forgets it: the next searches */
+	assert_non_null(sig = qes_buf_new());
+	assert_int_equal(qes_md_digest(QES_MD_SHA256, "z", 1, digest), 0);
+	assert_int_equal(qes_p11_session_sign(s, &id, 1, QES_SIG_RSA_PKCS1,
+	    QES_MD_SHA256, digest, 32, 0, sig), QES_ERR_KEY_UNSUITABLE);
+	assert_int_equal(qes_buf_len(sig), 0);
+	qes_buf_free(sig);
+	assert_int_equal(n_find_init, 4);
+	sign_verified(s, 0x02, QES_SIG_ECDSA, fx.ec256, 11);
+	assert_int_equal(n_find_init, 5);
+
+	/* always-authenticate: one search, a context login per signature */
+	n_find_init = 0;
+	n_context_login = 0;
+	for (k = 0; k < 3; k++)
+		sign_verified(s, 0x04, QES_SIG_RSA_PKCS1, fx.rsa, k);
+	assert_int_equal(n_find_init, 1);
+	assert_int_equal(n_context_login, 3);
+
+	/* a new login searches again; before it the key is not visible */
+	assert_int_equal(qes_p11_session_logout(s), 0);
+	assert_non_null(sig = qes_buf_new());
+	assert_int_equal(qes_p11_session_sign(s, &id, 1, QES_SIG_ECDSA,
+	    QES_MD_SHA256, digest, 32, 0, sig), QES_ERR_NOT_LOGGED_IN);
+	qes_buf_free(sig);
+	assert_int_equal(qes_p11_session_login(s, pin), 0);
+	n_find_init = 0;
+	sign_verified(s, 0x02, QES_SIG_ECDSA, fx.ec256, 12);
+	sign_verified(s, 0x02, QES_SIG_ECDSA, fx.ec256, 13);
+	assert_int_equal(n_find_init, 1);
+
+	qes_p11_session_free(s);
+	p->mods[0]->fl = orig;
+	qes_secret_free(pin);
+	qes_p11_free(p);
+}
+
 /* SoftHSM2's own function list, as another component of the process sees it. */
 static CK_FUNCTION_LIST *
 raw_module(void **dl)
@@ -1182,6 +1303,7 @@ main(void)
 		cmocka_unit_test(test_scan),
 		cmocka_unit_test(test_sign_matrix),
 		cmocka_unit_test(test_always_authenticate),
+		cmocka_unit_test(test_key_found_once_per_login),
 		cmocka_unit_test(test_context_login_failure),
 		cmocka_unit_test(test_login_is_per_job),
 		cmocka_unit_test(test_wrong_pin),
