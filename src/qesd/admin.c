@@ -56,6 +56,7 @@ struct admin {
 	int64_t now_ms;			/* one time for the whole command */
 	const char *before;		/* --before, NULL: from retention */
 	const char *step_pages;		/* backup --step-pages, NULL: default */
+	const char *pause_ms;		/* backup --pause-ms, NULL: none */
 };
 
 static void
@@ -64,7 +65,8 @@ usage(FILE *f)
 	fputs("usage: qesd admin [--config FILE] tenant create NAME\n"
 	    "       qesd admin [--config FILE] tenant list\n"
 	    "       qesd admin [--config FILE] purge [--before DATE]\n"
-	    "       qesd admin [--config FILE] backup FILE [--step-pages N]\n"
+	    "       qesd admin [--config FILE] backup FILE [--step-pages N] "
+	    "[--pause-ms MS]\n"
 	    "\n"
 	    "Local administration on the server host, straight against the store\n"
 	    "(safe while `qesd serve` runs). Reads the same configuration as\n"
@@ -89,6 +91,8 @@ usage(FILE *f)
 	    "                       use pg_dump (docs/deployment.md)\n"
 	    "    --step-pages N     pages copied per step, 1 to 65536 (default\n"
 	    "                       256); the copy is one snapshot whatever N is\n"
+	    "    --pause-ms MS      sleep between steps, 0 to 10000 (default 0), to\n"
+	    "                       spread the copy's I/O on a busy disk\n"
 	    "\n"
 	    "Exit codes: 0 ok, 1 store or runtime failure, 2 usage error,\n"
 	    "3 configuration or secret-file error, 4 tenant name already taken,\n"
@@ -99,26 +103,42 @@ usage(FILE *f)
  * backup: straight from the file, not through qesd_store_open(), which
  * would migrate the schema; the copy is the database as the server has it.
  */
+/* A decimal option value from min to max; NULL keeps *v. */
+static int
+number_option(const char *name, const char *text, unsigned min, unsigned max,
+    unsigned *v)
+{
+	char *end = NULL;
+	unsigned long n;
+
+	if (text == NULL)
+		return 0;
+	errno = 0;
+	n = strtoul(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || text[0] < '0' ||
+	    text[0] > '9' || n < min || n > max) {
+		fprintf(stderr, "qesd admin: %s wants a number from %u to %u\n",
+		    name, min, max);
+		return -1;
+	}
+	*v = (unsigned)n;
+	return 0;
+}
+
 static int
 backup(struct admin *a, const char *file)
 {
 	qesd_backup_stats st;
 	struct timespec t0, t1;
-	char err[512], *end = NULL;
-	unsigned long step = 0;
+	char err[512];
+	unsigned step = 0, pause = 0;
 	int r;
 
-	if (a->step_pages != NULL) {
-		errno = 0;
-		step = strtoul(a->step_pages, &end, 10);
-		if (errno != 0 || end == a->step_pages || *end != '\0' ||
-		    a->step_pages[0] == '-' || step < 1 ||
-		    step > QESD_BACKUP_STEP_PAGES_MAX) {
-			fprintf(stderr, "qesd admin: --step-pages wants a number from "
-			    "1 to %d\n", QESD_BACKUP_STEP_PAGES_MAX);
-			return QESD_ADMIN_EXIT_USAGE;
-		}
-	}
+	if (number_option("--step-pages", a->step_pages, 1,
+	    QESD_BACKUP_STEP_PAGES_MAX, &step) != 0 ||
+	    number_option("--pause-ms", a->pause_ms, 0,
+	    QESD_BACKUP_PAUSE_MS_MAX, &pause) != 0)
+		return QESD_ADMIN_EXIT_USAGE;
 
 	if (strncmp(a->cfg.store, "sqlite:", 7) != 0) {
 		fprintf(stderr, "qesd admin: backup copies a SQLite store; this "
@@ -127,8 +147,8 @@ backup(struct admin *a, const char *file)
 		return QESD_ADMIN_EXIT_CONFIG;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((r = qesd_sqlite_backup(a->cfg.store + 7, file, (unsigned)step, &st,
-	    err, sizeof(err))) != 0) {
+	if ((r = qesd_sqlite_backup(a->cfg.store + 7, file, step, pause, &st, err,
+	    sizeof(err))) != 0) {
 		fprintf(stderr, "qesd admin: backup failed: %s\n", err);
 		return r == QES_ERR_NOT_FOUND ? QESD_ADMIN_EXIT_NOT_FOUND :
 		    r == QES_ERR_INVALID_ARG ? QESD_ADMIN_EXIT_USAGE :
@@ -517,6 +537,8 @@ qesd_admin_main(int argc, char **argv)
 			a.before = argv[++i];
 		} else if (strcmp(argv[i], "--step-pages") == 0 && i + 1 < argc) {
 			a.step_pages = argv[++i];
+		} else if (strcmp(argv[i], "--pause-ms") == 0 && i + 1 < argc) {
+			a.pause_ms = argv[++i];
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
 			fprintf(stderr, "qesd admin: unknown option \"%s\"\n", argv[i]);
 			goto usage_error;
@@ -541,8 +563,9 @@ qesd_admin_main(int argc, char **argv)
 		fprintf(stderr, "qesd admin: --before belongs to purge\n");
 		goto usage_error;
 	}
-	if (a.step_pages != NULL && !backing_up) {
-		fprintf(stderr, "qesd admin: --step-pages belongs to backup\n");
+	if ((a.step_pages != NULL || a.pause_ms != NULL) && !backing_up) {
+		fprintf(stderr, "qesd admin: --step-pages and --pause-ms belong to "
+		    "backup\n");
 		goto usage_error;
 	}
 

@@ -10,8 +10,9 @@
  * each step took a fresh snapshot) nor wait for it - in WAL mode a reader
  * never blocks a writer. The price is that checkpoints cannot pass the
  * snapshot, so the WAL grows while the copy runs; copying in steps of
- * step_pages pages (default 256, 1 MiB) keeps each step short and the copy's I/O interleaved
- * with the server's.
+ * step_pages pages (default 256, 1 MiB) keeps each step short and the
+ * copy's I/O interleaved with the server's; an optional pause between steps
+ * spreads it further.
  *
  * The copy goes to a temporary file beside the destination (mkstemp: mode
  * 0600, like the database), is checked with PRAGMA quick_check, fsynced,
@@ -214,8 +215,8 @@ check_paths(const char *db_path, const char *dest_path, char *err,
  * step_pages at a time.
  */
 static int
-copy_pages(sqlite3 *src, sqlite3 *dst, int step_pages, qesd_backup_stats *st,
-    char *err, size_t err_len)
+copy_pages(sqlite3 *src, sqlite3 *dst, int step_pages, int pause_ms,
+    qesd_backup_stats *st, char *err, size_t err_len)
 {
 	sqlite3_backup *b;
 	int64_t t0, dt;
@@ -237,6 +238,8 @@ copy_pages(sqlite3 *src, sqlite3 *dst, int step_pages, qesd_backup_stats *st,
 			break;
 		if (rc == SQLITE_OK) {
 			busy = 0;
+			if (pause_ms > 0)
+				sqlite3_sleep(pause_ms);
 			continue;
 		}
 		if (((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) &&
@@ -265,7 +268,8 @@ copy_pages(sqlite3 *src, sqlite3 *dst, int step_pages, qesd_backup_stats *st,
 
 int
 qesd_sqlite_backup(const char *db_path, const char *dest_path,
-    unsigned step_pages, qesd_backup_stats *st_out, char *err, size_t err_len)
+    unsigned step_pages, unsigned pause_ms, qesd_backup_stats *st_out,
+    char *err, size_t err_len)
 {
 	qesd_backup_stats st;
 	sqlite3 *src = NULL, *dst = NULL;
@@ -277,9 +281,11 @@ qesd_sqlite_backup(const char *db_path, const char *dest_path,
 	memset(&st, 0, sizeof(st));
 	if (step_pages == 0)
 		step_pages = QESD_BACKUP_STEP_PAGES_DEFAULT;
-	if (step_pages > QESD_BACKUP_STEP_PAGES_MAX) {
-		snprintf(err, err_len, "a backup step copies 1 to %d pages",
-		    QESD_BACKUP_STEP_PAGES_MAX);
+	if (step_pages > QESD_BACKUP_STEP_PAGES_MAX ||
+	    pause_ms > QESD_BACKUP_PAUSE_MS_MAX) {
+		snprintf(err, err_len, "a backup step copies 1 to %d pages and "
+		    "pauses 0 to %d ms", QESD_BACKUP_STEP_PAGES_MAX,
+		    QESD_BACKUP_PAUSE_MS_MAX);
 		return QES_ERR_INVALID_ARG;
 	}
 	if ((r = check_paths(db_path, dest_path, err, err_len)) != 0)
@@ -327,8 +333,8 @@ qesd_sqlite_backup(const char *db_path, const char *dest_path,
 		goto fail;
 
 	if ((r = open_db(tmp, SQLITE_OPEN_READWRITE, &dst, err, err_len)) != 0 ||
-	    (r = copy_pages(src, dst, (int)step_pages, &st, err,
-	    err_len)) != 0)
+	    (r = copy_pages(src, dst, (int)step_pages, (int)pause_ms,
+	    &st, err, err_len)) != 0)
 		goto fail;
 	st.bytes = st.pages * (uint64_t)(page_size > 0 ? page_size : 0);
 	in_tx = 0;

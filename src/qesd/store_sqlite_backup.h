@@ -14,6 +14,7 @@
 
 #define QESD_BACKUP_STEP_PAGES_DEFAULT 256	/* 1 MiB at 4 KiB pages */
 #define QESD_BACKUP_STEP_PAGES_MAX 65536
+#define QESD_BACKUP_PAUSE_MS_MAX 10000
 
 /* What a backup copied. */
 typedef struct qesd_backup_stats {
@@ -32,8 +33,9 @@ typedef struct qesd_backup_stats {
  * dest_path (mode 0600), checked (PRAGMA quick_check), fsynced and renamed
  * over dest_path, so dest_path is either the old file or a complete
  * backup. step_pages is how many pages one backup step copies (1 to
- * QESD_BACKUP_STEP_PAGES_MAX; 0: QESD_BACKUP_STEP_PAGES_DEFAULT). st may be
- * NULL.
+ * QESD_BACKUP_STEP_PAGES_MAX; 0: QESD_BACKUP_STEP_PAGES_DEFAULT), and
+ * pause_ms (0 to QESD_BACKUP_PAUSE_MS_MAX) a sleep between steps, to spread
+ * the copy's I/O on a busy disk. st may be NULL.
  *
  * Returns 0, or QES_ERR_NOT_FOUND (no database at db_path),
  * QES_ERR_INVALID_ARG (dest_path is the database itself or not a regular
@@ -42,6 +44,7 @@ typedef struct qesd_backup_stats {
  * stayed locked), QES_ERR_IO / QES_ERR_UNAVAILABLE; err says what failed.
  */
 int qesd_sqlite_backup(const char *db_path, const char *dest_path,
-    unsigned step_pages, qesd_backup_stats *st, char *err, size_t err_len);
+    unsigned step_pages, unsigned pause_ms, qesd_backup_stats *st, char *err,
+    size_t err_len);
 
 #endif
