@@ -71,55 +71,27 @@ credential_json(const qesd_credential *c)
 	return o;
 }
 
-static qesd_handler_result
-credentials_list(qesd_request *req, qesd_response *resp)
+static int
+fetch_credentials(qesd_request *req, qesd_tx *tx, const char *cursor,
+    size_t limit, json_t *arr, char next[QESD_CURSOR_SIZE])
 {
-	qesd_app *app = req->app;
-	char next[QESD_CURSOR_SIZE];
 	qesd_credential *items = NULL;
-	const char *cursor;
-	long long limit;
-	json_t *arr = NULL;
-	qesd_tx *tx = NULL;
 	size_t n = 0, i;
 	int r;
 
-	if (qesd_h_list_query(req, resp, &limit, &cursor) != 0)
-		goto out;
-	if ((r = qesd_store_begin(app->store, QESD_TX_READ, &tx)) == 0)
-		r = qesd_devices_credentials(tx, req->auth.tenant_id,
-		    qesd_now_ms(app), cursor, (size_t)limit, &items, &n, next);
-	if (r == QES_ERR_INVALID_ARG) {
-		qesd_h_invalid_cursor(req, resp);
-		goto out;
-	}
-	if (r != 0) {
-		qesd_log(r == QES_ERR_BUSY ? QESD_LOG_WARN : QESD_LOG_ERROR,
-		    "credentials could not be listed", QLS("request_id",
-		    req->request_id), QLS("error", qes_strerror(r)),
-		    QLS("detail", tx != NULL ? qesd_tx_errmsg(tx) : NULL));
-		qesd_problem(resp, req, 503, r == QES_ERR_BUSY ? "store_busy" :
-		    "store_unavailable", "Service unavailable",
-		    "the store cannot take this request right now; retry shortly");
-		(void)qesd_response_header(resp, "Retry-After", "1");
-		goto out;
-	}
-	if ((arr = json_array()) == NULL)
-		goto nomem;
-	for (i = 0; i < n; i++)
+	r = qesd_devices_credentials(tx, req->auth.tenant_id,
+	    qesd_now_ms(req->app), cursor, limit, &items, &n, next);
+	for (i = 0; r == 0 && i < n; i++)
 		if (json_array_append_new(arr, credential_json(&items[i])) != 0)
-			goto nomem;
-	qesd_h_page(req, resp, arr, next);
-	arr = NULL;
-	goto out;
- nomem:
-	qesd_problem(resp, req, 500, "internal", "Internal error",
-	    "the request could not be completed");
- out:
-	json_decref(arr);
+			r = QES_ERR_ALLOC;
 	qesd_credentials_free(items, n);
-	qesd_tx_end(tx);
-	return QESD_HANDLED;
+	return r;
+}
+
+static qesd_handler_result
+credentials_list(qesd_request *req, qesd_response *resp)
+{
+	return qesd_h_list(req, resp, fetch_credentials, NULL);
 }
 
 static const qesd_route credential_routes[] = {

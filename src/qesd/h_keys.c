@@ -272,50 +272,27 @@ keys_create(qesd_request *req, qesd_response *resp)
 /* ------------------------------------------------------------------------- */
 /* GET /v1/api-keys */
 
-static qesd_handler_result
-keys_list(qesd_request *req, qesd_response *resp)
+static int
+fetch_keys(qesd_request *req, qesd_tx *tx, const char *cursor, size_t limit,
+    json_t *arr, char next[QESD_CURSOR_SIZE])
 {
-	qesd_app *app = req->app;
-	char next[QESD_CURSOR_SIZE];
 	qesd_api_key *items = NULL;
-	const char *cursor;
-	long long limit;
-	json_t *arr = NULL;
-	qesd_tx *tx = NULL;
 	size_t n = 0, i;
 	int r;
 
-	if (qesd_h_list_query(req, resp, &limit, &cursor) != 0)
-		goto out;
-	if ((r = qesd_store_begin(app->store, QESD_TX_READ, &tx)) != 0) {
-		qesd_h_store_problem(req, resp, r, tx);
-		goto out;
-	}
-	r = qesd_key_list(tx, req->auth.tenant_id, cursor, (size_t)limit, &items,
-	    &n, next);
-	if (r == QES_ERR_INVALID_ARG) {
-		qesd_h_invalid_cursor(req, resp);
-		goto out;
-	}
-	if (r != 0) {
-		qesd_h_store_problem(req, resp, r, tx);
-		goto out;
-	}
-	if ((arr = json_array()) == NULL)
-		goto nomem;
-	for (i = 0; i < n; i++)
+	r = qesd_key_list(tx, req->auth.tenant_id, cursor, limit, &items, &n,
+	    next);
+	for (i = 0; r == 0 && i < n; i++)
 		if (json_array_append_new(arr, key_json(&items[i])) != 0)
-			goto nomem;
-	qesd_h_page(req, resp, arr, next);
-	arr = NULL;
-	goto out;
- nomem:
-	qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
- out:
-	json_decref(arr);
+			r = QES_ERR_ALLOC;
 	free(items);
-	qesd_tx_end(tx);
-	return QESD_HANDLED;
+	return r;
+}
+
+static qesd_handler_result
+keys_list(qesd_request *req, qesd_response *resp)
+{
+	return qesd_h_list(req, resp, fetch_keys, NULL);
 }
 
 /* ------------------------------------------------------------------------- */

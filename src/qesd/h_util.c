@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "qes/err.h"
+#include "app.h"
 #include "h_util.h"
 #include "jsonv.h"
 #include "log.h"
@@ -92,5 +93,39 @@ qesd_h_page(qesd_request *req, qesd_response *resp, json_t *items,
 	if (body == NULL)
 		return qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
 	qesd_response_json(resp, 200, body);
+	return QESD_HANDLED;
+}
+
+qesd_handler_result
+qesd_h_list(qesd_request *req, qesd_response *resp, qesd_h_fetch_fn fetch,
+    const char *not_found_detail)
+{
+	qesd_app *app = req->app;
+	char next[QESD_CURSOR_SIZE] = "";
+	const char *cursor;
+	long long limit;
+	json_t *items;
+	qesd_tx *tx = NULL;
+	int r;
+
+	if (qesd_h_list_query(req, resp, &limit, &cursor) != 0)
+		return QESD_HANDLED;
+	if ((items = json_array()) == NULL)
+		return qesd_h_store_problem(req, resp, QES_ERR_ALLOC, NULL);
+	if ((r = qesd_store_begin(app->store, QESD_TX_READ, &tx)) == 0)
+		r = fetch(req, tx, cursor, (size_t)limit, items, next);
+	if (r == 0) {
+		qesd_h_page(req, resp, items, next);
+		items = NULL;
+	} else if (r == QES_ERR_INVALID_ARG) {
+		qesd_h_invalid_cursor(req, resp);
+	} else if (r == QES_ERR_NOT_FOUND) {
+		qesd_problem(resp, req, 404, "not_found", "Not found",
+		    not_found_detail);
+	} else {
+		qesd_h_store_problem(req, resp, r, tx);
+	}
+	json_decref(items);
+	qesd_tx_end(tx);
 	return QESD_HANDLED;
 }

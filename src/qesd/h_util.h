@@ -44,4 +44,19 @@ qesd_handler_result qesd_h_invalid_cursor(qesd_request *req,
 qesd_handler_result qesd_h_page(qesd_request *req, qesd_response *resp,
     json_t *items, const char *next);
 
+/*
+ * A list route's whole answer. fetch runs inside a read transaction: it
+ * lists up to limit items after cursor, appends their JSON to items and
+ * sets next ("" on the last page). It returns 0; QES_ERR_INVALID_ARG when
+ * the store refused the cursor (400 invalid_cursor); QES_ERR_NOT_FOUND when
+ * the object the list belongs to does not exist in the caller's tenant
+ * (404 not_found with not_found_detail); QES_ERR_ALLOC; or a store error.
+ */
+typedef int (*qesd_h_fetch_fn)(qesd_request *req, qesd_tx *tx,
+    const char *cursor, size_t limit, json_t *items,
+    char next[QESD_CURSOR_SIZE]);
+
+qesd_handler_result qesd_h_list(qesd_request *req, qesd_response *resp,
+    qesd_h_fetch_fn fetch, const char *not_found_detail);
+
 #endif
