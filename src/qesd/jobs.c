@@ -47,6 +47,7 @@
  *   jobs_wait.c    long-poll waiters
  *   jobs_format.c  the API's base64, the idempotency hash, the stored
  *                  request, the public JSON
+ *   jobs_certs.c   parsed signer certificates, shared by the jobs
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -339,13 +340,19 @@ qesd_jobs_new(qesd_app *app, const qesd_jobs_config *cfg, qesd_jobs **out)
 	qesd_jobs_set_devices(j, &cfg->devices);
 	j->retention_ms = cfg->result_retention_ms > 0 ?
 	    cfg->result_retention_ms : RETENTION_DEFAULT_MS;
+	if (jobs_certs_init(&j->certs) != 0) {
+		free(j);
+		return QES_ERR_INTERNAL;
+	}
 	if (pthread_mutex_init(&j->wait_mu, NULL) != 0) {
+		jobs_certs_destroy(&j->certs);
 		free(j);
 		return QES_ERR_INTERNAL;
 	}
 	if (pthread_mutex_init(&j->sweep_mu, NULL) != 0 ||
 	    pthread_condattr_init(&ca) != 0) {
 		pthread_mutex_destroy(&j->wait_mu);
+		jobs_certs_destroy(&j->certs);
 		free(j);
 		return QES_ERR_INTERNAL;
 	}
@@ -354,6 +361,7 @@ qesd_jobs_new(qesd_app *app, const qesd_jobs_config *cfg, qesd_jobs **out)
 		pthread_condattr_destroy(&ca);
 		pthread_mutex_destroy(&j->sweep_mu);
 		pthread_mutex_destroy(&j->wait_mu);
+		jobs_certs_destroy(&j->certs);
 		free(j);
 		return QES_ERR_INTERNAL;
 	}
@@ -389,6 +397,7 @@ qesd_jobs_free(qesd_jobs *j)
 	pthread_cond_destroy(&j->sweep_cv);
 	pthread_mutex_destroy(&j->sweep_mu);
 	pthread_mutex_destroy(&j->wait_mu);
+	jobs_certs_destroy(&j->certs);
 	free(j);
 }
 

@@ -137,11 +137,12 @@ value_json(const qes_cert *cert, qes_sig_scheme scheme, const uint8_t *sig,
  * or another error when the stored request is unusable.
  */
 static int
-verify_signatures(const qesd_job *job, const qes_proto_sign_result *sr,
-    qes_sig_scheme *scheme_out, char **result)
+verify_signatures(qesd_jobs *j, const qesd_job *job,
+    const qes_proto_sign_result *sr, qes_sig_scheme *scheme_out, char **result)
 {
 	struct jobs_request q;
-	qes_cert *cert = NULL;
+	struct jobs_cert *entry = NULL;
+	const qes_cert *cert;
 	json_t *values = NULL, *o;
 	size_t dlen, i;
 	int r;
@@ -154,9 +155,11 @@ verify_signatures(const qesd_job *job, const qes_proto_sign_result *sr,
 		r = QES_ERR_SIGNATURE_INVALID;
 		goto out;
 	}
-	if ((r = qes_cert_from_der(qes_buf_data(q.cert_der),
-	    qes_buf_len(q.cert_der), &cert)) != 0)
+	/* usually the parse made at submit (jobs_certs.c) */
+	if ((r = jobs_cert_acquire(&j->certs, qes_buf_data(q.cert_der),
+	    qes_buf_len(q.cert_der), &entry)) != 0)
 		goto out;
+	cert = jobs_cert_get(entry);
 	r = QES_ERR_ALLOC;
 	if ((values = json_array()) == NULL)
 		goto out;
@@ -179,7 +182,7 @@ verify_signatures(const qesd_job *job, const qes_proto_sign_result *sr,
 	json_decref(o);
  out:
 	json_decref(values);
-	qes_cert_free(cert);
+	jobs_cert_release(&j->certs, entry);
 	jobs_request_free(&q);
 	return r;
 }
@@ -230,7 +233,7 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
 	t.version = job.version;
 	t.device_id = device_id;
 	if (sr->status == QES_PROTO_STATUS_OK) {
-		v = verify_signatures(&job, sr, &scheme, &result);
+		v = verify_signatures(j, &job, sr, &scheme, &result);
 		if (v == QES_ERR_ALLOC)
 			goto out;	/* the job stays open: a retry or its timeout */
 		if (v == 0) {

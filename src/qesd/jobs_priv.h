@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "qes/buf.h"
+#include "qes/cert.h"
 #include "qes/proto.h"
 #include "qes/sig.h"
 #include "http.h"
@@ -35,10 +36,39 @@
 
 struct qesd_jobs_waiter;	/* jobs_wait.c */
 
+/* ---- jobs_certs.c: parsed certificates, shared by the jobs ---- */
+
+#define JOBS_CERTS_MAX 64	/* entries kept (each at most 64 KiB of DER) */
+
+struct jobs_cert;
+
+struct jobs_certs {
+	pthread_mutex_t mu;
+	struct jobs_cert *head;
+	size_t n;
+	uint64_t tick;
+	uint64_t hits, misses;		/* for tests and diagnostics */
+};
+
+int jobs_certs_init(struct jobs_certs *c);
+void jobs_certs_destroy(struct jobs_certs *c);
+/*
+ * The parsed certificate of this DER, shared: the same entry for the same
+ * bytes while it is cached. Release it with jobs_cert_release().
+ * QES_ERR_FORMAT when the DER does not parse.
+ */
+int jobs_cert_acquire(struct jobs_certs *c, const uint8_t *der, size_t len,
+    struct jobs_cert **out);
+/* Borrowed; valid until the entry is released. */
+const qes_cert *jobs_cert_get(const struct jobs_cert *e);
+/* NULL is a no-op. */
+void jobs_cert_release(struct jobs_certs *c, struct jobs_cert *e);
+
 struct qesd_jobs {
 	qesd_app *app;
 	qesd_jobs_devices devices;
 	int64_t retention_ms;
+	struct jobs_certs certs;
 
 	pthread_mutex_t wait_mu;
 	struct qesd_jobs_waiter *waiters[WAIT_BUCKETS];

@@ -201,7 +201,7 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 	qesd_tenant tenant;
 	qesd_api_key key;
 	qesd_job job;
-	qes_cert *cert = NULL;
+	struct jobs_cert *cert = NULL;
 	qes_sig_scheme scheme;
 	qesd_tx *tx = NULL;
 	qes_buf *frame = NULL;
@@ -250,14 +250,15 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 		*outcome = QESD_SUBMIT_DEVICE_OFFLINE;
 		goto out;
 	}
-	if ((r = qes_cert_from_der(cred.cert_der, cred.cert_der_len, &cert)) != 0) {
+	if ((r = jobs_cert_acquire(&j->certs, cred.cert_der, cred.cert_der_len,
+	    &cert)) != 0) {
 		qesd_log(QESD_LOG_ERROR, "a credential's certificate does not parse",
 		    QLS("request_id", req->request_id),
 		    QLS("credential_id", sr->credential_id), QLS("error", qes_strerror(r)));
 		r = QES_ERR_INTERNAL;
 		goto out;
 	}
-	if (choose_scheme(cert, sr, &scheme) != 0) {
+	if (choose_scheme(jobs_cert_get(cert), sr, &scheme) != 0) {
 		*outcome = QESD_SUBMIT_SCHEME_UNSUITABLE;
 		goto out;
 	}
@@ -377,7 +378,7 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 	qesd_tx_end(tx);
 	qesd_job_clear(&job);
 	qesd_jobs_credential_clear(&cred);
-	qes_cert_free(cert);
+	jobs_cert_release(&j->certs, cert);
 	qes_buf_free(frame);
 	free(details);
 	return r;

@@ -39,6 +39,7 @@
 #include "http.h"
 #include "hub.h"
 #include "jobs.h"
+#include "jobs_priv.h"
 #include "store.h"
 #include "store_jobs.h"
 #include "testcert.h"
@@ -1031,6 +1032,88 @@ test_idempotency(void **state)
 	assert_int_equal(raw_count(f, "SELECT count(*) FROM jobs"), 2);
 }
 
+/*
+ * The certificate cache (jobs_certs.c): the same bytes give the same
+ * parse, other bytes another; what does not parse is refused and not
+ * kept; never more than JOBS_CERTS_MAX entries, and an entry in use is
+ * never evicted (the caller then gets a parse of its own).
+ */
+static uint8_t *
+serial_cert(EVP_PKEY *key, unsigned serial, size_t *len)
+{
+	char hex[16];
+	testcert_spec s;
+	uint8_t *der;
+
+	memset(&s, 0, sizeof(s));
+	s.key = key;
+	snprintf(hex, sizeof(hex), "%x", serial + 1);
+	s.serial_hex = hex;
+	assert_non_null(der = testcert_der(&s, len));
+	return der;
+}
+
+static void
+test_cert_cache(void **state)
+{
+	struct jobs_certs c;
+	struct jobs_cert *held[JOBS_CERTS_MAX + 1], *a, *a2, *e;
+	EVP_PKEY *key = testcert_key_ec("P-256");
+	uint8_t *der, *der0, bad[8] = { 0x30, 0x06, 1, 2, 3, 4, 5, 6 };
+	size_t len, len0;
+	unsigned i;
+
+	(void)state;
+	assert_non_null(key);
+	assert_int_equal(jobs_certs_init(&c), 0);
+	der0 = serial_cert(key, 0, &len0);
+	assert_int_equal(jobs_cert_acquire(&c, der0, len0, &a), 0);
+	assert_int_equal(jobs_cert_acquire(&c, der0, len0, &a2), 0);
+	assert_ptr_equal(a, a2);
+	assert_int_equal(c.misses, 1);
+	assert_int_equal(c.hits, 1);
+	{
+		size_t got_len = 0;
+		const uint8_t *got = qes_cert_der(jobs_cert_get(a), &got_len);
+
+		assert_int_equal(got_len, len0);
+		assert_memory_equal(got, der0, len0);
+	}
+	jobs_cert_release(&c, a2);
+	assert_int_equal(jobs_cert_acquire(&c, bad, sizeof(bad), &e),
+	    QES_ERR_FORMAT);
+	assert_null(e);
+	assert_int_equal(c.n, 1);
+
+	/* all entries held: one more is a parse of its own, not cached */
+	held[0] = a;
+	for (i = 1; i <= JOBS_CERTS_MAX; i++) {
+		der = serial_cert(key, i, &len);
+		assert_int_equal(jobs_cert_acquire(&c, der, len, &held[i]), 0);
+		assert_ptr_not_equal(held[i], held[i - 1]);
+		OPENSSL_free(der);
+	}
+	assert_int_equal(c.n, JOBS_CERTS_MAX);
+	assert_int_equal(c.misses, JOBS_CERTS_MAX + 1);
+	/* the first one stayed, in use: the same parse again */
+	assert_int_equal(jobs_cert_acquire(&c, der0, len0, &a2), 0);
+	assert_ptr_equal(a2, a);
+	jobs_cert_release(&c, a2);
+	for (i = 0; i <= JOBS_CERTS_MAX; i++)
+		jobs_cert_release(&c, held[i]);
+
+	/* none in use: a new one evicts the least recently used */
+	der = serial_cert(key, JOBS_CERTS_MAX + 1, &len);
+	assert_int_equal(jobs_cert_acquire(&c, der, len, &e), 0);
+	assert_int_equal(c.n, JOBS_CERTS_MAX);
+	jobs_cert_release(&c, e);
+	OPENSSL_free(der);
+	jobs_cert_release(&c, NULL);
+	jobs_certs_destroy(&c);
+	OPENSSL_free(der0);
+	EVP_PKEY_free(key);
+}
+
 static void
 test_sign_result_good(void **state)
 {
@@ -1040,10 +1123,14 @@ test_sign_result_good(void **state)
 	json_t *o, *sigs;
 	qes_buf *b;
 	qes_cert *cert = NULL;
+	uint64_t misses0 = f->jobs->certs.misses, hits0 = f->jobs->certs.hits;
 	size_t i;
 
 	submit_ok(f, &sr, &job);
 	deliver_good(f, job.id, 3);
+	/* the certificate parsed once for the job: at submit, reused after */
+	assert_true(f->jobs->certs.misses - misses0 <= 1);
+	assert_true(f->jobs->certs.hits - hits0 >= 1);
 	assert_int_equal(qesd_jobs_get(f->jobs, f->tenant.id, job.id, &done), 0);
 	assert_int_equal(done.state, QESD_JOB_COMPLETED);
 	assert_int_equal(done.version, 4);	/* created, dispatched, signed, completed */
@@ -1683,6 +1770,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_state_machine),
 		cmocka_unit_test(test_request_hash),
+		cmocka_unit_test(test_cert_cache),
 		cmocka_unit_test(test_base64),
 		T(test_store),
 		T(test_submit_dispatch),
