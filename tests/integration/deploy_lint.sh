@@ -1,0 +1,459 @@
+#!/usr/bin/env bash
+# deploy_lint.sh - the deployment files in deploy/ checked against qesd as
+# built (issue 6, "Deployment"). No image is built and no cluster is used
+# (CI has neither Docker/Podman nor Kubernetes); what can be checked here is:
+#   - yamllint (deploy/.yamllint, strict) on every YAML file;
+#   - the Kubernetes manifests (the Python check below, python3-yaml):
+#     every object has apiVersion, kind and metadata (name, namespace); the
+#     kustomization lists them all; the Deployment runs >= 2 replicas as
+#     non-root with a read-only root file system, no privilege escalation,
+#     no capabilities, resources set; its probes ask /readyz and /healthz
+#     (routes `qesd routes --json` lists) over HTTPS on the port of
+#     `listen` in the ConfigMap; its grace period exceeds the ConfigMap's
+#     drain_timeout_s plus the preStop pause; every Secret, ConfigMap, port
+#     name and selector it refers to exists; the Secrets are templates; the
+#     HPA keeps >= 2 replicas; the Ingress outlasts agent_dead_after_s;
+#   - the Containerfile: two stages on debian:12-slim, a non-root USER, no
+#     HEALTHCHECK, EXPOSE of the listen port, the ENTRYPOINT's config path
+#     where the Deployment mounts the ConfigMap, and its runtime package
+#     list provides every library `ldd qesd` loads (dpkg -S, with the
+#     packages' dependencies);
+#   - qesd itself accepts both configuration files (the ConfigMap's and the
+#     systemd example): it starts on each (store and secret paths
+#     overridden), /healthz and /readyz answer 200, SIGTERM ends it with 0;
+#   - systemd-analyze verify on the units, when systemd-analyze exists; the
+#     unit's TimeoutStopSec exceeds drain_timeout_s of its example config.
+. "$(dirname -- "$0")/../lib.sh"
+
+T=$(qes_tmpdir)
+QESD=$QES_BUILD_DIR/qesd
+CA=$QES_PKI/root-ca.pem
+. "$(dirname -- "$0")/../qesd.sh"
+D=$QES_SOURCE_DIR/deploy
+[ -x "$QESD" ] || fail "no qesd binary at $QESD"
+for tool in yamllint python3 curl openssl ldd dpkg-query; do
+    command -v "$tool" >/dev/null || fail "$tool is needed (scripts/deps.sh)"
+done
+python3 -c 'import yaml' 2>/dev/null || fail "python3-yaml is needed (scripts/deps.sh)"
+
+# ---------------------------------------------------------------------------
+yamllint -c "$D/.yamllint" -s "$D" > "$T/yamllint.out" 2>&1 ||
+    { cat "$T/yamllint.out" >&2; fail "yamllint finds problems in deploy/"; }
+ok "yamllint (strict) passes on deploy/ ($(find "$D" -name '*.yaml' | wc -l) files)"
+
+"$QESD" routes --json > "$T/routes.json" || fail "qesd routes --json"
+
+# ---------------------------------------------------------------------------
+# The manifests.
+cat > "$T/k8s.py" <<'EOF'
+import glob, json, os, re, sys
+import yaml
+
+kdir, routes_file = sys.argv[1], sys.argv[2]
+routes = {(r["method"], r["pattern"]) for r in json.load(open(routes_file))}
+errors = []
+def err(msg):
+    errors.append(msg)
+
+objs = {}
+files = sorted(glob.glob(os.path.join(kdir, "*.yaml")))
+kustomization = None
+for f in files:
+    for doc in yaml.safe_load_all(open(f)):
+        if doc is None:
+            continue
+        name = os.path.basename(f)
+        if doc.get("kind") == "Kustomization":
+            kustomization = (name, doc)
+            continue
+        for k in ("apiVersion", "kind", "metadata"):
+            if k not in doc:
+                err("%s: no %s" % (name, k))
+        md = doc.get("metadata") or {}
+        if not md.get("name"):
+            err("%s: no metadata.name" % name)
+        if doc.get("kind") != "Namespace" and md.get("namespace") != "qesd":
+            err("%s: %s is not in namespace qesd" % (name, doc.get("kind")))
+        objs[(doc.get("kind"), md.get("name"))] = doc
+
+if kustomization is None:
+    err("no kustomization.yaml")
+else:
+    listed = set(kustomization[1].get("resources", []))
+    present = {os.path.basename(f) for f in files} - {kustomization[0]}
+    if listed != present:
+        err("kustomization resources %s differ from the files %s" %
+            (sorted(listed), sorted(present)))
+
+def one(kind, name="qesd"):
+    o = objs.get((kind, name))
+    if o is None:
+        err("no %s %s" % (kind, name))
+        return {}
+    return o
+
+# qesd.conf in the ConfigMap: key = value lines, comments at line start
+cm = one("ConfigMap", "qesd-config")
+conf = {}
+for line in (cm.get("data") or {}).get("qesd.conf", "").splitlines():
+    s = line.strip()
+    if not s or s.startswith("#"):
+        continue
+    k, _, v = s.partition("=")
+    conf[k.strip()] = v.strip()
+for k in ("listen", "tls_cert", "tls_key", "pepper_file", "store",
+          "drain_timeout_s", "agent_dead_after_s", "server_name"):
+    if k not in conf:
+        err("qesd.conf in the ConfigMap has no %s" % k)
+def port_of(v):
+    m = re.match(r"^(?:\[[^\]]*\]|[^:]+):(\d+)$", v or "")
+    return int(m.group(1)) if m else None
+listen_port = port_of(conf.get("listen"))
+metrics_port = port_of(conf.get("metrics_listen"))
+drain = int(conf.get("drain_timeout_s", "30"))
+dead_after = int(conf.get("agent_dead_after_s", "60"))
+if not conf.get("store", "").startswith("postgres:"):
+    err("the replicas must share a postgres: store, not %r" % conf.get("store"))
+
+dep = one("Deployment")
+spec = dep.get("spec", {})
+pod = spec.get("template", {}).get("spec", {})
+labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+if spec.get("replicas", 1) < 2:
+    err("Deployment: replicas %s < 2" % spec.get("replicas"))
+sel = spec.get("selector", {}).get("matchLabels", {})
+if not sel or any(labels.get(k) != v for k, v in sel.items()):
+    err("Deployment: selector %s does not match the pod labels %s" % (sel, labels))
+psc = pod.get("securityContext", {})
+if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"):
+    err("Deployment: the pod must run as non-root with a runAsUser other than 0")
+if pod.get("automountServiceAccountToken") is not False:
+    err("Deployment: automountServiceAccountToken must be false")
+containers = pod.get("containers", [])
+main = [c for c in containers if c.get("name") == "qesd"]
+if len(main) != 1:
+    err("Deployment: no container named qesd")
+    main = [{}]
+main = main[0]
+for c in containers + pod.get("initContainers", []):
+    sc = c.get("securityContext", {})
+    n = c.get("name")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        err("container %s: allowPrivilegeEscalation must be false" % n)
+    if sc.get("readOnlyRootFilesystem") is not True:
+        err("container %s: readOnlyRootFilesystem must be true" % n)
+    if sc.get("runAsUser", psc.get("runAsUser")) in (0, None):
+        err("container %s runs as root" % n)
+    if "ALL" not in (sc.get("capabilities", {}).get("drop") or []):
+        err("container %s: capabilities must drop ALL" % n)
+    res = c.get("resources", {})
+    if not res.get("requests", {}).get("cpu") or not res.get("requests", {}).get("memory") \
+            or not res.get("limits", {}).get("memory"):
+        err("container %s: cpu and memory requests and a memory limit are needed" % n)
+ports = {p.get("name"): p.get("containerPort") for p in main.get("ports", [])}
+if listen_port not in ports.values():
+    err("Deployment: no containerPort for listen port %s" % listen_port)
+if metrics_port is not None and metrics_port not in ports.values():
+    err("Deployment: no containerPort for metrics_listen port %s" % metrics_port)
+def probe(kind, path):
+    p = main.get(kind)
+    if not p:
+        err("Deployment: no %s" % kind)
+        return
+    g = p.get("httpGet", {})
+    if g.get("path") != path:
+        err("%s asks %s, expected %s" % (kind, g.get("path"), path))
+    if ("GET", g.get("path")) not in routes:
+        err("%s path %s is not a qesd route" % (kind, g.get("path")))
+    if g.get("scheme") != "HTTPS":
+        err("%s must use HTTPS (qesd serves TLS only)" % kind)
+    port = g.get("port")
+    port = ports.get(port, port)
+    if port != listen_port:
+        err("%s port %s is not the listen port %s" % (kind, port, listen_port))
+probe("readinessProbe", "/readyz")
+probe("livenessProbe", "/healthz")
+if "startupProbe" in main:
+    probe("startupProbe", "/healthz")
+pre = main.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+pause = int(pre[-1]) if pre and pre[0].endswith("sleep") else 0
+grace = pod.get("terminationGracePeriodSeconds", 30)
+if grace <= drain + pause:
+    err("terminationGracePeriodSeconds %s must exceed drain_timeout_s %s + preStop %s"
+        % (grace, drain, pause))
+
+# references: volumes, env, mounts of the secret and config paths
+vols = {v["name"]: v for v in pod.get("volumes", [])}
+for v in vols.values():
+    if "secret" in v:
+        one("Secret", v["secret"]["secretName"])
+        if v["secret"].get("defaultMode", 0o644) & 0o007:
+            err("secret volume %s is readable by others" % v["name"])
+    if "configMap" in v:
+        one("ConfigMap", v["configMap"]["name"])
+for e in main.get("env", []):
+    ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+    if ref:
+        s = one("Secret", ref["name"])
+        if ref["key"] not in (s.get("stringData") or {}):
+            err("env %s: secret %s has no key %s" % (e["name"], ref["name"], ref["key"]))
+mounts = {m["mountPath"]: m for m in main.get("volumeMounts", [])}
+cfg_mount = [p for p, m in mounts.items() if "configMap" in vols.get(m["name"], {})]
+if cfg_mount != ["/etc/qesd"]:
+    err("the ConfigMap must be mounted at /etc/qesd (the image's --config), not %s" % cfg_mount)
+for k in ("tls_cert", "tls_key", "pepper_file"):
+    d = os.path.dirname(conf.get(k, ""))
+    if d not in mounts:
+        err("%s %s is not in a mounted volume" % (k, conf.get(k)))
+    elif mounts[d].get("readOnly") is not True:
+        err("the volume of %s must be mounted read-only" % k)
+
+for (kind, name), o in objs.items():
+    if kind == "Secret":
+        if "data" in o:
+            err("Secret %s has data: templates carry placeholders in stringData only" % name)
+        for k, v in (o.get("stringData") or {}).items():
+            if "REPLACE" not in v:
+                err("Secret %s key %s is not a placeholder" % (name, k))
+
+svc = one("Service")
+for p in svc.get("spec", {}).get("ports", []):
+    t = p.get("targetPort")
+    if t not in ports and t not in ports.values():
+        err("Service port %s targets %s, not a container port" % (p.get("name"), t))
+if any(labels.get(k) != v for k, v in svc.get("spec", {}).get("selector", {}).items()):
+    err("Service selector does not match the pods")
+
+hpa = one("HorizontalPodAutoscaler")
+hs = hpa.get("spec", {})
+if hs.get("minReplicas", 1) < 2 or hs.get("maxReplicas", 0) < hs.get("minReplicas", 1):
+    err("HPA: minReplicas must be >= 2 and <= maxReplicas")
+if hs.get("scaleTargetRef", {}).get("name") != dep.get("metadata", {}).get("name"):
+    err("HPA scales %s, not the Deployment" % hs.get("scaleTargetRef"))
+
+pdb = one("PodDisruptionBudget")
+ps = pdb.get("spec", {})
+if any(labels.get(k) != v for k, v in ps.get("selector", {}).get("matchLabels", {}).items()):
+    err("PDB selector does not match the pods")
+if ps.get("maxUnavailable") not in (1, None) and ps.get("minAvailable") is None:
+    err("PDB must keep all but one replica")
+
+np_ = one("NetworkPolicy")
+nports = {p.get("port") for r in np_.get("spec", {}).get("ingress", []) for p in r.get("ports", [])}
+if listen_port not in nports:
+    err("NetworkPolicy does not admit the listen port %s" % listen_port)
+
+ing = one("Ingress")
+ann = ing.get("metadata", {}).get("annotations", {})
+for a in ("nginx.ingress.kubernetes.io/proxy-read-timeout",
+          "nginx.ingress.kubernetes.io/proxy-send-timeout"):
+    if int(ann.get(a, "60")) <= dead_after:
+        err("Ingress %s must exceed agent_dead_after_s %d" % (a, dead_after))
+if ann.get("nginx.ingress.kubernetes.io/backend-protocol") != "HTTPS" and \
+        ann.get("nginx.ingress.kubernetes.io/ssl-passthrough") != "true":
+    err("Ingress must re-encrypt (backend-protocol HTTPS) or pass TLS through")
+hosts = [r.get("host") for r in ing.get("spec", {}).get("rules", [])]
+if conf.get("server_name") not in hosts:
+    err("server_name %s is not the Ingress host %s" % (conf.get("server_name"), hosts))
+for r in ing.get("spec", {}).get("rules", []):
+    for p in r.get("http", {}).get("paths", []):
+        b = p.get("backend", {}).get("service", {})
+        if b.get("name") != svc.get("metadata", {}).get("name"):
+            err("Ingress backend %s is not the Service" % b.get("name"))
+        if b.get("port", {}).get("name") not in [q.get("name") for q in svc.get("spec", {}).get("ports", [])]:
+            err("Ingress backend port %s is not a Service port" % b.get("port"))
+        if not "/v1/agent".startswith(p.get("path", "").rstrip("*")):
+            err("Ingress path %s does not carry /v1/agent" % p.get("path"))
+
+if errors:
+    print("\n".join(errors), file=sys.stderr)
+    sys.exit(1)
+open(os.environ["CONF_OUT"], "w").write(cm["data"]["qesd.conf"])
+print("%d objects; listen %s, drain %d s, grace %d s, preStop %d s" %
+      (len(objs), listen_port, drain, grace, pause))
+EOF
+CONF_OUT=$T/k8s-qesd.conf python3 "$T/k8s.py" "$D/kubernetes" "$T/routes.json" > "$T/k8s.out" 2> "$T/k8s.err" ||
+    { cat "$T/k8s.err" >&2; fail "the Kubernetes manifests"; }
+ok "Kubernetes manifests: $(cat "$T/k8s.out")"
+
+# a broken manifest must be caught: the check can fail
+mkdir -p "$T/broken"
+cp "$D/kubernetes/"*.yaml "$T/broken/"
+sed -i 's/terminationGracePeriodSeconds: 45/terminationGracePeriodSeconds: 30/; s|path: /readyz|path: /ready|' \
+    "$T/broken/deployment.yaml"
+rc=0
+CONF_OUT=$T/broken.conf python3 "$T/k8s.py" "$T/broken" "$T/routes.json" > /dev/null 2> "$T/broken.err" || rc=$?
+expect_eq "$rc" 1 "the check of a Deployment with a short grace period and a wrong probe path"
+expect_contains "$T/broken.err" "terminationGracePeriodSeconds 30 must exceed"
+expect_contains "$T/broken.err" "readinessProbe path /ready is not a qesd route"
+ok "a short grace period and a wrong probe path are caught"
+
+# ---------------------------------------------------------------------------
+# The Containerfile.
+CF=$D/container/Containerfile
+python3 - "$CF" "$T/k8s-qesd.conf" > "$T/cf.out" 2> "$T/cf.err" <<'EOF' || { cat "$T/cf.err" >&2; fail "the Containerfile"; }
+import re, sys
+text = open(sys.argv[1]).read()
+logical = re.sub(r"\\\n", " ", text)
+lines = [l.strip() for l in logical.splitlines() if l.strip() and not l.strip().startswith("#")]
+froms = [l for l in lines if l.upper().startswith("FROM ")]
+errors = []
+if len(froms) != 2 or not all(f.split()[1] == "debian:12-slim" for f in froms):
+    errors.append("expected two stages FROM debian:12-slim: %s" % froms)
+runtime = lines[lines.index(froms[-1]):] if froms else []
+users = [l.split()[1] for l in runtime if l.upper().startswith("USER ")]
+if not users or users[-1].split(":")[0] in ("0", "root"):
+    errors.append("the runtime stage must end on a non-root USER: %s" % users)
+if any(l.upper().startswith("HEALTHCHECK") for l in lines):
+    errors.append("no HEALTHCHECK: the orchestrator probes /healthz and /readyz")
+port = int(re.search(r"^listen = .*:(\d+)$", open(sys.argv[2]).read(), re.M).group(1))
+exposed = {int(p.split("/")[0]) for l in runtime if l.upper().startswith("EXPOSE ")
+           for p in l.split()[1:]}
+if port not in exposed:
+    errors.append("EXPOSE %s lacks the listen port %d" % (sorted(exposed), port))
+ep = [l for l in runtime if l.upper().startswith("ENTRYPOINT ")]
+if not ep or '"serve", "--config", "/etc/qesd/qesd.conf"' not in ep[-1]:
+    errors.append("ENTRYPOINT must be qesd serve --config /etc/qesd/qesd.conf: %s" % ep)
+if any("-dev" in w for l in runtime if "apt-get install" in l for w in l.split()):
+    errors.append("the runtime stage installs -dev packages")
+pk = []
+for l in runtime:
+    if "apt-get install" in l:
+        words = l.split("apt-get install", 1)[1].split("&&")[0].split()
+        pk += [w for w in words if not w.startswith("-")]
+if not pk:
+    errors.append("no apt-get install in the runtime stage")
+if errors:
+    print("\n".join(errors), file=sys.stderr)
+    sys.exit(1)
+print(" ".join(pk))
+EOF
+RUNTIME_PKGS=$(cat "$T/cf.out")
+ok "Containerfile: two debian:12-slim stages, non-root USER, no HEALTHCHECK, EXPOSE and ENTRYPOINT match; runtime packages: $RUNTIME_PKGS"
+
+# Every library qesd loads comes from a listed package or one of their
+# dependencies (the image is Debian 12: the names are checked on Debian 12).
+if grep -q '^VERSION_ID="12"' /etc/os-release 2>/dev/null; then
+    python3 - "$QESD" "${QES_SANITIZE:-0}" $RUNTIME_PKGS > "$T/ldd.out" 2> "$T/ldd.err" <<'EOF' ||
+import os, re, subprocess, sys
+qesd, sanitize, listed = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+out = subprocess.run(["ldd", qesd], capture_output=True, text=True, check=True).stdout
+libs = []
+for line in out.splitlines():
+    m = re.search(r"=>\s+(/\S+)", line)
+    if m:
+        libs.append(m.group(1))
+    elif "not found" in line:
+        sys.exit("ldd: %s" % line.strip())
+def owner(path):
+    cands = [path, os.path.realpath(path)]
+    for p in list(cands):
+        if p.startswith("/usr/"):
+            cands.append(p[4:])
+        else:
+            cands.append("/usr" + p)
+    for p in cands:
+        r = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True)
+        if r.returncode == 0:
+            return r.stdout.split(":")[0].strip()
+    return None
+def depends(pkg):
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Depends},${Pre-Depends}", pkg],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return []
+    names = []
+    for alt in r.stdout.split(","):
+        for a in alt.split("|"):
+            a = re.sub(r"\(.*?\)", "", a).strip().split(":")[0]
+            if a:
+                names.append(a)
+    return names
+closure, todo = set(), list(listed) + ["libc6"]   # libc6: the base image
+while todo:
+    p = todo.pop()
+    if p in closure:
+        continue
+    closure.add(p)
+    todo += depends(p)
+# the sanitizers' runtimes are in the ASan/UBSan test build only
+san = ("libasan", "libubsan", "liblsan", "libtsan", "libgcc-s1", "libstdc++6")
+missing, seen = [], []
+for lib in libs:
+    pkg = owner(lib)
+    if pkg is None:
+        missing.append("%s (no package owns it)" % lib)
+        continue
+    if sanitize and pkg.startswith(san):
+        continue
+    seen.append(pkg)
+    if pkg not in closure:
+        missing.append("%s from %s" % (lib, pkg))
+if missing:
+    sys.exit("libraries qesd needs that the runtime stage lacks: " + "; ".join(missing))
+unused = [p for p in listed if p not in seen and p != "ca-certificates"]
+print("%d libraries from %s%s" % (len(libs), " ".join(sorted(set(seen))),
+      "; listed, not loaded by this build: " + " ".join(unused) if unused else ""))
+EOF
+        { cat "$T/ldd.err" >&2; fail "the Containerfile's runtime packages"; }
+    ok "ldd qesd: $(cat "$T/ldd.out")"
+else
+    ok "ldd check skipped: this host is not Debian 12, the image's base"
+fi
+
+# ---------------------------------------------------------------------------
+# qesd accepts both configuration files as they are (only the paths of the
+# store and the secrets, and the ports, are overridden).
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
+    > "$T/ext.cnf"
+openssl x509 -req -in "$T/server.csr" -CA "$CA" -CAkey "$QES_PKI/root-ca.key" \
+    -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$T/ext.cnf" \
+    -out "$T/server.pem" 2>/dev/null
+chmod 600 "$T/server.key"
+openssl rand -hex 32 > "$T/pepper"
+chmod 600 "$T/pepper"
+mkdir -p "$T/resp"
+for conf in "$T/k8s-qesd.conf" "$D/systemd/qesd.conf"; do
+    case $conf in
+    "$T"/*) name=configmap-qesd.conf ;;
+    *) name=systemd-qesd.conf ;;
+    esac
+    mport=$(qes_free_port)
+    start_qesd "$conf" "$T/$name.log" QESD_LISTEN=127.0.0.1:0 \
+        QESD_METRICS_LISTEN=127.0.0.1:$mport QESD_STORE=sqlite:$T/$name.db \
+        QESD_TLS_CERT="$T/server.pem" QESD_TLS_KEY="$T/server.key" \
+        QESD_PEPPER_FILE="$T/pepper" QESD_SERVER_NAME=localhost
+    call - GET /readyz
+    expect_eq "$CODE" 200 "GET /readyz with $name"
+    call - GET /healthz
+    expect_eq "$CODE" 200 "GET /healthz with $name"
+    stop_qesd 40
+    ok "qesd starts with $name as it is; /readyz and /healthz answer 200; SIGTERM exits 0"
+done
+
+# ---------------------------------------------------------------------------
+# systemd: the units verify, the stop timeout outlasts the drain.
+drain=$(awk -F' *= *' '$1 == "drain_timeout_s" { print $2 }' "$D/systemd/qesd.conf")
+stop=$(awk -F= '$1 == "TimeoutStopSec" { print $2 }' "$D/systemd/qesd.service")
+[ -n "$drain" ] && [ -n "$stop" ] && [ "$stop" -gt "$drain" ] ||
+    fail "qesd.service TimeoutStopSec ($stop) must exceed drain_timeout_s ($drain)"
+grep -q '^ExecStart=/usr/bin/qesd serve --config /etc/qesd/qesd.conf$' "$D/systemd/qesd.service" ||
+    fail "qesd.service must start qesd serve --config /etc/qesd/qesd.conf"
+for k in NoNewPrivileges=yes ProtectSystem=strict User=qesd StateDirectory=qesd; do
+    grep -qx "$k" "$D/systemd/qesd.service" || fail "qesd.service lacks $k"
+done
+if command -v systemd-analyze >/dev/null; then
+    mkdir -p "$T/units"
+    for u in qesd.service qesd-backup.service qesd-backup.timer; do
+        sed "s|/usr/bin/qesd|$QESD|" "$D/systemd/$u" > "$T/units/$u"
+    done
+    (cd "$T/units" && systemd-analyze verify ./qesd.service ./qesd-backup.service \
+        ./qesd-backup.timer) > "$T/verify.out" 2>&1 ||
+        { cat "$T/verify.out" >&2; fail "systemd-analyze verify"; }
+    [ -s "$T/verify.out" ] && { cat "$T/verify.out" >&2; fail "systemd-analyze verify warns"; }
+    ok "systemd-analyze verify: qesd.service, qesd-backup.service and .timer are clean; TimeoutStopSec $stop > drain $drain"
+else
+    ok "systemd-analyze is not installed: units not verified; TimeoutStopSec $stop > drain $drain"
+fi
