@@ -5,7 +5,7 @@
  * queue for audit records.
  *
  * Everything that must behave the same on SQLite and PostgreSQL lives here,
- * so the two backends (store_sqlite.c now, store_pg.c in issue 6) only move
+ * so the two backends (store_sqlite*.c and store_pg*.c) only move
  * rows and cannot drift apart on semantics: which transaction a write
  * needs, what poisons a transaction, how a record is chained, what a
  * cursor means.
@@ -28,13 +28,17 @@ struct qesd_store {
 	void *backend;
 };
 
+/* store_pg.c (declared here: only store_pg*.c include libpq's header) */
+extern const struct qesd_store_ops qesd_store_pg_ops;
+
+/* postgresql: is kept whole for libpq ("postgresql://host/db") */
 static const struct {
 	const char *prefix;
-	const struct qesd_store_ops *ops;	/* NULL: known, not built */
+	const struct qesd_store_ops *ops;
 } schemes[] = {
 	{ "sqlite:", &qesd_store_sqlite_ops },
-	{ "postgres:", NULL },
-	{ "postgresql:", NULL },
+	{ "postgres:", &qesd_store_pg_ops },
+	{ "postgresql:", &qesd_store_pg_ops },
 };
 
 static void
@@ -77,11 +81,6 @@ qesd_store_open(const char *url, const qesd_store_config *cfg,
 		set_err(err, err_len, "store URL must start with sqlite: or "
 		    "postgres: (as in sqlite:/var/lib/qesd/qesd.db)");
 		return QES_ERR_INVALID_ARG;
-	}
-	if (schemes[i].ops == NULL) {
-		set_err(err, err_len, "the PostgreSQL store is not built into "
-		    "this qesd yet; use sqlite:PATH");
-		return QES_ERR_UNSUPPORTED;
 	}
 	if (url[plen] == '\0') {
 		set_err(err, err_len, "store URL %s names no database",
