@@ -433,6 +433,18 @@ for conf in "$T/k8s-qesd.conf" "$D/systemd/qesd.conf"; do
     ok "qesd starts with $name as it is; /readyz and /healthz answer 200; SIGTERM exits 0"
 done
 
+# the pepper placeholder of secret-pepper.yaml must not start a server
+python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["stringData"]["pepper"], end="")' \
+    "$D/kubernetes/secret-pepper.yaml" > "$T/placeholder-pepper"
+chmod 600 "$T/placeholder-pepper"
+rc=0
+QESD_PEPPER_FILE=$T/placeholder-pepper QESD_TLS_CERT=$T/server.pem QESD_TLS_KEY=$T/server.key \
+    QESD_STORE=sqlite:$T/placeholder.db QESD_LISTEN=127.0.0.1:0 QESD_METRICS_LISTEN=127.0.0.1:$(qes_free_port) \
+    timeout 20 "$QESD" serve --config "$T/k8s-qesd.conf" > /dev/null 2> "$T/placeholder.err" || rc=$?
+expect_eq "$rc" 3 "qesd with the template's placeholder pepper"
+expect_contains "$T/placeholder.err" "at least 32 are needed"
+ok "the template's placeholder pepper is refused (exit 3)"
+
 # ---------------------------------------------------------------------------
 # systemd: the units verify, the stop timeout outlasts the drain.
 drain=$(awk -F' *= *' '$1 == "drain_timeout_s" { print $2 }' "$D/systemd/qesd.conf")
