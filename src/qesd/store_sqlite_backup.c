@@ -220,7 +220,7 @@ copy_pages(sqlite3 *src, sqlite3 *dst, int step_pages, int pause_ms,
 {
 	sqlite3_backup *b;
 	int64_t t0, dt;
-	int rc, busy = 0;
+	int rc, frc, busy = 0;
 
 	if ((b = sqlite3_backup_init(dst, "main", src, "main")) == NULL) {
 		snprintf(err, err_len, "starting the backup: %s",
@@ -250,18 +250,17 @@ copy_pages(sqlite3 *src, sqlite3 *dst, int step_pages, int pause_ms,
 		break;
 	}
 	st->pages = (uint64_t)sqlite3_backup_pagecount(b);
-	sqlite3_backup_finish(b);
+	frc = sqlite3_backup_finish(b);
 	if (rc != SQLITE_DONE) {
 		snprintf(err, err_len, "copying pages: %s%s", sqlite3_errstr(rc),
 		    (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED ?
 		    " (the database stayed locked; retry)" : "");
 		return map_rc(rc);
 	}
-	/* backup_finish reports the step's error too; DONE is clean */
-	if ((rc = sqlite3_errcode(dst)) != SQLITE_OK && rc != SQLITE_DONE) {
+	if (frc != SQLITE_OK) {
 		snprintf(err, err_len, "finishing the backup: %s",
-		    sqlite3_errmsg(dst));
-		return map_rc(rc);
+		    sqlite3_errstr(frc));
+		return map_rc(frc);
 	}
 	return 0;
 }
