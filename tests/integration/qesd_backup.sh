@@ -24,7 +24,8 @@
 # is left, the copy passes PRAGMA integrity_check, and the refusals (a
 # PostgreSQL store, the database itself, a directory, no database, not a
 # qesd database, a bad --step-pages) each have their exit status and
-# message. No PIN in any log or in the backup.
+# message; a backup with no server running replaces an older backup file.
+# No PIN in any log, in the backup or in the restored database.
 . "$(dirname -- "$0")/../lib.sh"
 
 T=$(qes_tmpdir)
@@ -241,7 +242,8 @@ PAGES=$(awk '$1 == "pages:" { print $2 }' "$T/live.out")
 [ -s "$T/load.errors" ] && { cat "$T/load.errors" >&2; grep -qv ': 409$' "$T/load.errors" &&
     fail "load requests failed while the backup ran"; }
 expect_eq "$(stat -c %a "$BACKUP")" 600 "backup file mode"
-[ -z "$(ls "$T/backup" | grep -v '^qesd-backup.db$')" ] || fail "left beside the backup: $(ls "$T/backup")"
+left=$(find "$T/backup" -mindepth 1 ! -name qesd-backup.db)
+[ -z "$left" ] || fail "left beside the backup: $left"
 expect_eq "$(sqlite3 "$BACKUP" 'PRAGMA integrity_check')" ok "integrity of the backup"
 ok "backup under load: $PAGES pages in $STEPS steps, $(awk '$1 == "duration_ms:" { print $2 }' "$T/live.out") ms (longest step $(awk '$1 == "longest_step_ms:" { print $2 }' "$T/live.out") ms); $KEYS_BEFORE keys and $JOBS_BEFORE jobs acknowledged before it, $KEYS_DURING keys during it; mode 0600, integrity ok"
 
@@ -329,11 +331,21 @@ grep -q "\"job_id\":\"$HELD\"" "$T/export.jsonl" || grep -q "$HELD" "$T/export.j
 ok "the restored audit chain verifies: GET /v1/audit/verify ($RECORDS records) and qes audit export + verify"
 stop_qesd 30
 
+# a backup with no server running, over the previous backup file (renamed
+# into place): the new file is the recovered database, no job open
+QESD_STORE=sqlite:$T/restore/qesd.db admin_backup again 0 "$BACKUP"
+expect_eq "$(sqlite3 "$BACKUP" "SELECT count(*) FROM jobs WHERE state NOT IN ('completed', 'failed', 'cancelled', 'expired')")" 0 \
+    "open jobs in the backup of the recovered database"
+expect_eq "$(stat -c %a "$BACKUP")" 600 "mode of the replaced backup"
+left=$(find "$T/backup" -mindepth 1 ! -name qesd-backup.db)
+[ -z "$left" ] || fail "left beside the backup: $left"
+ok "a backup without a running server replaces the previous one ($(awk '$1 == "steps:" { print $2 }' "$T/again.out") step(s) of 256 pages)"
+
 # no PIN anywhere
-for pin in "$QES_TOKEN_A_PIN"; do
-    for f in "$T/qesd.log" "$T/restore.log" "$T/agent.log" "$BACKUP" "$T/export.jsonl" \
-            "$T/live.out" "$T/live.err"; do
-        ! grep -qaF -- "$pin" "$f" || fail "the PIN is in $f"
-    done
+for f in "$T/qesd.log" "$T/restore.log" "$T/agent.log" "$BACKUP" "$T/export.jsonl" \
+        "$T/live.out" "$T/live.err"; do
+    ! grep -qaF -- "$QES_TOKEN_A_PIN" "$f" || fail "the PIN is in $f"
 done
+! sqlite3 "$T/restore/qesd.db" .dump | grep -qF -- "$QES_TOKEN_A_PIN" ||
+    fail "the restored database's dump holds the PIN"
 ok "no PIN in the logs, the backup or the export"
