@@ -11,7 +11,7 @@
 # signature jobs that the agent signs; the fifth job's dialog is held open
 # (the pinentry sleeps), so the backup holds completed jobs, a job awaiting
 # the signer and queued jobs. The backup is taken in small steps with
-# pauses (--step-pages 2 --pause-ms 20), so it spans a second of the
+# pauses (--step-pages 2 --pause-ms 30), so it spans a second of the
 # writers' commits: they must go on meanwhile, and the copy must still be
 # one consistent snapshot (its audit chain verifies, every key acknowledged
 # before it is in it).
@@ -215,7 +215,7 @@ qes_on_exit "kill $SIGN_LOAD"
 
 # wait for the held dialog (fifth job awaiting the signer) and two jobs after it
 HELD=
-for _ in $(seq 1 300); do
+for _ in $(seq 1 600); do
     if [ "$(wc -l < "$T/jobs.acked")" -ge 7 ]; then
         HELD=$(sed -n 5p "$T/jobs.acked")
         call "$KEY" GET "/v1/signatures/$HELD"
@@ -230,7 +230,7 @@ KEYS_BEFORE=$(wc -l < "$T/keys.acked")
 JOBS_BEFORE=$(wc -l < "$T/jobs.acked")
 cp "$T/keys.acked" "$T/keys.before"
 cp "$T/jobs.acked" "$T/jobs.before"
-admin_backup live 0 "$BACKUP" --step-pages 2 --pause-ms 20
+admin_backup live 0 "$BACKUP" --step-pages 2 --pause-ms 30
 KEYS_DURING=$(( $(wc -l < "$T/keys.acked") - KEYS_BEFORE ))
 [ "$KEYS_DURING" -gt 0 ] || fail "no API key was created while the backup ran: writers blocked?"
 sleep 1                                  # the load goes on after the backup
