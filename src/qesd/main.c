@@ -46,7 +46,8 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: qesd serve [--config FILE]\n"
-	    "       qesd admin [--config FILE] tenant create NAME | tenant list | purge ...\n"
+	    "       qesd admin [--config FILE] tenant create NAME | tenant list | purge ... |\n"
+	    "                                  backup FILE ...\n"
 	    "       qesd routes [--json]\n"
 	    "       qesd --help | --version\n"
 	    "\n"
