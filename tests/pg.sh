@@ -36,10 +36,17 @@ qes_pg_start() {
     QES_PG_PORT=$(qes_free_port)
     QES_PG_PASSWORD=$(openssl rand -hex 16)
     if [ "$(id -u)" -eq 0 ]; then
-        # the owner must reach its directory: let it through the test's tree
+        # the owner must reach its directory: let it through the test's own
+        # tree (nothing above $QES_TMP is changed)
         local d=$QES_PG_DIR
-        while [ "$d" != / ]; do chmod o+x -- "$d"; d=$(dirname -- "$d"); done
+        while :; do
+            chmod o+x -- "$d"
+            [ "$d" = "$QES_TMP" ] || [ "$d" = / ] && break
+            d=$(dirname -- "$d")
+        done
         chown postgres: -- "$QES_PG_DIR"
+        qes_pg_as_owner test -w "$QES_PG_DIR" ||
+            fail "user postgres cannot reach $QES_PG_DIR: set TMPDIR to a directory it can traverse"
     fi
     chmod 0700 -- "$QES_PG_DIR"
     printf '%s\n' "$QES_PG_PASSWORD" > "$QES_TMP/pg.pw"
