@@ -4,7 +4,7 @@
  * Tenants, hashed API keys, the audit chain and (issue 4) devices,
  * enrollments, device sessions and jobs live in a store chosen by URL:
  * "sqlite:PATH" (embedded, one process) or "postgres:URL" (any number of
- * replicas; issue 6, not built yet). Services call these functions; no SQL
+ * replicas; store_pg*.c). Services call these functions; no SQL
  * exists outside store_*.c.
  *
  * Shape. A qesd_store is opened once and shared by every worker thread.
@@ -86,8 +86,9 @@ typedef struct qesd_store_config {
 /*
  * Open (creating and migrating when needed) the store named by url.
  * cfg may be NULL. On failure err (if not NULL) holds a sentence for the
- * operator; QES_ERR_UNSUPPORTED for a postgres: URL or a database whose
- * schema is newer than this code, QES_ERR_INVALID_ARG for a bad URL.
+ * operator; QES_ERR_UNSUPPORTED for a database whose schema is newer than
+ * this code or that is not qesd's, QES_ERR_UNAVAILABLE when it cannot be
+ * reached, QES_ERR_INVALID_ARG for a bad URL.
  */
 int qesd_store_open(const char *url, const qesd_store_config *cfg,
     qesd_store **out, char *err, size_t err_len);
