@@ -10,15 +10,22 @@
  * QES_ERR_UNAVAILABLE, and the next one connects anew, so qesd recovers by
  * itself when PostgreSQL comes back.
  *
- * Transactions. Reads run in REPEATABLE READ READ ONLY (one snapshot);
- * writes in READ COMMITTED, where every state change is a compare-and-set
- * in its WHERE clause (jobs carry a version, keys and sessions their
- * state). The audit chain is serialised per tenant: the head row of the
- * tenant is read FOR UPDATE before an append, so concurrent appenders from
- * any number of replicas queue on that row lock and each links to the
- * record the previous one committed; (tenant_id, seq) is the primary key
- * and the head moves only from seq-1 besides, and triggers refuse to
- * rewrite a record or delete one not behind the anchor, as on SQLite.
+ * Transactions. Reads run in REPEATABLE READ READ ONLY (one snapshot).
+ * Writes run in READ COMMITTED and are serialised with every other writer
+ * of the database, on any replica, from their start: each takes one
+ * transaction-scoped advisory lock right after BEGIN. store.h promises
+ * this (SQLite's BEGIN IMMEDIATE gives it), and the jobs service relies
+ * on it: a dispatch queues the sign frame inside its write transaction,
+ * and the agent's answer, handled in a write transaction of its own, must
+ * not read the job before that commit (jobs.c, steps 2 and 3). Write
+ * transactions are short (no network round trip but the database's), so
+ * one at a time is what SQLite does too; every state change is besides a
+ * compare-and-set in its WHERE clause (jobs carry a version, keys and
+ * sessions their state). The audit chain has its own per-tenant guard as
+ * a second line: the head row of the tenant is read FOR UPDATE before an
+ * append, (tenant_id, seq) is the primary key, the head moves only from
+ * seq-1, and triggers refuse to rewrite a record or delete one not behind
+ * the anchor, as on SQLite.
  *
  * Errors (SQLSTATE): serialization failure, deadlock, lock timeout ->
  * QES_ERR_BUSY; unique violation -> QES_ERR_CONFLICT; foreign key ->
@@ -49,8 +56,9 @@
 #define POOL_MAX 64
 #define TIMEOUT_DEFAULT_MS 5000
 #define STMTS_MAX 96
-/* a migration lock no other program is likely to take: "qesd" */
+/* advisory locks no other program is likely to take: "qesd", "qesw" */
 #define MIGRATION_LOCK "1902474596"
+#define WRITER_LOCK "1902474615"
 
 #define OID_BYTEA 17
 #define OID_INT8 20
@@ -1056,6 +1064,13 @@ take(struct pg_store *st, struct pg_conn **out)
 	return 0;
 }
 
+/* the writer lock waits at most lock_timeout (busy_timeout_ms): BUSY then */
+static const char begin_write[] =
+    "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE; "
+    "SELECT pg_advisory_xact_lock(" WRITER_LOCK ")";
+static const char begin_read[] =
+    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 static int
 pg_begin(void *backend, qesd_tx_mode mode, qesd_tx **out)
 {
@@ -1066,19 +1081,15 @@ pg_begin(void *backend, qesd_tx_mode mode, qesd_tx **out)
 	if ((r = take(st, &c)) != 0)
 		return r;
 	c->tx.failed = 0;
-	r = command(c, mode == QESD_TX_WRITE ?
-	    "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE" :
-	    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+	r = command(c, mode == QESD_TX_WRITE ? begin_write : begin_read,
 	    "starting transaction");
 	if (r != 0) {
 		/* a connection that died while idle in the pool: once more
 		 * on a fresh one */
 		if (r == QES_ERR_UNAVAILABLE && (r = conn_connect(st, c,
 		    c->tx.errmsg, sizeof(c->tx.errmsg))) == 0)
-			r = command(c, mode == QESD_TX_WRITE ?
-			    "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE" :
-			    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-			    "starting transaction");
+			r = command(c, mode == QESD_TX_WRITE ? begin_write :
+			    begin_read, "starting transaction");
 		if (r != 0) {
 			if (c->pg != NULL &&
 			    PQtransactionStatus(c->pg) != PQTRANS_IDLE)

@@ -458,7 +458,8 @@ static void
 test_transactions(void **state)
 {
 	struct fixture *f = *state;
-	qesd_store_config cfg = { .pool_size = 3, .acquire_timeout_ms = 100 };
+	qesd_store_config cfg = { .pool_size = 3, .acquire_timeout_ms = 100,
+	    .busy_timeout_ms = 100 };
 	qesd_store *s = NULL;
 	qesd_tenant t, t2;
 	qesd_api_key k;
@@ -527,13 +528,11 @@ test_transactions(void **state)
 	assert_null(tx4);
 	qesd_tx_end(tx3);
 	qesd_tx_end(tx2);
-	/* SQLite: one writer at a time (a connection is free); readers still
-	 * go. PostgreSQL serialises writers per row instead. */
+	/* one writer at a time (a connection is free); readers still go */
 	tx2 = begin(s, QESD_TX_WRITE);
-	if (pg_base == NULL) {
-		assert_int_equal(qesd_store_begin(s, QESD_TX_WRITE, &tx3),
-		    QES_ERR_BUSY);
-	}
+	assert_int_equal(qesd_store_begin(s, QESD_TX_WRITE, &tx3),
+	    QES_ERR_BUSY);
+	assert_null(tx3);
 	tx3 = begin(s, QESD_TX_READ);
 	qesd_tx_end(tx3);
 	qesd_tx_end(tx2);
@@ -1567,7 +1566,7 @@ test_group_commit_backlog(void **state)
 	assert_int_equal(qesd_store_open(f->url, &sc, &s, err, sizeof(err)),
 	    0);
 	assert_int_equal(qesd_audit_queue_new(s, &qc, &q), 0);
-	/* holds the writer slot (SQLite) and the chain head (PostgreSQL) */
+	/* holds the writer lock, and the chain head */
 	blocker = begin(s, QESD_TX_WRITE);
 	ev = request_event(T0, NULL, NULL);
 	assert_int_equal(qesd_audit_append(blocker, t.id, &ev, NULL), 0);
