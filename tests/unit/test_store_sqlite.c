@@ -38,6 +38,8 @@
 #include "qes/buf.h"
 #include "qes/err.h"
 #include "store.h"
+#include "store_devices.h"
+#include "store_jobs.h"
 
 #define T0 1700000000000LL	/* injected "now" */
 
@@ -1091,6 +1093,233 @@ test_concurrent_appends_processes(void **state)
 	    "FROM audit_records"), PROCS * THREADS * EACH);
 }
 
+/*
+ * The rows of the device channel and of jobs, through every backend
+ * function once: an enrollment used by a device, a session that makes it
+ * live, an inventory with a credential, a job moved by compare-and-set.
+ * (test_devices.c and test_jobs.c test the services on SQLite; this is
+ * what lets the same code run on PostgreSQL.)
+ */
+static void
+test_device_and_job_rows(void **state)
+{
+	struct fixture *f = *state;
+	qesd_tenant t;
+	qesd_enrollment e, eg;
+	qesd_device d, dg, *devs = NULL;
+	qesd_device_session ses, sg, *sl = NULL;
+	qesd_session_seen seen;
+	qesd_credential c, cg, *cl = NULL;
+	qesd_job j, jg, *jl = NULL;
+	char cursor[QESD_CURSOR_SIZE], *inv = NULL;
+	static char label[] = "qualified key", tok[] = "qes-token-a",
+	    subj[] = "CN=Alice,C=EU", cn[] = "Alice", iss[] = "CN=Test CA";
+	uint8_t der[300];
+	int64_t at = 0;
+	size_t n = 0;
+	qesd_tx *tx;
+
+	make_tenant(f->s, "acme", &t);
+	tx = begin(f->s, QESD_TX_WRITE);
+	memset(&e, 0, sizeof(e));
+	strcpy(e.tenant_id, t.id);
+	memset(e.code_hash, 0x5a, sizeof(e.code_hash));
+	strcpy(e.device_name, "laptop");
+	e.created_at_ms = T0;
+	e.expires_at_ms = T0 + 600000;
+	assert_int_equal(qesd_enrollment_insert(tx, &e), 0);
+	memset(&d, 0, sizeof(d));
+	strcpy(d.tenant_id, t.id);
+	strcpy(d.name, "laptop");
+	memset(d.public_key, 0x30, 91);
+	d.public_key_len = 91;
+	strcpy(d.enrollment_id, e.id);
+	strcpy(d.agent_version, "0.1.0");
+	strcpy(d.os, "linux");
+	d.enrolled_at_ms = T0 + 1;
+	assert_int_equal(qesd_device_insert(tx, &d), 0);
+	assert_int_equal(qesd_enrollment_use(tx, t.id, e.id, d.id, T0 + 1), 0);
+	/* used once: refused now, without poisoning (qesd_tx_refuse) */
+	assert_int_equal(qesd_enrollment_use(tx, t.id, e.id, d.id, T0 + 2),
+	    QES_ERR_CONFLICT);
+	commit(tx);
+
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_enrollment_get_by_code(tx, e.code_hash, &eg), 0);
+	assert_string_equal(eg.id, e.id);
+	assert_string_equal(eg.device_id, d.id);
+	assert_int_equal(eg.used_at_ms, T0 + 1);
+	assert_int_equal(qesd_device_get(tx, t.id, d.id, &dg), 0);
+	assert_int_equal(dg.public_key_len, 91);
+	assert_memory_equal(dg.public_key, d.public_key, 91);
+	assert_string_equal(dg.os, "linux");
+	assert_int_equal(dg.revoked_at_ms, 0);
+	assert_false(dg.live);
+	assert_int_equal(qesd_device_get_for_auth(tx, d.id, &dg), 0);
+	assert_string_equal(dg.tenant_id, t.id);
+	qesd_tx_end(tx);
+
+	/* a session: the device is live; an inventory with one credential */
+	tx = begin(f->s, QESD_TX_WRITE);
+	memset(&ses, 0, sizeof(ses));
+	assert_int_equal(qesd_id_new("ses", ses.id), 0);
+	strcpy(ses.tenant_id, t.id);
+	strcpy(ses.device_id, d.id);
+	strcpy(ses.replica, "replica-a");
+	strcpy(ses.client_addr, "192.0.2.9");
+	ses.connected_at_ms = ses.last_seen_at_ms = T0 + 10;
+	assert_int_equal(qesd_session_insert(tx, &ses), 0);
+	memset(&seen, 0, sizeof(seen));
+	strcpy(seen.tenant_id, t.id);
+	strcpy(seen.session_id, ses.id);
+	seen.last_seen_at_ms = T0 + 20;
+	assert_int_equal(qesd_session_touch(tx, &seen, 1), 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(qesd_id_new("crd", c.id), 0);
+	strcpy(c.serial, "026d241bb1cdef7a");
+	strcpy(c.key_id_hex, "02");
+	c.label = label;
+	c.token_label = tok;
+	c.subject = subj;
+	c.subject_cn = cn;
+	c.issuer = iss;
+	strcpy(c.cert_serial_hex, "0a1b");
+	strcpy(c.classification, "qualified");
+	c.not_before_ms = T0 - 1000;
+	c.not_after_ms = T0 + 86400000LL * 365;
+	c.key_type = QES_KEY_EC;
+	c.key_bits = 256;
+	strcpy(c.curve, "P-256");
+	c.key_usage = 1;
+	c.has_private_key = -1;
+	memset(c.cert_sha256_hex, 'a', 64);
+	memset(der, 0x82, sizeof(der));
+	c.cert_der = der;
+	c.cert_der_len = sizeof(der);
+	assert_int_equal(qesd_device_set_inventory(tx, t.id, d.id,
+	    "{\"slots\":[]}", &c, 1, T0 + 30), 0);
+	commit(tx);
+
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_device_list(tx, t.id, NULL, 0, &devs, &n,
+	    cursor), 0);
+	assert_int_equal(n, 1);
+	assert_true(devs[0].live);
+	assert_int_equal(devs[0].inventory_at_ms, T0 + 30);
+	free(devs);
+	assert_int_equal(qesd_device_get_inventory(tx, t.id, d.id, &inv, &at),
+	    0);
+	assert_string_equal(inv, "{\"slots\":[]}");
+	assert_int_equal(at, T0 + 30);
+	free(inv);
+	assert_int_equal(qesd_credential_list(tx, t.id, NULL, 1, T0 + 40, NULL,
+	    0, &cl, &n, cursor), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(cl[0].id, c.id);
+	assert_string_equal(cl[0].subject, subj);
+	assert_int_equal(cl[0].has_private_key, -1);
+	assert_int_equal(cl[0].cert_der_len, sizeof(der));
+	assert_memory_equal(cl[0].cert_der, der, sizeof(der));
+	assert_true(cl[0].device_live);
+	assert_string_equal(cl[0].device_name, "laptop");
+	qesd_credentials_free(cl, n);
+	assert_int_equal(qesd_credential_get(tx, t.id, c.id, T0 + 40, &cg), 0);
+	assert_string_equal(cg.curve, "P-256");
+	qesd_credential_clear(&cg);
+	assert_int_equal(qesd_sessions_open_on_replica(tx, "replica-a", 10,
+	    &sl, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(sl[0].last_seen_at_ms, T0 + 20);
+	free(sl);
+	qesd_tx_end(tx);
+
+	/* a job: created, dispatched by compare-and-set, a stale one refused */
+	tx = begin(f->s, QESD_TX_WRITE);
+	memset(&j, 0, sizeof(j));
+	strcpy(j.tenant_id, t.id);
+	j.state = QESD_JOB_CREATED;
+	strcpy(j.credential_id, c.id);
+	strcpy(j.device_id, d.id);
+	assert_non_null(j.request = strdup("{\"digests\":[]}"));
+	strcpy(j.verification_code, "4711");
+	strcpy(j.idempotency_key, "order-17");
+	memset(j.request_hash, 0x11, sizeof(j.request_hash));
+	j.created_at_ms = j.updated_at_ms = T0 + 50;
+	j.expires_at_ms = T0 + 5000;
+	assert_int_equal(qesd_job_insert(tx, &j), 0);
+	commit(tx);
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_job_get_by_idempotency_key(tx, t.id, "order-17",
+	    &jg), 0);
+	assert_string_equal(jg.id, j.id);
+	assert_memory_equal(jg.request_hash, j.request_hash, 32);
+	jg.version = j.version;
+	strcpy(jg.session_id, ses.id);
+	assert_int_equal(qesd_job_update(tx, &jg, QESD_JOB_DISPATCHED, NULL,
+	    T0 + 60), 0);
+	assert_int_equal(jg.version, 2);
+	/* the copy read before moves nothing */
+	assert_int_equal(qesd_job_update(tx, &j, QESD_JOB_CANCELLED, NULL,
+	    T0 + 61), QES_ERR_CONFLICT);
+	commit(tx);
+	qesd_job_clear(&jg);
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_equal(qesd_job_list_live_on_device(tx, t.id, d.id, ses.id,
+	    10, &jl, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(jl[0].state, QESD_JOB_DISPATCHED);
+	assert_null(jl[0].request);
+	qesd_job_list_free(jl, n);
+	assert_int_equal(qesd_job_list_live(tx, T0 + 5001, 10, &jl, &n), 0);
+	assert_int_equal(n, 1);
+	qesd_job_list_free(jl, n);
+	assert_int_equal(qesd_job_list_live(tx, T0 + 5000, 10, &jl, &n), 0);
+	assert_int_equal(n, 0);
+	qesd_job_list_free(jl, n);
+	assert_int_equal(qesd_job_get(tx, t.id, j.id, &jg), 0);
+	assert_string_equal(jg.session_id, ses.id);
+	assert_string_equal(jg.request, "{\"digests\":[]}");
+	assert_null(jg.result);
+	qesd_job_clear(&jg);
+	qesd_tx_end(tx);
+	/* a second job with the key: a conflict */
+	tx = begin(f->s, QESD_TX_WRITE);
+	j.id[0] = '\0';
+	j.state = QESD_JOB_CREATED;
+	j.version = 0;
+	j.reason[0] = '\0';
+	j.session_id[0] = '\0';
+	j.updated_at_ms = j.created_at_ms;
+	assert_int_equal(qesd_job_insert(tx, &j), QES_ERR_CONFLICT);
+	qesd_tx_end(tx);
+	qesd_job_clear(&j);
+
+	/* the session closes: the device is not live; revoked: no session */
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_session_close(tx, t.id, ses.id, T0 + 70, T0 + 71,
+	    "agent_closed"), 0);
+	assert_int_equal(qesd_session_close(tx, t.id, ses.id, T0 + 70, T0 + 72,
+	    "agent_closed"), QES_ERR_NOT_FOUND);
+	assert_int_equal(qesd_device_revoke(tx, t.id, d.id, T0 + 80), 0);
+	commit(tx);
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_session_get(tx, t.id, ses.id, &sg), 0);
+	assert_int_equal(sg.closed_at_ms, T0 + 71);
+	assert_int_equal(sg.last_seen_at_ms, T0 + 70);
+	assert_string_equal(sg.close_reason, "agent_closed");
+	assert_int_equal(qesd_session_list(tx, t.id, d.id, NULL, 0, &sl, &n,
+	    cursor), 0);
+	assert_int_equal(n, 1);
+	free(sl);
+	assert_int_equal(qesd_device_get(tx, t.id, d.id, &dg), 0);
+	assert_false(dg.live);
+	assert_int_equal(dg.revoked_at_ms, T0 + 80);
+	assert_int_equal(qesd_id_new("ses", ses.id), 0);
+	ses.connected_at_ms = ses.last_seen_at_ms = T0 + 90;
+	assert_int_equal(qesd_session_insert(tx, &ses), QES_ERR_CONFLICT);
+	qesd_tx_end(tx);
+}
+
 static void
 test_tamper_detected(void **state)
 {
@@ -1622,6 +1851,7 @@ main(void)
 		T(test_audit_append_and_list),
 		T(test_concurrent_appends),
 		T(test_concurrent_appends_processes),
+		T(test_device_and_job_rows),
 		T(test_tamper_detected),
 		T(test_purge_and_anchor),
 		T(test_erase_addresses),
