@@ -55,7 +55,7 @@
 #define POOL_DEFAULT 4
 #define POOL_MAX 64
 #define TIMEOUT_DEFAULT_MS 5000
-#define STMTS_MAX 96
+#define STMTS_MAX 128		/* prepared per connection; 82 exist */
 /* advisory locks no other program is likely to take: "qesd", "qesw" */
 #define MIGRATION_LOCK "1902474596"
 #define WRITER_LOCK "1902474615"
