@@ -686,7 +686,8 @@ open_pidfd(pid_t pid)
  * (or not ours to reap: SIGCHLD ignored). The wait sleeps on the pidfd,
  * which becomes readable when the child exits, so the caller resumes at
  * once; without one it sleeps on the child's stdout until its EOF (the
- * usual sign that it is leaving) and then polls waitpid every millisecond.
+ * usual sign that it is leaving; at most 10 ms at a time) and then polls
+ * waitpid every millisecond.
  * (A plain sleep between waitpid calls cost every signature up to 10 ms.)
  */
 static int
@@ -714,9 +715,10 @@ wait_child(pid_t pid, int pidfd, int *out_fd, long limit_ms)
 			pfd.events = POLLIN;
 			(void)poll(&pfd, 1, (int)left);
 		} else if (*out_fd >= 0) {
+			/* a grandchild may hold the pipe: look again soon */
 			pfd.fd = *out_fd;
 			pfd.events = POLLIN;
-			if (poll(&pfd, 1, (int)left) > 0 &&
+			if (poll(&pfd, 1, left < 10 ? (int)left : 10) > 0 &&
 			    (n = read(*out_fd, junk, sizeof(junk))) <= 0 &&
 			    !(n < 0 && (errno == EINTR || errno == EAGAIN)))
 				*out_fd = -1;	/* EOF: it is on its way out */
