@@ -1320,6 +1320,50 @@ test_device_and_job_rows(void **state)
 	qesd_tx_end(tx);
 }
 
+/*
+ * PostgreSQL only: connections lost under the store (the server cut them,
+ * as at a restart or failover). A transaction that was open fails with
+ * QES_ERR_UNAVAILABLE and stays failed; an idle pooled connection that
+ * died is replaced at the next begin; nothing needs a new store.
+ */
+static void
+test_connection_loss(void **state)
+{
+	struct fixture *f = *state;
+	static const char kill_sql[] = "SELECT count(pg_terminate_backend(pid)) "
+	    "FROM pg_stat_activity WHERE application_name = 'qesd' "
+	    "AND datname = current_database()";
+	qesd_tenant t, t2;
+	qesd_tx *tx, *tx2;
+	int i;
+
+	if (pg_base == NULL)
+		skip();
+	make_tenant(f->s, "acme", &t);
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_tenant_get(tx, t.id, &t2), 0);
+	assert_true(raw_int(f->path, kill_sql) >= 1);
+	assert_int_equal(qesd_tenant_create(tx, "other", T0, &t2),
+	    QES_ERR_UNAVAILABLE);
+	assert_int_equal(qesd_tenant_get(tx, t.id, &t2), QES_ERR_UNAVAILABLE);
+	assert_int_equal(qesd_tx_commit(tx), QES_ERR_UNAVAILABLE);
+	qesd_tx_end(tx);
+	/* every pooled connection, idle ones too */
+	tx = begin(f->s, QESD_TX_READ);
+	tx2 = begin(f->s, QESD_TX_READ);
+	qesd_tx_end(tx2);
+	qesd_tx_end(tx);
+	assert_true(raw_int(f->path, kill_sql) >= 1);
+	for (i = 0; i < 6; i++) {
+		tx = begin(f->s, QESD_TX_WRITE);
+		assert_int_equal(qesd_tenant_get(tx, t.id, &t2), 0);
+		qesd_tx_end(tx);
+	}
+	assert_int_equal(qesd_store_ping(f->s), 0);
+	make_tenant(f->s, "other", &t2);
+	assert_chain_ok(f->s, t2.id, 0);
+}
+
 static void
 test_tamper_detected(void **state)
 {
@@ -1852,6 +1896,7 @@ main(void)
 		T(test_concurrent_appends),
 		T(test_concurrent_appends_processes),
 		T(test_device_and_job_rows),
+		T(test_connection_loss),
 		T(test_tamper_detected),
 		T(test_purge_and_anchor),
 		T(test_erase_addresses),
