@@ -3,8 +3,8 @@
 # on the PostgreSQL backend: a private cluster (tests/pg.sh), and every case
 # in a fresh schema of it, appenders in several processes included, and
 # connections the server cuts (an open transaction fails UNAVAILABLE, the
-# pool reconnects by itself). qesd
-# itself on PostgreSQL, and PostgreSQL stopped under load: qesd_postgres.sh.
+# pool reconnects by itself). qesd itself on PostgreSQL, and PostgreSQL
+# stopped under load: qesd_postgres.sh.
 . "$(dirname -- "$0")/../lib.sh"
 . "$QES_SOURCE_DIR/tests/pg.sh"
 
