@@ -51,7 +51,7 @@ extern "C" {
 #endif
 
 /* bytes reserved for one RFC 3161 token unless the caller says otherwise */
-#define QES_PADES_DEFAULT_TST_RESERVE ((size_t)8192)
+#define QES_PADES_DEFAULT_TST_RESERVE ((size_t)6144)
 /* slack for the CMS structure on top of the counted parts */
 #define QES_PADES_MARGIN ((size_t)512)
 #define QES_PADES_MAX_CHAIN 8

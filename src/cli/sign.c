@@ -1,5 +1,7 @@
 /*
- * sign.c - `qes sign --raw`: sign a file's digest with a local token.
+ * sign.c - `qes sign`: sign with a local token. --raw signs a file's
+ * digest and writes the bare value; --format makes an AdES signature
+ * (PAdES, CAdES, XAdES, JAdES at B-B .. B-LTA) through sign_ades.c.
  *
  * The file is hashed here (streaming, so its size does not matter), the
  * signer sees the dialog through pinentry and types the PIN once, the token
@@ -20,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "cli.h"
+#include "sign_ades.h"
 #include "qes/buf.h"
 #include "qes/cert.h"
 #include "qes/err.h"
@@ -32,12 +35,31 @@ static void
 usage(FILE *f)
 {
 	fputs("usage: qes sign --raw --in FILE --out SIGNATURE [OPTIONS]\n"
+	    "       qes sign --format pades|cades|xades|jades [--level B-B|B-T|B-LT|B-LTA]\n"
+	    "                [--packaging P] --in FILE --out FILE [OPTIONS]\n"
 	    "\n"
-	    "Sign the digest of FILE with a certificate's private key on a local\n"
-	    "PKCS#11 token. The PIN is asked through pinentry, once; the token is\n"
-	    "logged out afterwards.\n"
+	    "Sign FILE with a certificate's private key on a local PKCS#11 token.\n"
+	    "The PIN is asked through pinentry, once; the token is logged out\n"
+	    "afterwards.\n"
 	    "\n"
-	    "  --raw                 write the bare signature value (required in this version)\n"
+	    "  --raw                 write the bare signature value of FILE's digest\n"
+	    "  --format F            write an AdES signature: pades, cades, xades, jades\n"
+	    "  --level L             B-B (default), B-T, B-LT, B-LTA (PAdES, XAdES)\n"
+	    "  --packaging P         cades: detached (default) | enveloping;\n"
+	    "                        xades: enveloped (default) | detached;\n"
+	    "                        jades: json (default) | compact | detached\n"
+	    "  --tsa URL             RFC 3161 timestamp authority (B-T and above)\n"
+	    "  --tsa-ca FILE         PEM trust anchors for the TSA certificate\n"
+	    "  --tsa-untrusted FILE  PEM intermediates for the TSA, if it sends none\n"
+	    "  --tsa-policy OID      policy to ask the TSA for\n"
+	    "  --trust FILE          PEM CA certificates: the signer's chain (embedded\n"
+	    "                        without the root) and, for B-LT, the chains' anchors\n"
+	    "  --ocsp URL            OCSP responder instead of the certificate's AIA\n"
+	    "  --crl URL             CRL instead of the certificate's CDP\n"
+	    "  --revocation M        ocsp,crl (default: OCSP, CRL when it fails) | ocsp | crl\n"
+	    "  --field NAME --reason TEXT --location TEXT   PAdES signature field\n"
+	    "  --doc-name NAME       XAdES detached: the reference (default: FILE's name)\n"
+	    "  --mime TYPE           XAdES detached / JAdES: the document's media type\n"
 	    "  --in FILE             file to sign (hashed here, streaming)\n"
 	    "  --out FILE            where to write the signature value\n"
 	    "  --token SERIAL|LABEL  token to use (default: any)\n"
@@ -88,6 +110,22 @@ cli_cmd_sign(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "raw", no_argument, NULL, 'r' },
+		{ "format", required_argument, NULL, 'F' },
+		{ "level", required_argument, NULL, 'L' },
+		{ "packaging", required_argument, NULL, 'P' },
+		{ "tsa", required_argument, NULL, 1000 },
+		{ "tsa-ca", required_argument, NULL, 1001 },
+		{ "tsa-untrusted", required_argument, NULL, 1002 },
+		{ "tsa-policy", required_argument, NULL, 1003 },
+		{ "trust", required_argument, NULL, 1004 },
+		{ "ocsp", required_argument, NULL, 1005 },
+		{ "crl", required_argument, NULL, 1006 },
+		{ "revocation", required_argument, NULL, 1007 },
+		{ "field", required_argument, NULL, 1008 },
+		{ "reason", required_argument, NULL, 1009 },
+		{ "location", required_argument, NULL, 1010 },
+		{ "doc-name", required_argument, NULL, 1011 },
+		{ "mime", required_argument, NULL, 1012 },
 		{ "in", required_argument, NULL, 'i' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "token", required_argument, NULL, 't' },
@@ -116,14 +154,31 @@ cli_cmd_sign(int argc, char **argv)
 	qes_p11 *p = NULL;
 	uint8_t digest[QES_MD_MAX_LEN];
 	const uint8_t *digests[1] = { digest };
+	cli_ades_opts ao = { 0 };
 	char err[256];
-	int ch, raw = 0, r, rc = QES_EXIT_FAILURE;
+	int ch, raw = 0, r, rc = QES_EXIT_FAILURE, token_failed = 0;
 
 	req.md = QES_MD_SHA256;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "ri:o:t:k:d:s:e:c:T:p:m:Oh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'r': raw = 1; break;
+		case 'F': ao.format = optarg; break;
+		case 'L': ao.level = optarg; break;
+		case 'P': ao.packaging = optarg; break;
+		case 1000: ao.tsa_url = optarg; break;
+		case 1001: ao.tsa_ca = optarg; break;
+		case 1002: ao.tsa_untrusted = optarg; break;
+		case 1003: ao.tsa_policy = optarg; break;
+		case 1004: ao.trust = optarg; break;
+		case 1005: ao.ocsp_url = optarg; break;
+		case 1006: ao.crl_url = optarg; break;
+		case 1007: ao.revocation = optarg; break;
+		case 1008: ao.field = optarg; break;
+		case 1009: ao.reason = optarg; break;
+		case 1010: ao.location = optarg; break;
+		case 1011: ao.doc_name = optarg; break;
+		case 1012: ao.mime = optarg; break;
 		case 'i': in = optarg; break;
 		case 'o': out = optarg; break;
 		case 't': token = optarg; break;
@@ -167,11 +222,17 @@ cli_cmd_sign(int argc, char **argv)
 		usage(stderr);
 		return QES_EXIT_USAGE;
 	}
-	if (!raw) {
-		fprintf(stderr, "qes sign: this version writes raw signature values only: add --raw\n");
+	if (raw == (ao.format != NULL)) {
+		fprintf(stderr, "qes sign: give either --raw or --format\n");
 		return QES_EXIT_USAGE;
 	}
-	if ((r = qes_md_file(req.md, in, digest)) != 0) {
+	if (raw && (ao.level != NULL || ao.packaging != NULL || ao.tsa_url != NULL)) {
+		fprintf(stderr, "qes sign: --level, --packaging and --tsa go with --format\n");
+		return QES_EXIT_USAGE;
+	}
+	ao.in = in;
+	ao.out = out;
+	if (raw && (r = qes_md_file(req.md, in, digest)) != 0) {
 		fprintf(stderr, "qes sign: cannot read %s: %s\n", in, qes_strerror(r));
 		rc = qes_tool_exit_code(r);
 		goto out;
@@ -204,7 +265,20 @@ cli_cmd_sign(int argc, char **argv)
 	req.title = title != NULL ? title : in;
 	req.digests = digests;
 	req.n_digests = 1;
-	if ((r = qes_sign_local(p, t, c, &req, &pe_opts, &res)) != 0) {
+	if (!raw) {
+		r = cli_sign_ades(&ao, p, t, c, &req, &pe_opts, &res, &token_failed);
+		if (r == 0 && cert_out != NULL && (r = write_cert_pem(c->cert, cert_out)) != 0)
+			fprintf(stderr, "qes sign: cannot write %s: %s\n", cert_out,
+			    qes_strerror(r));
+		if (r == 0)
+			rc = QES_EXIT_OK;
+		else if (!token_failed)
+			rc = qes_tool_exit_code(r);
+		if (r == 0 || !token_failed)
+			goto out;
+	} else
+		r = qes_sign_local(p, t, c, &req, &pe_opts, &res);
+	if (r != 0) {
 		fprintf(stderr, "qes sign: %s: %s\n", qes_strerror(r), res.errmsg);
 		if (r == QES_ERR_PIN_INCORRECT)
 			fprintf(stderr, "qes sign: token \"%s\" now reports:%s%s%s\n", t->label,

@@ -123,6 +123,19 @@ qes_ades_free(qes_ades_ctx *ctx)
 	free(ctx);
 }
 
+/* the name people write, for messages */
+static const char *
+format_title(qes_ades_format f)
+{
+	switch (f) {
+	case QES_ADES_CADES: return "CAdES";
+	case QES_ADES_PADES: return "PAdES";
+	case QES_ADES_XADES: return "XAdES";
+	case QES_ADES_JADES: return "JAdES";
+	}
+	return "?";
+}
+
 /* The packaging each format takes, and its default (the first). */
 static int
 check_packaging(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
@@ -157,7 +170,7 @@ check_packaging(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 	}
 	if (!ok)
 		return fail(ctx, QES_ERR_UNSUPPORTED, "%s has no %s packaging",
-		    qes_ades_format_name(p->format), qes_ades_packaging_name(k) ?
+		    format_title(p->format), qes_ades_packaging_name(k) ?
 		    qes_ades_packaging_name(k) : "such");
 	ctx->packaging = k;
 	return 0;
@@ -166,7 +179,7 @@ check_packaging(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 static int
 check_level(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 {
-	const char *fn = qes_ades_format_name(p->format), *ln;
+	const char *fn = format_title(p->format), *ln;
 
 	if ((ln = qes_ades_level_name(p->level)) == NULL)
 		return fail(ctx, QES_ERR_INVALID_ARG, "unknown level %d", (int)p->level);
@@ -198,7 +211,7 @@ check_input(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 	if (!((p->format == QES_ADES_CADES || p->format == QES_ADES_XADES) &&
 	    ctx->packaging == QES_ADES_PKG_DETACHED))
 		return fail(ctx, QES_ERR_UNSUPPORTED, "%s %s needs the document, not its "
-		    "digest", qes_ades_format_name(p->format),
+		    "digest", format_title(p->format),
 		    qes_ades_packaging_name(ctx->packaging));
 	if (p->level >= QES_ADES_B_LTA)
 		return fail(ctx, QES_ERR_UNSUPPORTED, "the archive timestamp of B-LTA covers "
@@ -319,7 +332,7 @@ prepare_xml_json(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 	if (p->in_path != NULL && (r = qes_buf_read_file(p->in_path, max, &ctx->doc)) != 0)
 		return fail(ctx, r, r == QES_ERR_LIMIT ? "%s: larger than the %zu bytes %s "
 		    "signs" : "cannot read %s (%zu bytes at most for %s)", p->in_path, max,
-		    qes_ades_format_name(p->format));
+		    format_title(p->format));
 	if (p->format == QES_ADES_XADES) {
 		qes_xades_params xp = { 0 };
 
@@ -429,6 +442,9 @@ int
 qes_ades_tbs(const qes_ades_ctx *ctx, qes_md *md, qes_sig_scheme *scheme,
     const uint8_t **digest, size_t *len)
 {
+	qes_md m;
+	qes_sig_scheme s;
+
 	if (ctx == NULL || digest == NULL || len == NULL)
 		return QES_ERR_INVALID_ARG;
 	if (md != NULL)
@@ -442,9 +458,9 @@ qes_ades_tbs(const qes_ades_ctx *ctx, qes_md *md, qes_sig_scheme *scheme,
 	if (ctx->pades != NULL)
 		return qes_pades_tbs(ctx->pades, digest, len, NULL, NULL);
 	if (ctx->xades != NULL)
-		return qes_xades_tbs(ctx->xades, digest, len, NULL, NULL);
+		return qes_xades_tbs(ctx->xades, digest, len, &m, &s);
 	if (ctx->jades != NULL)
-		return qes_jades_tbs(ctx->jades, digest, len, NULL, NULL);
+		return qes_jades_tbs(ctx->jades, digest, len, &m, &s);
 	return QES_ERR_INVALID_ARG;
 }
 

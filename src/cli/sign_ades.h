@@ -1,0 +1,37 @@
+/*
+ * sign_ades.h - `qes sign --format ...`: an AdES signature with a local
+ * token, through the two-phase API of include/qes/sign.h. sign.c parses
+ * the command line, finds the credential and calls this.
+ */
+#ifndef QES_CLI_SIGN_ADES_H
+#define QES_CLI_SIGN_ADES_H
+
+#include "qes/p11.h"
+#include "qes/pinentry.h"
+#include "qes/signer.h"
+
+typedef struct cli_ades_opts {
+	const char *format;		/* pades | cades | xades | jades */
+	const char *level;		/* B-B (default) .. B-LTA */
+	const char *packaging;		/* NULL: the format's default */
+	const char *in, *out;
+	const char *tsa_url, *tsa_ca, *tsa_untrusted, *tsa_policy;
+	const char *ocsp_url, *crl_url, *revocation;	/* revocation: mode */
+	const char *trust;		/* PEM bundle: chain and trust anchors */
+	const char *field, *reason, *location;	/* PAdES */
+	const char *doc_name, *mime;	/* XAdES detached reference, media type */
+	long timeout_ms;		/* outbound HTTP; 0: the library's default */
+} cli_ades_opts;
+
+/*
+ * Sign o->in as an AdES signature into o->out with credential c of token t.
+ * req carries md, scheme, title and requester; the digest is filled here.
+ * Returns a QES_ERR_*; *token_failed is set when the failure came from the
+ * token job (res then says why: PIN, cancel), messages are printed here
+ * otherwise.
+ */
+int cli_sign_ades(const cli_ades_opts *o, qes_p11 *p, const qes_p11_token *t,
+    const qes_p11_cred *c, qes_sign_request *req, const qes_pinentry_opts *pe,
+    qes_sign_result *res, int *token_failed);
+
+#endif

@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# ades_cli.sh - `qes sign --format pades|cades|xades|jades --level ...` with
+# real SoftHSM2 tokens, the PIN through the scripted pinentry (one dialog
+# per signature), and the test PKI's real services on 127.0.0.1 (the
+# `openssl ts` TSA, the `openssl ocsp` responder, CRLs over HTTP). Every
+# output is judged by tools that are not qes:
+#   openssl cms -verify   CAdES, and the CMS inside every PAdES signature
+#                         over the PDF's /ByteRange
+#   openssl ts -verify    every signature timestamp (over the SignatureValue)
+#                         and the PAdES document timestamp (B-LTA)
+#   pdfsig + qpdf         PAdES: valid, trusted (NSS database with the test
+#                         root; poppler 22 as in pades_pdf.sh), whole
+#                         document, structure; a second signature keeps the
+#                         first valid; PDFs of cairo, qpdf (object streams,
+#                         linearized), Ghostscript
+#   qpdf --json           the /DSS of B-LT holds certificates and OCSP/CRLs
+#   xmlsec1 --verify      XAdES enveloped and detached
+#   jwcrypto              JAdES (tests/helpers/jws_verify.py)
+# and what may not be made is refused with a sentence: JAdES and CAdES
+# B-LTA, JAdES compact above B-B, a level above B-B without a TSA; a wrong
+# PIN writes nothing.
+. "$(dirname -- "$0")/../lib.sh"
+. "$QES_SOURCE_DIR/tests/pki_services.sh"
+
+dir=$(qes_tmpdir)
+cd "$dir" || fail "no $dir"
+P=$QES_PKI
+PY=/usr/bin/python3
+JV=$QES_SOURCE_DIR/tests/helpers/jws_verify.py
+CT=$QES_BUILD_DIR/tests/qes-cades-tool
+for t in qpdf gs pdfsig certutil vfychain openssl xmlsec1 "$PY"; do
+    command -v "$t" >/dev/null || fail "$t is not installed (scripts/deps.sh)"
+done
+[ -x "$CT" ] || fail "no $CT"
+qes_private_tokens "$dir/tokens"
+qes_pki_services_start "$P"
+
+PE=$QES_BUILD_DIR/tests/qes-test-pinentry
+export QES_TEST_PINENTRY_SCRIPT=$dir/pinentry.script
+export QES_TEST_PINENTRY_LOG=$dir/pinentry.log
+M=$QES_TEST_MODULE
+A=$QES_TOKEN_A_SERIAL B=$QES_TOKEN_B_SERIAL
+cat "$P/issuing-ca.pem" "$P/root-ca.pem" >trust.pem
+openssl x509 -in "$P/issuing-ca.pem" -outform DER -out issuing-ca.cer
+
+pinentry_script() { printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"; rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"; }
+
+# qsign TOKEN KEY FORMAT LEVEL IN OUT [qes sign options]: one signature, one PIN
+qsign() {
+    local token=$1 key=$2 fmt=$3 lvl=$4 in=$5 out=$6 pin
+    shift 6
+    [ "$token" = "$A" ] && pin=$QES_TOKEN_A_PIN || pin=$QES_TOKEN_B_PIN
+    pinentry_script "pin $pin"
+    "$QES_CLI" sign --module "$M" --only-module --pinentry "$PE" --token "$token" \
+        --key "$key" --format "$fmt" --level "$lvl" --in "$in" --out "$out" \
+        --tsa "$QES_PKI_TSA_URL" --tsa-ca "$P/root-ca.pem" --trust trust.pem "$@" \
+        >"$out.log" 2>&1 || { cat "$out.log" >&2; fail "qes sign $fmt $lvl $in"; }
+    expect_eq "$(grep -c '^GETPIN' "$QES_TEST_PINENTRY_LOG")" 1 "one PIN dialog for $out"
+    expect_not_contains "$out.log" "$pin"
+}
+# qsign_fails WANT TOKEN KEY FORMAT LEVEL IN OUT [options]: refused, saying WANT, nothing written
+qsign_fails() {
+    local want=$1 token=$2 key=$3 fmt=$4 lvl=$5 in=$6 out=$7
+    shift 7
+    pinentry_script "pin $QES_TOKEN_A_PIN"
+    rm -f "$out"
+    if "$QES_CLI" sign --module "$M" --only-module --pinentry "$PE" --token "$token" \
+        --key "$key" --format "$fmt" --level "$lvl" --in "$in" --out "$out" "$@" \
+        >"$out.log" 2>&1; then fail "qes sign $fmt $lvl should fail ($want)"; fi
+    expect_contains "$out.log" "$want"
+    [ ! -e "$out" ] || fail "$out written by a failed signature"
+    [ -z "$(ls "$out".qes-* 2>/dev/null)" ] || fail "temporary files left beside $out"
+}
+ts_verify() {	# DATA TOKEN
+    openssl ts -verify -data "$1" -in "$2" -token_in -CAfile "$P/root-ca.pem" \
+        -untrusted "$P/tsa.pem" >"$2.verify" 2>&1 || { cat "$2.verify" >&2; fail "openssl ts rejects $2"; }
+    grep -q "Verification: OK" "$2.verify" || fail "openssl ts: no OK for $2"
+}
+# the CMS's signature timestamp verified over its SignatureValue
+cms_token_ok() {	# CMS
+    "$CT" inspect "$1" --token-out "$1.tst" --sig-out "$1.sv" >"$1.inspect" 2>&1 ||
+        { cat "$1.inspect" >&2; fail "no timestamp in $1"; }
+    ts_verify "$1.sv" "$1.tst"
+}
+
+# ---------------------------------------------------------------- documents
+"$PY" - <<'EOF'
+import cairo
+s = cairo.PDFSurface("cairo.pdf", 595, 842)
+c = cairo.Context(s)
+for i in range(2):
+    c.move_to(72, 72)
+    c.show_text("qes sign test page %d" % (i + 1))
+    c.show_page()
+s.finish()
+EOF
+qpdf --object-streams=generate cairo.pdf objstm.pdf
+qpdf --linearize cairo.pdf lin.pdf
+gs -q -dNOPAUSE -dBATCH -sDEVICE=pdfwrite -o gs.pdf cairo.pdf
+head -c 150000 /dev/urandom >doc.bin
+cat >invoice.xml <<'EOF'
+<?xml version="1.0" encoding="UTF-8"?>
+<inv:Invoice xmlns:inv="urn:example:invoice"><inv:Id>2026-0042</inv:Id><inv:Total currency="EUR">29.97</inv:Total></inv:Invoice>
+EOF
+printf '{"invoice":"2026-0042","total":"29.97"}' >payload.json
+
+# ---------------------------------------------------------------- PAdES
+mkdir nss nss-empty
+certutil -N -d sql:nss --empty-password
+certutil -N -d sql:nss-empty --empty-password
+certutil -A -d sql:nss -n qes-test-root -t "CT,C,C" -i "$P/root-ca.pem"
+PDFSIG_NEW=0
+pdfsig -v 2>&1 | awk '/version/ { split($3, v, "."); exit !(v[1] >= 23) }' && PDFSIG_NEW=1
+
+# pdf_sigs PDF PREFIX: for every /ByteRange, PREFIX.N.der (the /Contents,
+# its DER length) and PREFIX.N.data (the signed ranges), N from 1; prints
+# the count and each /SubFilter
+pdf_sigs() {
+    "$PY" - "$1" "$2" <<'EOF'
+import re, sys
+d = open(sys.argv[1], "rb").read()
+n = 0
+for m in re.finditer(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]", d):
+    a, b, c, e = map(int, m.groups())
+    n += 1
+    hexs = d[a + b + 1:c - 1]
+    der = bytes.fromhex(hexs.decode())
+    # the DER's own length: strip the zero padding
+    l = der[1]
+    ln = l if l < 0x80 else int.from_bytes(der[2:2 + (l & 0x7f)], "big")
+    hl = 2 if l < 0x80 else 2 + (l & 0x7f)
+    open("%s.%d.der" % (sys.argv[2], n), "wb").write(der[:hl + ln])
+    open("%s.%d.data" % (sys.argv[2], n), "wb").write(d[a:a + b] + d[c:c + e])
+    start = d.rfind(b"<<", 0, m.start())
+    sf = re.search(rb"/SubFilter\s*/([A-Za-z0-9.]+)", d[start:m.start() + 200])
+    print(sf.group(1).decode() if sf else "?")
+print(n)
+EOF
+}
+
+# check_pdfsig FILE NSIGS COVER: pdfsig: NSIGS valid CMS signatures, trusted, the newest
+# CAdES signature covering the whole document (COVER) or not (a later update)
+check_pdfsig() {
+    local f=$1 n=$2 cover=$3 i c
+    pdfsig -nssdir "sql:$dir/nss" -no-ocsp "$f" >"$f.pdfsig" 2>&1 || true
+    expect_eq "$(grep -c 'Signature Validation: Signature is Valid.' "$f.pdfsig")" "$n" "$f: valid signatures"
+    grep -q "ETSI.CAdES.detached" "$f.pdfsig" || fail "$f: not ETSI.CAdES.detached"
+    if [ -n "$cover" ]; then
+        grep -A12 "^Signature #$n" "$f.pdfsig" | grep -q -- "- $cover" ||
+            { cat "$f.pdfsig" >&2; fail "$f: signature $n is not \"$cover\""; }
+    fi
+    if [ $PDFSIG_NEW = 1 ]; then
+        expect_eq "$(grep -c 'Certificate Validation: Certificate is Trusted.' "$f.pdfsig")" "$n" "$f: trusted"
+    else
+        ! grep -E 'Certificate Validation: Certificate (issuer|has Expired|has been Revoked)' \
+            "$f.pdfsig" || fail "$f: pdfsig refuses a certificate"
+    fi
+    qpdf --check "$f" >"$f.qpdf" 2>&1 || { cat "$f.qpdf" >&2; fail "$f: qpdf --check"; }
+}
+
+# check_pades FILE LEVEL: every CAdES signature's CMS verified by openssl cms over its
+# ranges and the signer chain trusted by NSS; timestamps by openssl ts
+check_pades() {
+    local f=$1 lvl=$2 out n i sf
+    out=$(pdf_sigs "$f" "$f.sig")
+    n=$(echo "$out" | tail -n 1)
+    i=0
+    for sf in $(echo "$out" | head -n -1); do
+        i=$((i + 1))
+        if [ "$sf" = ETSI.RFC3161 ]; then
+            ts_verify "$f.sig.$i.data" "$f.sig.$i.der"
+            continue
+        fi
+        expect_eq "$sf" ETSI.CAdES.detached "$f: SubFilter $i"
+        openssl cms -verify -binary -inform DER -in "$f.sig.$i.der" -content "$f.sig.$i.data" \
+            -CAfile "$P/root-ca.pem" -purpose any -out /dev/null >"$f.cms" 2>&1 ||
+            { cat "$f.cms" >&2; fail "$f: openssl cms rejects signature $i"; }
+        "$CT" inspect "$f.sig.$i.der" >"$f.sig.$i.inspect" 2>&1 || true
+        expect_contains "$f.sig.$i.inspect" "signing_time=0"
+        openssl pkcs7 -inform DER -in "$f.sig.$i.der" -print_certs -out "$f.sig.$i.pem" 2>/dev/null
+        awk -v b="$f.sig.$i.c" '/BEGIN CERT/ { k++ } k { print > (b k ".pem") }' "$f.sig.$i.pem"
+        for c in "$f.sig.$i".c*.pem; do
+            openssl x509 -in "$c" -noout -ext basicConstraints 2>/dev/null | grep -q "CA:TRUE" ||
+                openssl x509 -in "$c" -outform DER -out "$f.sig.$i.cer"
+        done
+        vfychain -d "sql:$dir/nss" -pp -u 4 "$f.sig.$i.cer" issuing-ca.cer >"$f.vfy" 2>&1 ||
+            { cat "$f.vfy" >&2; fail "$f: NSS does not trust signer $i"; }
+        if [ "$lvl" != B-B ]; then
+            cms_token_ok "$f.sig.$i.der"
+        fi
+    done
+    [ "$n" -ge 1 ] || fail "$f: no signature"
+}
+
+# dss_count FILE: "certs ocsps crls" of the /DSS
+dss_count() {
+    qpdf --json=2 --json-key=qpdf "$1" >"$1.json"
+    "$PY" - "$1.json" <<'EOF'
+import json, sys
+objs = json.load(open(sys.argv[1]))["qpdf"][1]
+cat = objs["obj:" + objs["trailer"]["value"]["/Root"]]["value"]
+d = cat["/DSS"]
+d = objs["obj:" + d]["value"] if isinstance(d, str) else d
+print(*(len(d.get(k, [])) for k in ("/Certs", "/OCSPs", "/CRLs")))
+EOF
+}
+
+for lvl in B-B B-T B-LT B-LTA; do
+    qsign "$A" 01 pades "$lvl" cairo.pdf "pades-$lvl.pdf" --reason "qes test" --location Vienna
+    nsig=1
+    case $lvl in
+        B-B|B-T) check_pdfsig "pades-$lvl.pdf" 1 "Total document signed" ;;
+        B-LT) check_pdfsig "pades-$lvl.pdf" 1 "Not total document signed" ;;
+        B-LTA) check_pdfsig "pades-$lvl.pdf" 1 ""; nsig=2 ;;
+    esac
+    check_pades "pades-$lvl.pdf" "$lvl"
+    expect_eq "$(pdf_sigs "pades-$lvl.pdf" x | tail -n 1)" "$nsig" "pades-$lvl.pdf: signature dictionaries"
+    grep -aEq "/M ?[(<]" "pades-$lvl.pdf" || fail "no /M in pades-$lvl.pdf"
+    if [ "$lvl" = B-LT ] || [ "$lvl" = B-LTA ]; then
+        read -r nc no nl < <(dss_count "pades-$lvl.pdf")
+        # signer, issuing CA, root, TSA; OCSP for the signer, CRL or OCSP for the CAs and TSA
+        [ "$nc" -ge 4 ] && [ $((no + nl)) -ge 2 ] || fail "pades-$lvl.pdf: DSS holds $nc certs $no OCSPs $nl CRLs"
+        [ "$no" -ge 1 ] || fail "pades-$lvl.pdf: no OCSP response in the DSS"
+    fi
+    ok "PAdES $lvl (RSA-2048): pdfsig valid and trusted, openssl cms over the ranges, no signing-time, /M, qpdf --check$([ "$lvl" != B-B ] && echo ', timestamps verified by openssl ts')$([ "$lvl" = B-LT ] || [ "$lvl" = B-LTA ] && echo ', DSS with certificates and OCSP/CRL')"
+done
+grep -aq "/Type */DocTimeStamp" pades-B-LTA.pdf || fail "no /DocTimeStamp in B-LTA"
+
+# sized from the real data: the reservation is modest
+for lvl in B-B B-T; do
+    len=$(stat -c %s "pades-$lvl.pdf.sig.1.der")
+    res=$("$PY" -c 'import re,sys; d=open(sys.argv[1],"rb").read(); m=re.search(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)", d); print((int(m.group(3))-int(m.group(1))-int(m.group(2))-2)//2)' "pades-$lvl.pdf")
+    [ "$res" -ge "$len" ] && [ "$res" -le $((len + 8192)) ] ||
+        fail "PAdES $lvl: $res bytes reserved for a $len-byte CMS"
+    echo "PAdES $lvl: CMS $len bytes, reserved $res"
+done
+ok "PAdES /Contents reservation close to the real CMS"
+
+# other producers, other keys, a second signature
+qsign "$B" 12 pades B-T objstm.pdf objstm-p384.pdf
+check_pdfsig objstm-p384.pdf 1 "Total document signed"
+check_pades objstm-p384.pdf B-T
+qsign "$A" 02 pades B-B lin.pdf lin-p256.pdf
+check_pdfsig lin-p256.pdf 1 "Total document signed"
+check_pades lin-p256.pdf B-B
+qsign "$B" 11 pades B-LT gs.pdf gs-rsa3072.pdf --md sha384
+check_pdfsig gs-rsa3072.pdf 1 "Not total document signed"
+check_pades gs-rsa3072.pdf B-LT
+ok "PAdES of qpdf (object streams, P-384 B-T), linearized (P-256 B-B), Ghostscript (RSA-3072 SHA-384 B-LT)"
+qsign "$A" 02 pades B-T pades-B-T.pdf second.pdf --field Countersignature
+check_pdfsig second.pdf 2 "Total document signed"
+check_pades second.pdf B-T
+grep -A12 "^Signature #1" second.pdf.pdfsig | grep -q "Not total document signed" ||
+    fail "second.pdf: the first signature should not cover the second"
+ok "a second PAdES signature keeps the first valid (pdfsig, openssl cms on both)"
+
+# tampered: one byte inside the signed range
+cp pades-B-T.pdf tampered.pdf
+printf 'X' | dd of=tampered.pdf bs=1 seek=200 conv=notrunc 2>/dev/null
+pdfsig -nssdir "sql:$dir/nss" -no-ocsp tampered.pdf >tampered.out 2>&1 || true
+grep -qE "Signature is Invalid|Digest Mismatch" tampered.out || { cat tampered.out >&2; fail "pdfsig accepts a changed byte"; }
+ok "a changed byte in the signed range: pdfsig reports the signature invalid"
+
+# ---------------------------------------------------------------- CAdES
+for lvl in B-B B-T B-LT; do
+    for pkg in detached enveloping; do
+        qsign "$A" 02 cades "$lvl" doc.bin "c-$lvl-$pkg.p7s" --packaging "$pkg"
+        if [ "$pkg" = detached ]; then
+            openssl cms -verify -binary -inform DER -in "c-$lvl-$pkg.p7s" -content doc.bin \
+                -CAfile "$P/root-ca.pem" -purpose any -out /dev/null 2>c.err ||
+                { cat c.err >&2; fail "openssl cms rejects c-$lvl-$pkg.p7s"; }
+        else
+            openssl cms -verify -binary -inform DER -in "c-$lvl-$pkg.p7s" \
+                -CAfile "$P/root-ca.pem" -purpose any -out c.content 2>c.err ||
+                { cat c.err >&2; fail "openssl cms rejects c-$lvl-$pkg.p7s"; }
+            cmp -s c.content doc.bin || fail "c-$lvl-$pkg.p7s: content differs"
+        fi
+        "$CT" inspect "c-$lvl-$pkg.p7s" >c.inspect 2>&1 || true
+        expect_contains c.inspect "level=$lvl"
+        [ "$lvl" = B-B ] || cms_token_ok "c-$lvl-$pkg.p7s"
+    done
+    ok "CAdES $lvl detached and enveloping (P-256): openssl cms -verify$([ "$lvl" != B-B ] && echo ', token by openssl ts')"
+done
+"$CT" inspect c-B-LT-detached.p7s >c.inspect 2>&1 || true
+grep -Eq "^ocsps=[1-9]" c.inspect || fail "CAdES B-LT without OCSP responses"
+head -c 10 /dev/zero >>doc2.bin; cat doc.bin >>doc2.bin
+if openssl cms -verify -binary -inform DER -in c-B-T-detached.p7s -content doc2.bin \
+    -CAfile "$P/root-ca.pem" -purpose any -out /dev/null 2>/dev/null; then fail "openssl cms accepts changed content"; fi
+ok "CAdES B-LT holds OCSP responses; changed content refused"
+
+# ---------------------------------------------------------------- XAdES
+XV=(xmlsec1 --verify --trusted-pem "$P/root-ca.pem" --untrusted-pem "$P/issuing-ca.pem"
+    --id-attr:Id "http://uri.etsi.org/01903/v1.3.2#:SignedProperties")
+for lvl in B-B B-T B-LT B-LTA; do
+    qsign "$A" 02 xades "$lvl" invoice.xml "x-$lvl.xml"
+    "${XV[@]}" "x-$lvl.xml" >x.out 2>&1 || { cat x.out >&2; fail "xmlsec1 rejects x-$lvl.xml"; }
+    qsign "$A" 02 xades "$lvl" doc.bin "xd-$lvl.xml" --packaging detached
+    "${XV[@]}" --url-map:doc.bin doc.bin "xd-$lvl.xml" >x.out 2>&1 || { cat x.out >&2; fail "xmlsec1 rejects xd-$lvl.xml"; }
+    case $lvl in
+        B-T) grep -q "SignatureTimeStamp" "x-$lvl.xml" || fail "no SignatureTimeStamp" ;;
+        B-LT) grep -q "CertificateValues" "x-$lvl.xml" && grep -q "RevocationValues" "x-$lvl.xml" &&
+              grep -q "TimeStampValidationData" "x-$lvl.xml" || fail "x-$lvl.xml lacks B-LT values" ;;
+        B-LTA) grep -q "ArchiveTimeStamp" "x-$lvl.xml" || fail "no ArchiveTimeStamp" ;;
+    esac
+    ok "XAdES $lvl enveloped and detached (P-256) accepted by xmlsec1"
+done
+sed 's/>29.97</>2997.00</' x-B-T.xml >x-bad.xml
+if "${XV[@]}" x-bad.xml >/dev/null 2>&1; then fail "xmlsec1 accepts a changed node"; fi
+ok "XAdES: a changed node is refused by xmlsec1"
+
+# ---------------------------------------------------------------- JAdES
+openssl x509 -in "$P/qual-p256.pem" -out p256.pem
+qsign "$A" 02 jades B-B payload.json j-compact.jws --packaging compact
+$PY "$JV" j-compact.jws p256.pem --expect-payload payload.json >j.out 2>&1 || { cat j.out >&2; fail "jwcrypto rejects compact"; }
+for lvl in B-B B-T B-LT; do
+    qsign "$A" 02 jades "$lvl" payload.json "j-$lvl.json"
+    $PY "$JV" "j-$lvl.json" p256.pem --expect-payload payload.json --level "$lvl" >j.out 2>&1 ||
+        { cat j.out >&2; fail "jwcrypto rejects j-$lvl.json"; }
+    qsign "$A" 02 jades "$lvl" payload.json "jd-$lvl.json" --packaging detached
+    $PY "$JV" "jd-$lvl.json" p256.pem --payload payload.json --level "$lvl" >j.out 2>&1 ||
+        { cat j.out >&2; fail "jwcrypto rejects jd-$lvl.json"; }
+    ok "JAdES $lvl JSON (attached and detached payload) accepted by jwcrypto"
+done
+sed 's/"payload":"[A-Za-z0-9_-]/&x/' j-B-T.json >j-bad.json
+if $PY "$JV" j-bad.json p256.pem >/dev/null 2>&1; then fail "jwcrypto accepts a changed payload"; fi
+ok "JAdES compact B-B accepted by jwcrypto; a changed payload refused"
+
+# ---------------------------------------------------------------- refusals
+qsign_fails "JAdES B-LTA (archive timestamp) is not produced" "$A" 02 jades B-LTA payload.json no.json \
+    --tsa "$QES_PKI_TSA_URL" --tsa-ca "$P/root-ca.pem"
+qsign_fails "CAdES B-LTA" "$A" 02 cades B-LTA doc.bin no.p7s --tsa "$QES_PKI_TSA_URL" --tsa-ca "$P/root-ca.pem"
+qsign_fails "B-B only" "$A" 02 jades B-T payload.json no.jws --packaging compact \
+    --tsa "$QES_PKI_TSA_URL" --tsa-ca "$P/root-ca.pem"
+qsign_fails "needs --tsa" "$A" 02 pades B-T cairo.pdf no.pdf
+qpdf --encrypt user owner 256 -- cairo.pdf enc.pdf
+qsign_fails "encrypted" "$A" 02 pades B-B enc.pdf no.pdf
+# a TSA that lies about the nonce: nothing written, after the PIN
+pinentry_script "pin $QES_TOKEN_A_PIN"
+qsign_fails "nonce" "$A" 02 pades B-T cairo.pdf no.pdf --tsa "$QES_PKI_HTTP_URL/tsa/bad-nonce" \
+    --tsa-ca "$P/root-ca.pem"
+# wrong PIN three times: exit 4, nothing written
+pinentry_script "pin 000000" "pin 000001" "pin 000002"
+rc=0
+"$QES_CLI" sign --module "$M" --only-module --pinentry "$PE" --token "$A" --key 02 \
+    --format pades --level B-B --in cairo.pdf --out no.pdf >no.log 2>&1 || rc=$?
+expect_eq "$rc" 4 "wrong PIN exits 4"
+[ ! -e no.pdf ] && [ -z "$(ls no.pdf.qes-* 2>/dev/null)" ] || fail "a wrong PIN left a file"
+ok "refused with a sentence and nothing written: JAdES/CAdES B-LTA, JAdES compact B-T, no TSA, encrypted PDF, TSA with a wrong nonce, wrong PIN"
