@@ -1034,7 +1034,7 @@ pg_close(void *backend)
 	pthread_cond_destroy(&st->cv);
 	pthread_mutex_destroy(&st->mu);
 	if (st->conninfo != NULL) {
-		memset(st->conninfo, 0, strlen(st->conninfo));
+		explicit_bzero(st->conninfo, strlen(st->conninfo));
 		free(st->conninfo);
 	}
 	free(st->conns);
