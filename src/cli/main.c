@@ -18,6 +18,7 @@ usage(FILE *f)
 	    "  sign       sign with a certificate on a local token (PIN through pinentry)\n"
 	    "  keys       API keys of your tenant on a qesd server (create, list, rotate, revoke)\n"
 	    "  audit      the tenant's audit log (list, export) and offline verification of exports\n"
+	    "  verify     check the signatures of a PDF, CMS, XML or JWS file (offline)\n"
 	    "\n"
 	    "Run `qes COMMAND --help` for the options of a command.\n"
 	    "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 PIN incorrect,\n"
@@ -33,6 +34,7 @@ main(int argc, char **argv)
 		{ "sign", cli_cmd_sign },
 		{ "keys", cli_cmd_keys },
 		{ "audit", cli_cmd_audit },
+		{ "verify", cli_cmd_verify },
 		{ NULL, NULL },
 	};
 
