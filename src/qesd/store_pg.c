@@ -377,6 +377,7 @@ struct pg_store {
 	unsigned acquire_timeout_ms;
 	unsigned lock_timeout_ms;
 	char *conninfo;			/* may hold a password: never shown */
+	char *password;			/* the one in conninfo, to redact */
 };
 
 static void
@@ -427,6 +428,29 @@ pool_release(struct pg_conn *c)
 	c->in_use = 0;
 	pthread_cond_signal(&st->cv);
 	pthread_mutex_unlock(&st->mu);
+}
+
+/*
+ * Replace the connection string's password wherever it occurs in msg:
+ * libpq's connection errors quote parts of what they were given.
+ */
+static void
+redact(const struct pg_store *st, char *msg)
+{
+	static const char mask[] = "***";
+	size_t plen, mlen = sizeof(mask) - 1;
+	char *p;
+
+	if (st->password == NULL || (plen = strlen(st->password)) == 0)
+		return;
+	while ((p = strstr(msg, st->password)) != NULL) {
+		if (plen >= mlen) {
+			memcpy(p, mask, mlen);
+			memmove(p + mlen, p + plen, strlen(p + plen) + 1);
+		} else {
+			memset(p, '*', plen);
+		}
+	}
 }
 
 static void
@@ -505,6 +529,7 @@ pg_fail(struct pg_conn *c, const PGresult *res, const char *what)
 	}
 	snprintf(c->tx.errmsg, sizeof(c->tx.errmsg), "%s: %s (SQLSTATE %s)",
 	    what, msg, state != NULL ? state : "none");
+	redact(c->st, c->tx.errmsg);
 	if (r == QES_ERR_UNAVAILABLE)
 		conn_drop(c);
 	c->tx.failed = r;
@@ -809,6 +834,7 @@ conn_connect(struct pg_store *st, struct pg_conn *c, char *err,
 		    PQerrorMessage(c->pg) : "out of memory");
 		snprintf(err, err_len, "cannot connect to PostgreSQL: %s",
 		    line);
+		redact(st, err);
 		conn_drop(c);
 		return QES_ERR_UNAVAILABLE;
 	}
@@ -824,6 +850,7 @@ conn_connect(struct pg_store *st, struct pg_conn *c, char *err,
 		first_line(line, sizeof(line), PQresultErrorMessage(res));
 		snprintf(err, err_len, "configuring PostgreSQL session: %s",
 		    line);
+		redact(st, err);
 		PQclear(res);
 		conn_drop(c);
 		return QES_ERR_UNAVAILABLE;
@@ -962,7 +989,9 @@ pg_open(const char *target, const qesd_store_config *cfg, void **backend,
     char *err, size_t err_len)
 {
 	struct pg_store *st = NULL;
+	PQconninfoOption *opts, *o;
 	pthread_condattr_t ca;
+	char *perr = NULL;
 	unsigned n;
 	size_t len;
 	int r;
@@ -1006,6 +1035,28 @@ pg_open(const char *target, const qesd_store_config *cfg, void **backend,
 	}
 	pthread_condattr_destroy(&ca);
 	st->n_conns = n;
+	/* parse it first: libpq's parse errors can quote the string, password
+	 * and all, so they are not shown; the password is kept for redact() */
+	if ((opts = PQconninfoParse(st->conninfo, &perr)) == NULL) {
+		PQfreemem(perr);
+		snprintf(err, err_len, "the PostgreSQL connection string after "
+		    "postgres: is not valid (libpq's reason is not shown: it "
+		    "may quote a password)");
+		r = QES_ERR_INVALID_ARG;
+		goto fail;
+	}
+	for (o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL &&
+		    o->val[0] != '\0' &&
+		    (st->password = strdup(o->val)) == NULL)
+			break;
+	if (o->keyword != NULL) {
+		PQconninfoFree(opts);
+		snprintf(err, err_len, "out of memory");
+		r = QES_ERR_ALLOC;
+		goto fail;
+	}
+	PQconninfoFree(opts);
 	for (unsigned i = 0; i < n; i++)
 		st->conns[i].st = st;
 	/* one connection now: the database must be there and migrated;
@@ -1036,6 +1087,10 @@ pg_close(void *backend)
 	if (st->conninfo != NULL) {
 		explicit_bzero(st->conninfo, strlen(st->conninfo));
 		free(st->conninfo);
+	}
+	if (st->password != NULL) {
+		explicit_bzero(st->password, strlen(st->password));
+		free(st->password);
 	}
 	free(st->conns);
 	free(st);

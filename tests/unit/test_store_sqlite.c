@@ -355,6 +355,17 @@ test_open_urls(void **state)
 	assert_null(s);
 	assert_non_null(strstr(err, "PostgreSQL"));
 	assert_null(strstr(err, "Pw7secretXq"));
+	/* a string libpq cannot parse: its reason would quote the password */
+	assert_int_equal(qesd_store_open("postgres:postgresql://qes:"
+	    "Pw7secret%zz@127.0.0.1:1/qes", NULL, &s, err, sizeof(err)),
+	    QES_ERR_INVALID_ARG);
+	assert_null(s);
+	assert_null(strstr(err, "Pw7secret"));
+	/* libpq quotes a bad value, and a password beside it is masked */
+	assert_int_equal(qesd_store_open("postgres:host=127.0.0.1 port=1 "
+	    "password=Pw7secretXq connect_timeout=2 sslmode=Pw7secretXq", NULL,
+	    &s, err, sizeof(err)), QES_ERR_UNAVAILABLE);
+	assert_null(strstr(err, "Pw7secretXq"));
 	assert_int_equal(qesd_store_open("sqlite:", NULL, &s, err,
 	    sizeof(err)), QES_ERR_INVALID_ARG);
 	assert_int_equal(qesd_store_open("sqlite::memory:", NULL, &s, err,
