@@ -296,13 +296,26 @@ for lvl in B-B B-T B-LT B-LTA; do
     "${XV[@]}" "x-$lvl.xml" >x.out 2>&1 || { cat x.out >&2; fail "xmlsec1 rejects x-$lvl.xml"; }
     qsign "$A" 02 xades "$lvl" doc.bin "xd-$lvl.xml" --packaging detached
     "${XV[@]}" --url-map:doc.bin doc.bin "xd-$lvl.xml" >x.out 2>&1 || { cat x.out >&2; fail "xmlsec1 rejects xd-$lvl.xml"; }
+    if [ "$lvl" != B-B ]; then
+        # the signature timestamp over the canonical ds:SignatureValue (exclusive C14N)
+        "$PY" - "x-$lvl.xml" <<'EOF'
+import base64, re, sys
+x = open(sys.argv[1]).read()
+m = re.search(r'<ds:SignatureValue Id="([^"]+)">([^<]+)</ds:SignatureValue>', x)
+open(sys.argv[1] + ".sv", "w").write('<ds:SignatureValue xmlns:ds="http://www.w3.org/2000/09/xmldsig#"'
+                                     ' Id="%s">%s</ds:SignatureValue>' % (m.group(1), m.group(2)))
+t = re.search(r'<[a-z0-9]+:SignatureTimeStamp [^>]*>.*?<xades:EncapsulatedTimeStamp>([^<]+)<', x, re.S)
+open(sys.argv[1] + ".tst", "wb").write(base64.b64decode(t.group(1)))
+EOF
+        ts_verify "x-$lvl.xml.sv" "x-$lvl.xml.tst"
+    fi
     case $lvl in
         B-T) grep -q "SignatureTimeStamp" "x-$lvl.xml" || fail "no SignatureTimeStamp" ;;
         B-LT) grep -q "CertificateValues" "x-$lvl.xml" && grep -q "RevocationValues" "x-$lvl.xml" &&
               grep -q "TimeStampValidationData" "x-$lvl.xml" || fail "x-$lvl.xml lacks B-LT values" ;;
         B-LTA) grep -q "ArchiveTimeStamp" "x-$lvl.xml" || fail "no ArchiveTimeStamp" ;;
     esac
-    ok "XAdES $lvl enveloped and detached (P-256) accepted by xmlsec1"
+    ok "XAdES $lvl enveloped and detached (P-256) accepted by xmlsec1$([ "$lvl" != B-B ] && echo '; signature timestamp verified by openssl ts')"
 done
 sed 's/>29.97</>2997.00</' x-B-T.xml >x-bad.xml
 if "${XV[@]}" x-bad.xml >/dev/null 2>&1; then fail "xmlsec1 accepts a changed node"; fi
@@ -314,12 +327,14 @@ qsign "$A" 02 jades B-B payload.json j-compact.jws --packaging compact
 $PY "$JV" j-compact.jws p256.pem --expect-payload payload.json >j.out 2>&1 || { cat j.out >&2; fail "jwcrypto rejects compact"; }
 for lvl in B-B B-T B-LT; do
     qsign "$A" 02 jades "$lvl" payload.json "j-$lvl.json"
-    $PY "$JV" "j-$lvl.json" p256.pem --expect-payload payload.json --level "$lvl" >j.out 2>&1 ||
-        { cat j.out >&2; fail "jwcrypto rejects j-$lvl.json"; }
+    mkdir -p "jt-$lvl"
+    $PY "$JV" "j-$lvl.json" p256.pem --expect-payload payload.json --level "$lvl" \
+        --out-dir "jt-$lvl" >j.out 2>&1 || { cat j.out >&2; fail "jwcrypto rejects j-$lvl.json"; }
+    [ "$lvl" = B-B ] || ts_verify "jt-$lvl/sigtst.data" "jt-$lvl/sigtst.tst"
     qsign "$A" 02 jades "$lvl" payload.json "jd-$lvl.json" --packaging detached
     $PY "$JV" "jd-$lvl.json" p256.pem --payload payload.json --level "$lvl" >j.out 2>&1 ||
         { cat j.out >&2; fail "jwcrypto rejects jd-$lvl.json"; }
-    ok "JAdES $lvl JSON (attached and detached payload) accepted by jwcrypto"
+    ok "JAdES $lvl JSON (attached and detached payload) accepted by jwcrypto$([ "$lvl" != B-B ] && echo '; sigTst verified by openssl ts')"
 done
 sed 's/"payload":"[A-Za-z0-9_-]/&x/' j-B-T.json >j-bad.json
 if $PY "$JV" j-bad.json p256.pem >/dev/null 2>&1; then fail "jwcrypto accepts a changed payload"; fi
