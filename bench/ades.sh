@@ -161,7 +161,7 @@ measure() {
     printf -v "M_$name" '%s' "$m"
 }
 warm() { cat "$@" >/dev/null; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3g", a / b; else print "-" }'; }
 row() {	# LABEL NAME
     local t="T_$2" m="M_$2"
     printf '  %-34s %8.3f s %9.1f MiB\n' "$1" "${!t}" "${!m}"
