@@ -19,6 +19,8 @@
 # and what may not be made is refused with a sentence: JAdES and CAdES
 # B-LTA, JAdES compact above B-B, a level above B-B without a TSA; a wrong
 # PIN writes nothing.
+# "A && B || fail" below means "fail unless both hold", as intended:
+# shellcheck disable=SC2015
 . "$(dirname -- "$0")/../lib.sh"
 . "$QES_SOURCE_DIR/tests/pki_services.sh"
 
