@@ -238,6 +238,19 @@ for lvl in B-B B-T; do
 done
 ok "PAdES /Contents reservation close to the real CMS"
 
+# revocation sources: CRLs only, and an OCSP override that answers nothing
+qsign "$A" 02 pades B-LT cairo.pdf crl-only.pdf --revocation crl
+check_pdfsig crl-only.pdf 1 "Not total document signed"
+read -r nc no nl < <(dss_count crl-only.pdf)
+expect_eq "$no" 0 "crl-only.pdf: OCSP responses in the DSS"
+[ "$nl" -ge 2 ] || fail "crl-only.pdf: $nl CRLs in the DSS"
+qsign "$A" 02 pades B-LT cairo.pdf ocsp-url.pdf --ocsp "$QES_PKI_OCSP_URL"
+read -r nc no nl < <(dss_count ocsp-url.pdf)
+[ "$no" -ge 1 ] || fail "ocsp-url.pdf: no OCSP response with --ocsp"
+qsign_fails "validation data" "$A" 02 pades B-LT cairo.pdf no.pdf --tsa "$QES_PKI_TSA_URL" \
+    --tsa-ca "$P/root-ca.pem" --trust trust.pem --crl "http://127.0.0.1:9/issuing.crl" --revocation crl
+ok "B-LT revocation sources: --revocation crl puts only CRLs in the DSS, --ocsp URL accepted, an unreachable --crl override fails the signature with nothing written"
+
 # other producers, other keys, a second signature
 qsign "$B" 12 pades B-T objstm.pdf objstm-p384.pdf
 check_pdfsig objstm-p384.pdf 1 "Total document signed"
