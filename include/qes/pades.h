@@ -57,6 +57,7 @@ extern "C" {
 #define QES_PADES_MAX_CHAIN 8
 #define QES_PADES_MAX_EXTRA 32
 
+/* Pointers are borrowed until qes_pades_free(); strings only for prepare. */
 typedef struct qes_pades_params {
 	const char *in_path;		/* the PDF to sign */
 	const char *out_path;		/* written at the end of finish */
