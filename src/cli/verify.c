@@ -257,6 +257,24 @@ check_timestamp(X509_STORE *store, const qes_verify_report *r, verdict *v)
 	snprintf(v->ts_msg, sizeof(v->ts_msg), "valid (imprint, token signature, TSA chain)");
 }
 
+/* A document timestamp has no signer of its own: the TSA is its signer,
+ * and its chain was checked with the token (check_timestamp). */
+static void
+doc_timestamp_signer(const qes_verify_report *r, verdict *v)
+{
+	qes_tsp_token_info ti;
+
+	if (r->ts_token != NULL && qes_tsp_token_parse(qes_buf_data(r->ts_token),
+	    qes_buf_len(r->ts_token), &ti) == 0) {
+		snprintf(v->subject, sizeof(v->subject), "%s", ti.tsa_subject);
+		snprintf(v->serial, sizeof(v->serial), "%s", ti.serial_hex);
+	}
+	v->chain = v->ts_ok == 0 ? -1 : v->ts_ok;
+	snprintf(v->chain_msg, sizeof(v->chain_msg), "%s", v->ts_ok == 1 ?
+	    "the TSA's, valid with the token" : v->ts_ok == 0 ?
+	    "the TSA's: see the timestamp" : "not checked (no --trust)");
+}
+
 static const char *
 fmt_name(qes_ades_format f)
 {
@@ -565,13 +583,10 @@ cli_cmd_verify(int argc, char **argv)
 		goto out;
 	for (i = 0; i < n; i++) {
 		check_timestamp(store, &reps[i], &vs[i]);
-		check_chain(store, &reps[i], &vs[i]);
-		if (reps[i].doc_timestamp && vs[i].ts_ok != 0) {
-			/* a document timestamp's "chain" is the TSA's, checked with the token */
-			vs[i].chain = vs[i].ts_ok;
-			snprintf(vs[i].chain_msg, sizeof(vs[i].chain_msg), "%s", vs[i].ts_ok == 1 ?
-			    "the TSA's, with the token" : "not checked (no --trust)");
-		}
+		if (reps[i].doc_timestamp)
+			doc_timestamp_signer(&reps[i], &vs[i]);
+		else
+			check_chain(store, &reps[i], &vs[i]);
 		if (!reps[i].integrity_ok) {
 			bad_sig = 1;
 			fprintf(stderr, "qes verify: signature %zu: integrity: %s\n", i + 1,

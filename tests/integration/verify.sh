@@ -189,6 +189,8 @@ qes_run_checked "$PT" sign lt.pdf lta.pdf --doc-timestamp --contents 8192 --rang
 v 0 pades-blta lta.pdf --trust "$ROOT"
 expect_contains pades-blta.out "signature 1 of 2: PAdES B-LTA"
 expect_contains pades-blta.out "signature 2 of 2: PAdES document timestamp"
+expect_contains pades-blta.out "TSA:"
+expect_contains pades-blta.out "the TSA's, valid with the token"
 expect_contains pades-blta.out "valid (imprint, token signature, TSA chain)"
 ok "PAdES B-T (CMS timestamp), B-LT (DSS counted), B-LTA (document timestamp verified)"
 
