@@ -42,6 +42,8 @@ typedef struct qes_verify_report {
 	int integrity_ok;		/* the value verifies over what it covers */
 	char integrity_err[256];	/* why not, when integrity_ok = 0 */
 	int needs_content;		/* detached, and the content was not given */
+	int unsupported;		/* an algorithm this build cannot check (not
+					 * a failure of the signature) */
 
 	/* DER certificates found in the signature, consecutive TLVs; the
 	 * signer's first when signer_found (owned, qes_verify_report_clear) */

@@ -12,8 +12,9 @@
  * imprint). Without --trust only the timestamp's imprint is compared.
  *
  * Exit codes: 0 every signature valid; 8 any integrity or timestamp
- * failure; 9 (no integrity failure, but) a chain that does not reach a
- * trust anchor; 2 usage; 3 file not found; 1 unreadable input.
+ * failure; 1 (none of those, but) a signature this build cannot check (an
+ * algorithm xmlsec1 lacks) or unreadable input; 9 (none of those, but) a
+ * chain that does not reach a trust anchor; 2 usage; 3 file not found.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -320,8 +321,9 @@ print_text(const qes_verify_report *r, const verdict *v, size_t i, size_t n,
 		    (unsigned long long)r->revision_end, (unsigned long long)file_size,
 		    r->covers_whole ? " (the whole file)" :
 		    " (a revision; later updates follow it)");
-	printf("  %-13s %s%s\n", "integrity:", r->integrity_ok ? "valid" : "FAILED: ",
-	    r->integrity_ok ? "" : r->integrity_err);
+	printf("  %-13s %s%s\n", "integrity:", r->integrity_ok ? "valid" :
+	    r->unsupported ? "NOT CHECKED: " : "FAILED: ", r->integrity_ok ? "" :
+	    r->integrity_err);
 	if (v->ts_present) {
 		iso_time(v->ts_time, when, sizeof(when));
 		printf("  %-13s %s%s%s: %s\n", "timestamp:", when[0] != '\0' ? when : "?",
@@ -354,8 +356,9 @@ to_json(const qes_verify_report *r, const verdict *v, uint64_t file_size)
 	json_object_set_new(o, "algorithm", json_string(r->algorithm));
 	json_object_set_new(o, "signing_time", r->signing_time[0] != '\0' ?
 	    json_string(r->signing_time) : json_null());
-	json_object_set_new(o, "integrity", json_pack("{s:b,s:s}", "ok", r->integrity_ok,
-	    "error", r->integrity_ok ? "" : r->integrity_err));
+	json_object_set_new(o, "integrity", json_pack("{s:o,s:s}", "ok", r->unsupported ?
+	    json_null() : json_boolean(r->integrity_ok), "error", r->integrity_ok ? "" :
+	    r->integrity_err));
 	json_object_set_new(o, "timestamp", !v->ts_present ? json_null() :
 	    json_pack("{s:s,s:o,s:s}", "time", when, "ok", v->ts_ok < 0 ? json_null() :
 	    json_boolean(v->ts_ok), "detail", v->ts_msg));
@@ -430,7 +433,7 @@ cli_cmd_verify(int argc, char **argv)
 	};
 	const char *trust[MAX_TRUST], *content = NULL, *path;
 	size_t ntrust = 0, n = 0, i;
-	int ch, json_out = 0, need_content = 0, rc = QES_EXIT_FAILURE, fd = -1, r, bad_sig = 0, bad_chain = 0;
+	int ch, json_out = 0, need_content = 0, unsupported = 0, rc = QES_EXIT_FAILURE, fd = -1, r, bad_sig = 0, bad_chain = 0;
 	X509_STORE *store = NULL;
 	qes_verify_report *reps = NULL;
 	qes_pdf *pdf = NULL;
@@ -588,7 +591,10 @@ cli_cmd_verify(int argc, char **argv)
 		else
 			check_chain(store, &reps[i], &vs[i]);
 		if (!reps[i].integrity_ok) {
-			bad_sig = 1;
+			if (reps[i].unsupported)
+				unsupported = 1;
+			else
+				bad_sig = 1;
 			fprintf(stderr, "qes verify: signature %zu: integrity: %s\n", i + 1,
 			    reps[i].integrity_err);
 		}
@@ -610,7 +616,8 @@ cli_cmd_verify(int argc, char **argv)
 	for (i = 0; i < n; i++)
 		if (reps[i].needs_content)
 			need_content = 1;
-	rc = need_content ? QES_EXIT_USAGE : bad_sig ? QES_EXIT_BAD_SIGNATURE : bad_chain ? QES_EXIT_CHAIN_BROKEN : QES_EXIT_OK;
+	rc = need_content ? QES_EXIT_USAGE : bad_sig ? QES_EXIT_BAD_SIGNATURE :
+	    unsupported ? QES_EXIT_FAILURE : bad_chain ? QES_EXIT_CHAIN_BROKEN : QES_EXIT_OK;
 	if (json_out) {
 		json_t *doc = json_pack("{s:s,s:b,s:o}", "file", path, "valid", rc == QES_EXIT_OK,
 		    "signatures", jarr);
@@ -624,7 +631,8 @@ cli_cmd_verify(int argc, char **argv)
 	} else {
 		printf("%zu signature%s: %s\n", n, n == 1 ? "" : "s", rc == QES_EXIT_OK ?
 		    "all valid" : need_content ? "detached: give the signed content with --content" :
-		    bad_sig ? "INVALID" : "chain not trusted");
+		    bad_sig ? "INVALID" : unsupported ? "NOT CHECKED (unsupported algorithm)" :
+		    "chain not trusted");
 	}
 out:
 	json_decref(jarr);

@@ -24,6 +24,7 @@
 #include <xmlsec/errors.h>
 #include <xmlsec/io.h>
 #include <xmlsec/keysmngr.h>
+#include <xmlsec/version.h>
 #include <xmlsec/openssl/x509.h>
 #include <xmlsec/xmldsig.h>
 #include <xmlsec/xmlsec.h>
@@ -41,6 +42,7 @@ static int xs_ready;
 static const char *xs_content;	/* the detached file, under xs_lock */
 static int xs_detached;		/* a non-fragment URI was refused */
 static char xs_last[160];	/* xmlsec1's last error, under xs_lock */
+static char xs_href[128];	/* an algorithm it does not know, under xs_lock */
 
 /* xmlsec1 reports to stderr by default; keep the reason for the report */
 static void
@@ -49,10 +51,12 @@ xs_errors(const char *file, int line, const char *func, const char *obj,
 {
 	(void)file;
 	(void)line;
-	(void)func;
 	(void)obj;
 	if (reason == XMLSEC_ERRORS_R_INVALID_URI_TYPE)
 		xs_detached = 1;
+	if (func != NULL && strcmp(func, "xmlSecTransformNodeRead") == 0 &&
+	    msg != NULL && strncmp(msg, "href=", 5) == 0 && xs_href[0] == '\0')
+		snprintf(xs_href, sizeof(xs_href), "%s", msg + 5);
 	if (xs_last[0] == '\0')
 		snprintf(xs_last, sizeof(xs_last), "%s%s%s", subj != NULL &&
 		    strcmp(subj, "unknown") != 0 ? subj : "", subj != NULL &&
@@ -326,6 +330,7 @@ verify_one(xmlDocPtr doc, xmlNodePtr sig, const char *content_path,
 	}
 	read_props(doc, sig, r);
 	xs_last[0] = '\0';
+	xs_href[0] = '\0';
 	xs_detached = 0;
 	if ((mngr = xmlSecKeysMngrCreate()) == NULL ||
 	    xmlSecCryptoAppDefaultKeysMngrInit(mngr) < 0 ||
@@ -348,6 +353,10 @@ verify_one(xmlDocPtr doc, xmlNodePtr sig, const char *content_path,
 			r->needs_content = 1;
 			verify_fail(r, "detached signature: the signed content is needed "
 			    "(--content)");
+		} else if (xs_href[0] != '\0') {
+			r->unsupported = 1;
+			verify_fail(r, "xmlsec1 %s does not support the algorithm %s",
+			    XMLSEC_VERSION, xs_href);
 		} else {
 			verify_fail(r, "xmlsec1 could not process the signature: %s",
 			    xs_last[0] != '\0' ? xs_last : "no reason given");

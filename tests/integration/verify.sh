@@ -220,6 +220,17 @@ v 8 xades-time x-env-time.xml
 expect_contains xades-time.err 'integrity: ds:Reference URI="#'
 v 8 xades-det-changed x-det.xml --content doc-changed.txt
 expect_contains xades-det-changed.err 'URI="doc.txt": the digest of what it covers does not match'
+# RSA-PSS: xmlsec1 1.2 has no sha256-rsa-MGF1, so the signature is not
+# checked - which is said, and is no "bad signature" (exit 1, not 8)
+qes_run_checked "$AS" xades-enveloped --pki "$P" --signer qual-rsa2048 --scheme rsa-pss \
+    --md sha256 inv.xml x-pss.xml
+if pkg-config --max-version=1.2.99 xmlsec1 2>/dev/null; then
+    v 1 xades-pss x-pss.xml
+    expect_contains xades-pss.out "integrity:    NOT CHECKED: xmlsec1"
+    expect_contains xades-pss.out "sha256-rsa-MGF1"
+else
+    v 0 xades-pss x-pss.xml
+fi
 ok "XAdES (xmlsec1): enveloped B-B, B-T, detached; a changed node, a changed SigningTime, changed content fail (8)"
 
 # ---------------------------------------------------------------- JAdES
