@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/cms.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "qes/cades.h"
 #include "qes/err.h"
+#include "cms_priv.h"
 #include "qes/tsp.h"
 #include "verify_priv.h"
 
@@ -151,44 +153,150 @@ qes_verify_cms_md(const uint8_t *cms, size_t len, qes_md *md)
 	return 0;
 }
 
-/* The certificates OpenSSL finds in the CMS, the signer's first. */
+/* Does x match the SignerIdentifier TLV (issuerAndSerialNumber, or [0]
+ * subjectKeyIdentifier)? */
+static int
+sid_matches(X509 *x, const cms_span *sid)
+{
+	const ASN1_OCTET_STRING *ski;
+	qes_buf *b;
+	unsigned char *n = NULL, *sn = NULL;
+	int nl, sl, m = 0;
+
+	if (sid->len < 2)
+		return 0;
+	if (sid->p[0] == 0x80) {
+		ski = X509_get0_subject_key_id(x);
+		return ski != NULL && sid->len == (size_t)ASN1_STRING_length(ski) + 2 &&
+		    sid->p[1] == ASN1_STRING_length(ski) &&
+		    memcmp(sid->p + 2, ASN1_STRING_get0_data(ski), sid->p[1]) == 0;
+	}
+	if ((nl = i2d_X509_NAME(X509_get_issuer_name(x), &n)) <= 0 ||
+	    (sl = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &sn)) <= 0 ||
+	    (b = qes_buf_new()) == NULL)
+		goto out;
+	if (cms_put_hdr(b, 0x30, (size_t)nl + (size_t)sl) == 0 &&
+	    qes_buf_put(b, n, (size_t)nl) == 0 && qes_buf_put(b, sn, (size_t)sl) == 0)
+		m = qes_buf_len(b) == sid->len && memcmp(qes_buf_data(b), sid->p, sid->len) == 0;
+	qes_buf_free(b);
+out:
+	OPENSSL_free(n);
+	OPENSSL_free(sn);
+	return m;
+}
+
+/*
+ * The certificates of the CMS, the signer's first. libqes's parser finds
+ * them in place (no copy of an enveloped content, however large); OpenSSL
+ * reads each certificate.
+ */
 static int
 cms_certs(const uint8_t *der, size_t len, qes_verify_report *r)
 {
-	const unsigned char *p = der;
-	CMS_ContentInfo *ci;
-	STACK_OF(X509) *certs = NULL;
-	STACK_OF(CMS_SignerInfo) *sis;
-	CMS_SignerInfo *si = NULL;
-	unsigned char *out;
-	int i, n, e = 0, pass;
+	cms_parts p;
+	cms_span *s = NULL;
+	size_t n = 0, i, signer;
+	int e;
 
-	if (len > 0x7fffffff || (ci = d2i_CMS_ContentInfo(NULL, &p, (long)len)) == NULL)
-		return QES_ERR_FORMAT;
-	if ((sis = CMS_get0_SignerInfos(ci)) != NULL && sk_CMS_SignerInfo_num(sis) == 1)
-		si = sk_CMS_SignerInfo_value(sis, 0);
-	certs = CMS_get1_certs(ci);
-	/* two passes: the signer's certificate, then the others */
-	for (pass = 0; pass < 2 && e == 0; pass++) {
-		for (i = 0; i < sk_X509_num(certs) && e == 0; i++) {
-			X509 *x = sk_X509_value(certs, i);
-			int is_signer = si != NULL && CMS_SignerInfo_cert_cmp(si, x) == 0;
+	if ((e = cms_parse(der, len, &p)) != 0)
+		return e;
+	if (!p.has_certs)
+		return 0;
+	if ((s = calloc(QES_VERIFY_MAX_CERTS, sizeof(*s))) == NULL)
+		return QES_ERR_ALLOC;
+	if ((e = cms_split_tlvs(p.certs.p, p.certs.len, s, QES_VERIFY_MAX_CERTS, &n)) != 0)
+		goto out;
+	signer = n;
+	/* the signer's certificate first, then the others as found */
+	for (i = 0; i < n && signer == n; i++) {
+		const unsigned char *q = s[i].p;
+		X509 *x;
 
-			if (is_signer != (pass == 0))
-				continue;
-			out = NULL;
-			if ((n = i2d_X509(x, &out)) <= 0) {
-				e = QES_ERR_CRYPTO;
-				break;
-			}
-			e = verify_add_cert(r, out, (size_t)n);
-			OPENSSL_free(out);
-			if (is_signer)
-				r->signer_found = 1;
-		}
+		if (s[i].p[0] != 0x30 || s[i].len > 0x7fffffff ||
+		    (x = d2i_X509(NULL, &q, (long)s[i].len)) == NULL)
+			continue;	/* other CertificateChoices */
+		if (sid_matches(x, &p.si_sid))
+			signer = i;
+		X509_free(x);
 	}
-	sk_X509_pop_free(certs, X509_free);
-	CMS_ContentInfo_free(ci);
+	if (signer < n) {
+		if ((e = verify_add_cert(r, s[signer].p, s[signer].len)) != 0)
+			goto out;
+		r->signer_found = 1;
+	}
+	for (i = 0; i < n && e == 0; i++)
+		if (i != signer && s[i].p[0] == 0x30)
+			e = verify_add_cert(r, s[i].p, s[i].len);
+out:
+	ERR_clear_error();
+	free(s);
+	return e;
+}
+
+/*
+ * Integrity when the signer is named by subjectKeyIdentifier: the value
+ * over the DER signed attributes (the [0] re-tagged as SET) with the
+ * certificate cms_certs() put first, and message-digest against the
+ * content (the eContent, or content_digest).
+ */
+static int
+ski_integrity(const uint8_t *cms, size_t len, const qes_cades_report *rep,
+    const uint8_t *content_digest, size_t digest_len, qes_verify_report *r)
+{
+	cms_parts p;
+	qes_cert *c = NULL;
+	qes_buf *attrs = NULL;
+	uint8_t h[QES_MD_MAX_LEN];
+	const uint8_t *der = qes_buf_data(r->certs);
+	size_t dlen;
+	int e;
+
+	if ((e = cms_parse(cms, len, &p)) != 0)
+		return e;
+	if (!p.has_signed_attrs || rep->md == 0 || rep->scheme == 0 ||
+	    !rep->has_message_digest || !rep->has_content_type) {
+		verify_fail(r, "the signer has no signed attributes with content-type and "
+		    "message-digest, or an unknown algorithm");
+		return 0;
+	}
+	/* the first certificate's TLV length (cms_certs put the signer first) */
+	if (qes_buf_len(r->certs) < 4 || der[0] != 0x30 || (der[1] & 0x80) == 0 ||
+	    (der[1] & 0x7f) > 3)
+		return QES_ERR_FORMAT;
+	{
+		size_t nb = der[1] & 0x7fu, i, l = 0;
+
+		for (i = 0; i < nb; i++)
+			l = l << 8 | der[2 + i];
+		dlen = 2 + nb + l;
+	}
+	if (dlen > qes_buf_len(r->certs) || (e = qes_cert_from_der(der, dlen, &c)) != 0)
+		return e != 0 ? e : QES_ERR_FORMAT;
+	if ((attrs = qes_buf_new()) == NULL) {
+		e = QES_ERR_ALLOC;
+		goto out;
+	}
+	if ((e = cms_put_tlv(attrs, 0x31, p.si_signed_attrs_val.p,
+	    p.si_signed_attrs_val.len)) != 0 ||
+	    (e = qes_md_digest(rep->md, qes_buf_data(attrs), qes_buf_len(attrs), h)) != 0)
+		goto out;
+	if (qes_cert_verify_digest(c, rep->scheme, rep->md, h, qes_md_len(rep->md),
+	    p.si_sig_val.p, p.si_sig_val.len) != 0) {
+		verify_fail(r, "the signature value does not verify over the signed attributes");
+		goto out;
+	}
+	if (p.has_econtent) {
+		if ((e = qes_md_digest(rep->md, p.econtent.p, p.econtent.len, h)) != 0)
+			goto out;
+		content_digest = h;
+		digest_len = qes_md_len(rep->md);
+	}
+	if (digest_len != qes_md_len(rep->md) || rep->message_digest_len != digest_len ||
+	    memcmp(content_digest, rep->message_digest, digest_len) != 0)
+		verify_fail(r, "message-digest does not match the content");
+out:
+	qes_buf_free(attrs);
+	qes_cert_free(c);
 	return e;
 }
 
@@ -227,6 +335,11 @@ qes_verify_cms(const uint8_t *cms, size_t len, const uint8_t *content_digest,
 	if (!rep.enveloping && content_digest == NULL) {
 		r->needs_content = 1;
 		verify_fail(r, "detached signature: the signed content is needed (--content)");
+	} else if (!rep.signer_found && r->signer_found) {
+		/* a subjectKeyIdentifier sid, which qes_cades_inspect does not follow */
+		if ((e = ski_integrity(cms, len, &rep, rep.enveloping ? NULL : content_digest,
+		    digest_len, r)) != 0)
+			return e;
 	} else if (!rep.signer_found)
 		verify_fail(r, "the signer's certificate is not in the CMS");
 	else if (!rep.signature_ok)

@@ -10,6 +10,9 @@
 
 #include "qes/verify.h"
 
+/* certificates read from one CMS */
+#define QES_VERIFY_MAX_CERTS 64
+
 /* integrity_ok = 0 with the reason (printf-style) in integrity_err */
 void verify_fail(qes_verify_report *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

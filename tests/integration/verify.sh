@@ -65,7 +65,22 @@ expect_contains cades-det.out "chain:        valid to a --trust anchor"
 expect_contains cades-det.out "(claimed)"
 v 0 cades-env env.pem --trust "$ROOT"
 expect_contains cades-env.out "ecdsa sha384"
-ok "CAdES from openssl cms -sign: detached DER with --content, enveloping PEM"
+# the signer named by subjectKeyIdentifier (openssl cms -sign -keyid)
+openssl cms -sign -binary -keyid -nodetach -in doc.txt -outform DER -md sha256 \
+    -signer "$P/qual-rsa2048.pem" -inkey "$P/qual-rsa2048.key" -certfile "$P/issuing-ca.pem" \
+    -out kid.p7s
+v 0 cades-kid kid.p7s --trust "$ROOT"
+expect_contains cades-kid.out "CN=Anna Huber"
+"$PY" - <<'PY'
+d = bytearray(open("kid.p7s", "rb").read())
+i = d.find(b"Rechnung 2026-0042")
+assert i > 0
+d[i] ^= 0x20
+open("kid-changed.p7s", "wb").write(d)
+PY
+v 8 cades-kid-changed kid-changed.p7s
+expect_contains cades-kid-changed.err "message-digest does not match the content"
+ok "CAdES from openssl cms -sign: detached DER with --content, enveloping PEM, -keyid (changed eContent: 8)"
 
 v 8 cades-det-bad det.p7s --content doc-changed.txt --trust "$ROOT"
 expect_contains cades-det-bad.err "signature 1: integrity: message-digest does not match"
