@@ -280,6 +280,44 @@ v 8 jades-json-changed j-changed.json
 v 8 jades-det-changed jd.json --content doc.txt
 ok "JAdES: compact ES256, JSON PS256 B-T, detached; a changed payload or content fails (8)"
 
+# ------------------------------------------- qes sign --format, read back
+# The CLI's own signatures with a SoftHSM2 token (PIN through the scripted
+# pinentry), every format at its highest level, read back by qes verify.
+qes_private_tokens "$dir/tokens"
+PE=$QES_BUILD_DIR/tests/qes-test-pinentry
+export QES_TEST_PINENTRY_SCRIPT=$dir/pinentry.script
+export QES_TEST_PINENTRY_LOG=$dir/pinentry.log
+cat "$P/issuing-ca.pem" "$ROOT" >trust.pem
+qsign() {	# FORMAT LEVEL IN OUT [options]
+    local fmt=$1 lvl=$2 in=$3 out=$4
+    shift 4
+    printf 'pin %s\n' "$QES_TOKEN_A_PIN" >"$QES_TEST_PINENTRY_SCRIPT"
+    rm -f "$QES_TEST_PINENTRY_SCRIPT.pos"
+    "$Q" sign --module "$QES_TEST_MODULE" --only-module --pinentry "$PE" \
+        --token "$QES_TOKEN_A_SERIAL" --key 02 --format "$fmt" --level "$lvl" \
+        --in "$in" --out "$out" --tsa "$TSA" --tsa-ca "$ROOT" --trust trust.pem "$@" \
+        >"$out.log" 2>&1 || { cat "$out.log" >&2; fail "qes sign $fmt $lvl"; }
+}
+qsign pades B-LTA doc.pdf cli-lta.pdf
+v 0 cli-pades cli-lta.pdf --trust "$ROOT"
+expect_contains cli-pades.out "PAdES B-LTA"
+expect_contains cli-pades.out "PAdES document timestamp"
+qsign cades B-LT doc.txt cli-lt.p7s --packaging enveloping
+v 0 cli-cades cli-lt.p7s --trust "$ROOT"
+expect_contains cli-cades.out "CAdES B-LT"
+qsign xades B-LTA inv.xml cli-lta.xml
+v 0 cli-xades cli-lta.xml --trust "$ROOT"
+expect_contains cli-xades.out "XAdES B-LTA"
+qsign jades B-LT pay.json cli-lt.json
+v 0 cli-jades cli-lt.json --trust "$ROOT"
+expect_contains cli-jades.out "JAdES B-LT"
+for f in cli-pades cli-cades cli-xades cli-jades; do
+    expect_contains "$f.out" "chain:        valid to a --trust anchor"
+    expect_contains "$f.out" "valid (imprint, token signature, TSA chain)"
+    expect_not_contains "$f.out" "0 certificates, 0 OCSP responses, 0 CRLs"
+done
+ok "qes sign --format (SoftHSM2 token): PAdES B-LTA, CAdES B-LT, XAdES B-LTA, JAdES B-LT all valid in qes verify"
+
 # ------------------------------------------------------------- usage
 v 3 missing no-such-file.pdf
 v 2 noarg
