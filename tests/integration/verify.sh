@@ -16,7 +16,7 @@
 . "$(dirname "$0")/../lib.sh"
 . "$QES_SOURCE_DIR/tests/pki_services.sh"
 dir=$(qes_tmpdir)
-cd "$dir"
+cd "$dir" || fail "no $dir"
 
 Q=$QES_BUILD_DIR/qes
 P=$QES_PKI
