@@ -421,6 +421,15 @@ cli_api_request(cli_api *a, const char *method, const char *path,
     const json_t *body, const char *accept, size_t max_bytes,
     cli_response *resp)
 {
+	return cli_api_request_hdr(a, method, path, body, NULL, accept, max_bytes,
+	    resp);
+}
+
+int
+cli_api_request_hdr(cli_api *a, const char *method, const char *path,
+    const json_t *body, const char *header, const char *accept,
+    size_t max_bytes, cli_response *resp)
+{
 	char url[CLI_API_URL_MAX + 1024], accept_hdr[160];
 	struct curl_slist *hdrs = NULL, *l;
 	struct transfer t;
@@ -451,6 +460,16 @@ cli_api_request(cli_api *a, const char *method, const char *path,
 	if (body != NULL) {
 		if ((json = json_dumps(body, JSON_COMPACT)) == NULL ||
 		    (l = curl_slist_append(hdrs, "Content-Type: application/json")) == NULL)
+			goto nomem;
+		hdrs = l;
+	}
+	if (header != NULL) {
+		if (strchr(header, '\r') != NULL || strchr(header, '\n') != NULL) {
+			fprintf(stderr, "%s: a request header with a line break\n", a->prog);
+			rc = QES_EXIT_USAGE;
+			goto out;
+		}
+		if ((l = curl_slist_append(hdrs, header)) == NULL)
 			goto nomem;
 		hdrs = l;
 	}

@@ -127,6 +127,14 @@ int cli_api_request(cli_api *a, const char *method, const char *path,
     cli_response *resp);
 
 /*
+ * cli_api_request with one more header line, e.g. "Idempotency-Key: ..."
+ * (NULL: none; a line break in it is refused).
+ */
+int cli_api_request_hdr(cli_api *a, const char *method, const char *path,
+    const json_t *body, const char *header, const char *accept,
+    size_t max_bytes, cli_response *resp);
+
+/*
  * Print an error response as "qes: <problem text>" on stderr (with the
  * Retry-After hint for 429/503) and return its exit code.
  */
