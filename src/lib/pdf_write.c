@@ -3,12 +3,15 @@
  * signature or document timestamp field with its dictionary and /Contents
  * placeholder, and the /DSS dictionary of B-LT.
  *
- * The original bytes are copied unchanged (pread, in chunks, never held
- * whole) to a temporary file beside the output, followed by the update,
- * built in memory: the new and changed objects, a cross-reference section
- * of the kind the file already uses (table or stream) and a trailer with
- * /Prev. For a signature the byte ranges are hashed while they are
- * written; finish puts the DER in the placeholder with pwrite and renames.
+ * The original bytes are copied unchanged to a temporary file beside the
+ * output by the kernel (copy_file_range: no pass through user space, a
+ * shared extent where the file system can), followed by the update, built
+ * in memory: the new and changed objects, a cross-reference section of the
+ * kind the file already uses (table or stream) and a trailer with /Prev.
+ * For a signature the first byte range is hashed from the reader's mapping
+ * of the input, so a large file is read once (from the page cache) and
+ * never copied through a buffer; the second range is in the update. Finish
+ * puts the DER in the placeholder with pwrite and renames.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +31,13 @@
 #include "pdf_priv.h"
 
 #define COPY_CHUNK ((size_t)1024 * 1024)
+/*
+ * The input mapping is hashed and written (where the kernel cannot copy)
+ * in steps of this size, each step's pages dropped from our address space
+ * afterwards, so the resident set stays bounded whatever the file's size.
+ * A multiple of any page size.
+ */
+#define MAP_STEP ((size_t)8 * 1024 * 1024)
 /* room for "[0 N N N]" with three 20-digit numbers */
 #define BYTERANGE_WIDTH 70
 #define MAX_FIELD_NAME 256
@@ -290,6 +301,91 @@ hash_update(EVP_MD_CTX *md, const uint8_t *p, size_t len)
 }
 
 /*
+ * Drop [off, off+len) of the input mapping from our resident set once it
+ * has been read. The mapping is private, read-only and never written, so
+ * no page of it is a private copy: a later access reads the file again.
+ * Advice only, its failure changes nothing.
+ */
+static void
+map_done(const qes_pdf *pdf, size_t off, size_t len)
+{
+	(void)madvise((void *)(uintptr_t)(pdf->map + off), len, MADV_DONTNEED);
+}
+
+/* Write the input from offset off on from its mapping, a step at a time. */
+static int
+copy_from_map(qes_pdf *pdf, int fd, size_t off)
+{
+	size_t step, n;
+	int r;
+
+	/* steps end on MAP_STEP boundaries, off need not start on one */
+	for (; off < pdf->size; off += n) {
+		step = off - off % MAP_STEP;
+		n = pdf->size - off < step + MAP_STEP - off ?
+		    pdf->size - off : step + MAP_STEP - off;
+		if ((r = write_all(fd, pdf->map + off, n)) != 0)
+			return r;
+		map_done(pdf, step, off + n - step);
+	}
+	return 0;
+}
+
+/*
+ * Copy the input's bytes to fd at its file offset (which advances). The
+ * kernel copies with copy_file_range; where it cannot for this pair of
+ * files (EXDEV between file systems, ENOSYS, EINVAL or EOPNOTSUPP for a
+ * file system or descriptor it does not handle, or 0 bytes from a file
+ * system that reports no data) the rest is written from the mapping.
+ */
+static int
+copy_original(qes_pdf *pdf, int fd, const char *out_path)
+{
+	struct stat st;
+	loff_t in = 0;
+	ssize_t n;
+	int r;
+
+	/* the mapping and the copy must be the bytes the reader parsed */
+	if (fstat(pdf->fd, &st) != 0 || (uint64_t)st.st_size != pdf->size)
+		return pdf_err(pdf, QES_ERR_IO, "the input PDF changed or cannot be read");
+	while ((size_t)in < pdf->size) {
+		n = copy_file_range(pdf->fd, &in, fd, NULL, pdf->size - (size_t)in, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n > 0)
+			continue;
+		if (n == 0 || errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+		    errno == EOPNOTSUPP)
+			break;
+		return pdf_err(pdf, QES_ERR_IO, "cannot copy the PDF beside %s: %s",
+		    out_path, strerror(errno));
+	}
+	if ((size_t)in < pdf->size && (r = copy_from_map(pdf, fd, (size_t)in)) != 0)
+		return pdf_err(pdf, r, "cannot write beside %s: %s", out_path,
+		    strerror(errno));
+	return 0;
+}
+
+/* Hash the whole input from its mapping, a step at a time. */
+static int
+hash_original(qes_pdf *pdf, EVP_MD_CTX *md)
+{
+	size_t off, n;
+	int r = 0;
+
+	(void)madvise((void *)(uintptr_t)pdf->map, pdf->size, MADV_SEQUENTIAL);
+	for (off = 0; r == 0 && off < pdf->size; off += n) {
+		n = pdf->size - off < MAP_STEP ? pdf->size - off : MAP_STEP;
+		r = hash_update(md, pdf->map + off, n);
+		map_done(pdf, off, n);
+	}
+	/* the reader goes on reading objects here and there */
+	(void)madvise((void *)(uintptr_t)pdf->map, pdf->size, MADV_NORMAL);
+	return r;
+}
+
+/*
  * Create tmp beside out_path, copy the original bytes (hashed when md is
  * set) and the update body except [skip_from, skip_to) of the hash.
  */
@@ -298,10 +394,6 @@ write_tmp(qes_pdf *pdf, const char *out_path, const qes_buf *body,
     EVP_MD_CTX *md, size_t skip_from, size_t skip_to, char **tmp_out, int *fd_out)
 {
 	char *tmp = NULL;
-	uint8_t *chunk = NULL;
-	uint64_t off = 0;
-	ssize_t n;
-	size_t want;
 	int fd = -1, r;
 
 	if (asprintf(&tmp, "%s.tmpXXXXXX", out_path) < 0)
@@ -312,39 +404,29 @@ write_tmp(qes_pdf *pdf, const char *out_path, const qes_buf *body,
 		free(tmp);
 		return r;
 	}
-	if (fchmod(fd, 0644) != 0 || (chunk = malloc(COPY_CHUNK)) == NULL) {
-		r = QES_ERR_IO;
+	if (fchmod(fd, 0644) != 0) {
+		r = pdf_err(pdf, QES_ERR_IO, "cannot set the mode of a file beside %s: %s",
+		    out_path, strerror(errno));
 		goto fail;
 	}
-	while (off < pdf->size) {
-		want = pdf->size - off < COPY_CHUNK ? (size_t)(pdf->size - off) : COPY_CHUNK;
-		n = pread(pdf->fd, chunk, want, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = pdf_err(pdf, QES_ERR_IO, "the input PDF changed or cannot be read");
-			goto fail;
-		}
-		if ((r = hash_update(md, chunk, (size_t)n)) != 0 ||
-		    (r = write_all(fd, chunk, (size_t)n)) != 0)
-			goto fail;
-		off += (uint64_t)n;
-	}
-	if ((r = hash_update(md, qes_buf_data(body), skip_from)) != 0 ||
+	/* copied first: a file that shrank since it was opened fails here,
+	 * before its mapping is read */
+	if ((r = copy_original(pdf, fd, out_path)) != 0)
+		goto fail;
+	if (md != NULL && ((r = hash_original(pdf, md)) != 0 ||
+	    (r = hash_update(md, qes_buf_data(body), skip_from)) != 0 ||
 	    (r = hash_update(md, qes_buf_data(body) + skip_to,
-	    qes_buf_len(body) - skip_to)) != 0)
+	    qes_buf_len(body) - skip_to)) != 0))
 		goto fail;
 	if ((r = write_all(fd, qes_buf_data(body), qes_buf_len(body))) != 0) {
 		r = pdf_err(pdf, QES_ERR_IO, "cannot write beside %s: %s", out_path,
 		    strerror(errno));
 		goto fail;
 	}
-	free(chunk);
 	*tmp_out = tmp;
 	*fd_out = fd;
 	return 0;
  fail:
-	free(chunk);
 	close(fd);
 	unlink(tmp);
 	free(tmp);

@@ -4,7 +4,9 @@
  * incremental updates) and what it must refuse with the precise error
  * (truncated xref, /Prev loops, huge counts, deep nesting, long strings,
  * /Length loops, /Encrypt); and the writer's two phases on a small file
- * (digest of the byte ranges, placeholder too small, no output left).
+ * (digest of the byte ranges, placeholder too small, no output left), and
+ * on a file larger than its copy steps, copied by the kernel or from the
+ * mapping.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -720,6 +723,117 @@ test_docmdp(void **state)
 	qes_buf_free(b);
 }
 
+/*
+ * A PDF larger than the writer's 8 MiB steps, signed from a regular file
+ * (the kernel copies) and from a memfd (tmpfs to ext4 or the like: the
+ * kernel refuses with EXDEV and the writer copies from its mapping; on
+ * one file system both paths give the same bytes): the output starts
+ * with the input unchanged, the byte ranges cover all but /Contents and
+ * the digest is theirs.
+ */
+static void
+sign_large_from(qes_pdf *pdf, const qes_buf *in, const char *out)
+{
+	qes_pdf_sign_params p = { .subfilter = QES_PDF_CADES_DETACHED,
+	    .contents_bytes = 32 };
+	qes_pdf_sign_ctx *ctx = NULL;
+	static const uint8_t der[] = { 0x30, 0x00 };
+	uint8_t dig[QES_MD_MAX_LEN], d[QES_MD_MAX_LEN];
+	uint64_t br[4];
+	size_t dlen;
+	qes_buf *f = NULL, *r = qes_buf_new();
+
+	assert_non_null(r);
+	assert_int_equal(qes_pdf_sign_prepare(pdf, &p, path_of(out),
+	    QES_MD_SHA256, &ctx), 0);
+	assert_int_equal(qes_pdf_sign_digest(ctx, dig, sizeof(dig), &dlen), 0);
+	qes_pdf_sign_byte_range(ctx, br);
+	assert_int_equal(qes_pdf_sign_finish(ctx, der, sizeof(der)), 0);
+	qes_pdf_sign_free(ctx);
+	assert_int_equal(qes_buf_read_file(path_of(out), 64 << 20, &f), 0);
+	assert_true(qes_buf_len(f) > qes_buf_len(in));
+	assert_memory_equal(qes_buf_data(f), qes_buf_data(in), qes_buf_len(in));
+	assert_int_equal(br[0], 0);
+	assert_true(br[1] > qes_buf_len(in));
+	assert_int_equal(br[2] + br[3], qes_buf_len(f));
+	assert_int_equal(qes_buf_data(f)[br[1]], '<');
+	assert_int_equal(qes_buf_data(f)[br[2] - 1], '>');
+	assert_int_equal(qes_buf_put(r, qes_buf_data(f), br[1]), 0);
+	assert_int_equal(qes_buf_put(r, qes_buf_data(f) + br[2], br[3]), 0);
+	assert_int_equal(qes_md_digest(QES_MD_SHA256, qes_buf_data(r),
+	    qes_buf_len(r), d), 0);
+	assert_memory_equal(d, dig, 32);
+	qes_buf_free(f);
+	qes_buf_free(r);
+}
+
+static void
+test_sign_large(void **state)
+{
+	enum { DATA = 17 * 1024 * 1024 + 12345 };
+	char *objs[4];
+	qes_buf *b;
+	qes_pdf *pdf = NULL;
+	char err[256];
+	size_t i;
+	int mfd;
+
+	(void)state;
+	/* a stream of DATA bytes, its content varied so a misplaced step shows */
+	assert_non_null(objs[3] = malloc(DATA + 64));
+	i = (size_t)snprintf(objs[3], 64, "<< /Length %d >>\nstream\n", DATA);
+	for (size_t k = 0; k < DATA; k++)
+		objs[3][i + k] = (char)('A' + (k * 7 + k / 4096) % 26);
+	memcpy(objs[3] + i + DATA, "\nendstream", 11);
+	objs[0] = (char *)basic[0];
+	objs[1] = (char *)basic[1];
+	objs[2] = (char *)basic[2];
+	b = build_pdf((const char *const *)objs, 4, "");
+	assert_int_equal(open_buf("large.pdf", b, NULL, &pdf, err, sizeof(err)), 0);
+	sign_large_from(pdf, b, "large-signed.pdf");
+	qes_pdf_free(pdf);
+	pdf = NULL;
+
+	mfd = memfd_create("qes-test-pdf", MFD_CLOEXEC);
+	assert_true(mfd >= 0);
+	assert_int_equal(write(mfd, qes_buf_data(b), qes_buf_len(b)),
+	    (ssize_t)qes_buf_len(b));
+	assert_int_equal(qes_pdf_open_fd(mfd, NULL, &pdf, err, sizeof(err)), 0);
+	close(mfd);
+	sign_large_from(pdf, b, "large-memfd-signed.pdf");
+	qes_pdf_free(pdf);
+	free(objs[3]);
+	qes_buf_free(b);
+}
+
+/* An input that changed after it was opened is refused, nothing left. */
+static void
+test_sign_input_changed(void **state)
+{
+	qes_buf *b = build_pdf(basic, 3, "");
+	qes_pdf *pdf = NULL;
+	qes_pdf_sign_ctx *ctx = NULL;
+	qes_pdf_sign_params p = { .subfilter = QES_PDF_CADES_DETACHED,
+	    .contents_bytes = 16 };
+	char err[256], cmd[512];
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(open_buf("changed.pdf", b, NULL, &pdf, err, sizeof(err)), 0);
+	/* one byte less: the mapped page stays, the size differs */
+	assert_int_equal(truncate(path_of("changed.pdf"),
+	    (off_t)qes_buf_len(b) - 1), 0);
+	assert_int_equal(qes_pdf_sign_prepare(pdf, &p, path_of("changed-out.pdf"),
+	    QES_MD_SHA256, &ctx), QES_ERR_IO);
+	assert_null(ctx);
+	assert_non_null(strstr(qes_pdf_errmsg(pdf), "changed"));
+	assert_int_equal(stat(path_of("changed-out.pdf"), &st), -1);
+	snprintf(cmd, sizeof(cmd), "ls %s | grep -q changed-out", tmpdir);
+	assert_int_not_equal(system(cmd), 0);
+	qes_pdf_free(pdf);
+	qes_buf_free(b);
+}
+
 int
 main(void)
 {
@@ -741,6 +855,8 @@ main(void)
 		cmocka_unit_test(test_docmdp),
 		cmocka_unit_test(test_generated_name),
 		cmocka_unit_test(test_no_final_newline),
+		cmocka_unit_test(test_sign_large),
+		cmocka_unit_test(test_sign_input_changed),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
