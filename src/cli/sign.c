@@ -22,7 +22,9 @@
 #include <openssl/x509.h>
 
 #include "cli.h"
+#include "api.h"
 #include "sign_ades.h"
+#include "sign_remote.h"
 #include "qes/buf.h"
 #include "qes/cert.h"
 #include "qes/err.h"
@@ -38,9 +40,14 @@ usage(FILE *f)
 	    "       qes sign --format pades|cades|xades|jades [--level B-B|B-T|B-LT|B-LTA]\n"
 	    "                [--packaging P] --in FILE --out FILE [OPTIONS]\n"
 	    "\n"
+	    "       qes sign --remote --credential crd_... --format F [--level L]\n"
+	    "                --in FILE --out FILE [--description TEXT] [API OPTIONS]\n"
+	    "\n"
 	    "Sign FILE with a certificate's private key on a local PKCS#11 token.\n"
 	    "The PIN is asked through pinentry, once; the token is logged out\n"
-	    "afterwards.\n"
+	    "afterwards. With --remote the key is on a signer's desktop behind a qesd\n"
+	    "gateway: the signature is prepared here, only its digest is sent, the\n"
+	    "signer confirms on their desktop and the value finishes it here.\n"
 	    "\n"
 	    "  --raw                 write the bare signature value of FILE's digest\n"
 	    "  --format F            write an AdES signature: pades, cades, xades, jades\n"
@@ -72,7 +79,17 @@ usage(FILE *f)
 	    "  --title TEXT          what the signer is told they sign (default: file name)\n"
 	    "  --pinentry PROGRAM    pinentry program (default $QES_PINENTRY, else pinentry)\n"
 	    "  --module PATH         also load this PKCS#11 module (repeatable)\n"
-	    "  --only-module         load only --module paths and $QES_PKCS11_MODULES\n", f);
+	    "  --only-module         load only --module paths and $QES_PKCS11_MODULES\n"
+	    "\n"
+	    "--remote (with --format; --md, --scheme, --title and the --format options\n"
+	    "as above, no token options):\n"
+	    "  --credential ID       the signer's credential (GET /v1/credentials)\n"
+	    "  --description TEXT    shown to the signer under the title\n"
+	    CLI_API_OPTIONS_HELP
+	    "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 PIN incorrect,\n"
+	    "5 PIN locked, 6 cancelled or declined, 7 token or device error, 8 bad\n"
+	    "signature; --remote also 10 authentication refused, 11 server unreachable\n"
+	    "or TLS failure, 12 rate-limited or server busy.\n", f);
 }
 
 static int
@@ -138,6 +155,10 @@ cli_cmd_sign(int argc, char **argv)
 		{ "pinentry", required_argument, NULL, 'p' },
 		{ "module", required_argument, NULL, 'm' },
 		{ "only-module", no_argument, NULL, 'O' },
+		{ "remote", no_argument, NULL, 1013 },
+		{ "credential", required_argument, NULL, 1014 },
+		{ "description", required_argument, NULL, 1015 },
+		CLI_API_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -155,13 +176,25 @@ cli_cmd_sign(int argc, char **argv)
 	uint8_t digest[QES_MD_MAX_LEN];
 	const uint8_t *digests[1] = { digest };
 	cli_ades_opts ao = { 0 };
+	cli_api_opts co = { 0 };
+	cli_remote_opts ro = { 0 };
+	int remote = 0, local_opt = 0;
 	char err[256];
 	int ch, raw = 0, r, rc = QES_EXIT_FAILURE, token_failed = 0;
 
 	req.md = QES_MD_SHA256;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "ri:o:t:k:d:s:e:c:T:p:m:Oh", opts, NULL)) != -1) {
+		if ((r = cli_api_parse_opt(&co, ch, optarg)) < 0)
+			return QES_EXIT_USAGE;
+		if (r > 0)
+			continue;
+		if (strchr("tkecpmO", ch) != NULL)
+			local_opt = 1;
 		switch (ch) {
+		case 1013: remote = 1; break;
+		case 1014: ro.credential = optarg; break;
+		case 1015: ro.description = optarg; break;
 		case 'r': raw = 1; break;
 		case 'F': ao.format = optarg; break;
 		case 'L': ao.level = optarg; break;
@@ -232,6 +265,37 @@ cli_cmd_sign(int argc, char **argv)
 	}
 	ao.in = in;
 	ao.out = out;
+	if (remote != (ro.credential != NULL)) {
+		fprintf(stderr, "qes sign: --remote and --credential go together\n");
+		return QES_EXIT_USAGE;
+	}
+	if (!remote && (ro.description != NULL || co.server != NULL || co.ca_file != NULL ||
+	    co.key_file != NULL || co.timeout_s != 0)) {
+		fprintf(stderr, "qes sign: --description and the API options go with "
+		    "--remote\n");
+		return QES_EXIT_USAGE;
+	}
+	if (remote) {
+		if (raw || local_opt) {
+			fprintf(stderr, "qes sign: --remote signs --format only, without "
+			    "--raw, token, key, module, pinentry, --ecdsa-format or "
+			    "--cert-out options\n");
+			return QES_EXIT_USAGE;
+		}
+		if (scheme_name != NULL) {
+			if (qes_sig_scheme_from_name(scheme_name, &ro.scheme) != 0) {
+				fprintf(stderr, "qes sign: unknown scheme \"%s\"\n",
+				    scheme_name);
+				return QES_EXIT_USAGE;
+			}
+			ro.scheme_set = 1;
+		}
+		cli_api_wipe_json_memory();
+		ro.api = &co;
+		ro.md = req.md;
+		ro.title = title != NULL ? title : in;
+		return cli_sign_remote(&ao, &ro);
+	}
 	if (raw && (r = qes_md_file(req.md, in, digest)) != 0) {
 		fprintf(stderr, "qes sign: cannot read %s: %s\n", in, qes_strerror(r));
 		rc = qes_tool_exit_code(r);

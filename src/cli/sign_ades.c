@@ -89,9 +89,9 @@ self_signed(const qes_cert *c)
 }
 
 int
-cli_sign_ades(const cli_ades_opts *o, qes_p11 *p, const qes_p11_token *t,
-    const qes_p11_cred *c, qes_sign_request *req, const qes_pinentry_opts *pe,
-    qes_sign_result *res, int *token_failed)
+cli_sign_ades_with(const cli_ades_opts *o, const qes_cert *signer, qes_md md,
+    qes_sig_scheme scheme, cli_ades_sign_fn fn, void *arg, const char *by,
+    int *sign_failed)
 {
 	qes_ades_sign_params sp = { 0 };
 	qes_ades_ctx *ctx = NULL;
@@ -100,11 +100,11 @@ cli_sign_ades(const cli_ades_opts *o, qes_p11 *p, const qes_p11_token *t,
 	qes_rev_config rev = { 0 };
 	struct certs trust = { 0 };
 	const qes_cert *chain[QES_REV_MAX_CHAIN], *embed[QES_ADES_SIGN_MAX_CHAIN];
-	const uint8_t *digest, *digests[1];
-	size_t dlen, nchain = 0, nembed = 0, i;
+	const uint8_t *digest, *sig;
+	size_t dlen, siglen, nchain = 0, nembed = 0, i;
 	int r;
 
-	*token_failed = 0;
+	*sign_failed = 0;
 	if (qes_ades_format_from_name(o->format, &sp.format) != 0) {
 		fprintf(stderr, "qes sign: --format is pades, cades, xades or jades\n");
 		return QES_ERR_INVALID_ARG;
@@ -140,7 +140,7 @@ cli_sign_ades(const cli_ades_opts *o, qes_p11 *p, const qes_p11_token *t,
 	if (o->trust != NULL && (r = load_pem_bundle(o->trust, &trust)) != 0)
 		goto out;
 	/* the CAs to embed: the signer's chain from --trust, without the root */
-	if ((r = qes_chain_build(c->cert, (const qes_cert *const *)trust.c, trust.n, chain,
+	if ((r = qes_chain_build(signer, (const qes_cert *const *)trust.c, trust.n, chain,
 	    QES_REV_MAX_CHAIN, &nchain)) != 0) {
 		fprintf(stderr, "qes sign: cannot build the signer's chain: %s\n",
 		    qes_strerror(r));
@@ -169,11 +169,11 @@ cli_sign_ades(const cli_ades_opts *o, qes_p11 *p, const qes_p11_token *t,
 	sp.out_path = o->out;
 	sp.doc_name = o->doc_name;
 	sp.mime_type = o->mime;
-	sp.signer = c->cert;
+	sp.signer = signer;
 	sp.chain = embed;
 	sp.nchain = nembed;
-	sp.md = req->md;
-	sp.scheme = req->scheme;
+	sp.md = md;
+	sp.scheme = scheme;
 	sp.tsa = sp.level >= QES_ADES_B_T ? &ts : NULL;
 	sp.rev = &rev;
 	sp.extra = (const qes_cert *const *)trust.c;
@@ -187,28 +187,68 @@ cli_sign_ades(const cli_ades_opts *o, qes_p11 *p, const qes_p11_token *t,
 		fprintf(stderr, "qes sign: %s: %s\n", qes_strerror(r), qes_ades_errmsg(ctx));
 		goto out;
 	}
-	digests[0] = digest;
-	req->digests = digests;
-	req->n_digests = 1;
-	if ((r = qes_sign_local(p, t, c, req, pe, res)) != 0) {
-		*token_failed = 1;
+	if ((r = fn(arg, md, scheme, digest, dlen, &sig, &siglen)) != 0) {
+		*sign_failed = 1;
 		goto out;
 	}
-	if ((r = qes_ades_finish(ctx, qes_buf_data(res->sigs[0]),
-	    qes_buf_len(res->sigs[0]))) != 0) {
+	if ((r = qes_ades_finish(ctx, sig, siglen)) != 0) {
 		fprintf(stderr, "qes sign: %s: %s\n", qes_strerror(r), qes_ades_errmsg(ctx));
 		goto out;
 	}
-	printf("signed %s: %s %s%s%s, %s %s by \"%s\" (%s) on token \"%s\" -> %s\n",
+	printf("signed %s: %s %s%s%s, %s %s by \"%s\" %s -> %s\n",
 	    o->in, qes_ades_format_name(sp.format), qes_ades_level_name(sp.level),
 	    o->packaging != NULL ? " " : "", o->packaging != NULL ? o->packaging : "",
-	    qes_md_name(req->md), qes_sig_scheme_name(req->scheme),
-	    qes_cert_get_info(c->cert)->subject_cn, qes_cert_class_name(c->cls), t->label,
-	    o->out);
+	    qes_md_name(md), qes_sig_scheme_name(scheme),
+	    qes_cert_get_info(signer)->subject_cn, by, o->out);
  out:
-	req->digests = NULL;
-	req->n_digests = 0;
 	qes_ades_free(ctx);
 	certs_free(&trust);
 	return r;
+}
+
+/* The local token as cli_ades_sign_fn: one PIN dialog, qes_sign_local. */
+struct local_signer {
+	qes_p11 *p;
+	const qes_p11_token *t;
+	const qes_p11_cred *c;
+	qes_sign_request *req;
+	const qes_pinentry_opts *pe;
+	qes_sign_result *res;
+};
+
+static int
+local_sign(void *arg, qes_md md, qes_sig_scheme scheme, const uint8_t *digest,
+    size_t len, const uint8_t **sig, size_t *siglen)
+{
+	struct local_signer *ls = arg;
+	const uint8_t *digests[1] = { digest };
+	int r;
+
+	(void)len;	/* the token job knows md's length */
+	ls->req->md = md;
+	ls->req->scheme = scheme;
+	ls->req->digests = digests;
+	ls->req->n_digests = 1;
+	r = qes_sign_local(ls->p, ls->t, ls->c, ls->req, ls->pe, ls->res);
+	ls->req->digests = NULL;
+	ls->req->n_digests = 0;
+	if (r != 0)
+		return r;
+	*sig = qes_buf_data(ls->res->sigs[0]);
+	*siglen = qes_buf_len(ls->res->sigs[0]);
+	return 0;
+}
+
+int
+cli_sign_ades(const cli_ades_opts *o, qes_p11 *p, const qes_p11_token *t,
+    const qes_p11_cred *c, qes_sign_request *req, const qes_pinentry_opts *pe,
+    qes_sign_result *res, int *token_failed)
+{
+	struct local_signer ls = { p, t, c, req, pe, res };
+	char by[320];
+
+	snprintf(by, sizeof(by), "(%s) on token \"%s\"", qes_cert_class_name(c->cls),
+	    t->label);
+	return cli_sign_ades_with(o, c->cert, req->md, req->scheme, local_sign, &ls, by,
+	    token_failed);
 }

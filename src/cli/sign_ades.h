@@ -24,6 +24,25 @@ typedef struct cli_ades_opts {
 } cli_ades_opts;
 
 /*
+ * Has the digest of a prepared signature signed: sets *sig and *siglen (owned
+ * by arg, alive until the function returns to its caller's caller) or
+ * returns non-zero with its message printed.
+ */
+typedef int (*cli_ades_sign_fn)(void *arg, qes_md md, qes_sig_scheme scheme,
+    const uint8_t *digest, size_t len, const uint8_t **sig, size_t *siglen);
+
+/*
+ * Sign o->in as an AdES signature into o->out for the certificate signer:
+ * prepare, have fn sign the one digest, finish (timestamp and validation
+ * data added here). *sign_failed is set when fn failed (it said why);
+ * other failures are printed here. On success prints "signed IN: FORMAT
+ * LEVEL ..., MD SCHEME by "CN" <by> -> OUT".
+ */
+int cli_sign_ades_with(const cli_ades_opts *o, const qes_cert *signer, qes_md md,
+    qes_sig_scheme scheme, cli_ades_sign_fn fn, void *arg, const char *by,
+    int *sign_failed);
+
+/*
  * Sign o->in as an AdES signature into o->out with credential c of token t.
  * req carries md, scheme, title and requester; the digest is filled here.
  * Returns a QES_ERR_*; *token_failed is set when the failure came from the
