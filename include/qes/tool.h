@@ -7,6 +7,9 @@
  *   1 other failure      5 PIN locked or expired  8 signature check failed
  *   2 usage error        6 cancelled or declined
  *   3 not found (module, token, certificate, key, file)
+ *   9 audit hash chain broken (qes audit verify)
+ *  13 a certificate chain does not reach a trust anchor (qes verify)
+ * (10-12 are the API commands', src/cli/api.h.)
  */
 #ifndef QES_TOOL_H
 #define QES_TOOL_H
@@ -31,6 +34,7 @@ enum {
 	QES_EXIT_DEVICE = 7,
 	QES_EXIT_BAD_SIGNATURE = 8,
 	QES_EXIT_CHAIN_BROKEN = 9,	/* qes audit verify: the hash chain breaks */
+	QES_EXIT_UNTRUSTED = 13,	/* qes verify: a chain misses the --trust anchors */
 };
 
 int qes_tool_exit_code(int err);

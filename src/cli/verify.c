@@ -74,7 +74,7 @@ usage(FILE *f)
 	    "  --json          one JSON object on stdout instead of text\n"
 	    "\n"
 	    "Exit codes: 0 all signatures valid, 8 a signature or timestamp does not\n"
-	    "verify, 9 a certificate chain does not reach a --trust anchor, 2 usage,\n"
+	    "verify, 13 a certificate chain does not reach a --trust anchor, 2 usage,\n"
 	    "3 file not found, 1 unreadable or unsupported input.\n", f);
 }
 
@@ -617,7 +617,7 @@ cli_cmd_verify(int argc, char **argv)
 		if (reps[i].needs_content)
 			need_content = 1;
 	rc = need_content ? QES_EXIT_USAGE : bad_sig ? QES_EXIT_BAD_SIGNATURE :
-	    unsupported ? QES_EXIT_FAILURE : bad_chain ? QES_EXIT_CHAIN_BROKEN : QES_EXIT_OK;
+	    unsupported ? QES_EXIT_FAILURE : bad_chain ? QES_EXIT_UNTRUSTED : QES_EXIT_OK;
 	if (json_out) {
 		json_t *doc = json_pack("{s:s,s:b,s:o}", "file", path, "valid", rc == QES_EXIT_OK,
 		    "signatures", jarr);
