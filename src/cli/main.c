@@ -24,7 +24,8 @@ usage(FILE *f)
 	    "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 PIN incorrect,\n"
 	    "5 PIN locked, 6 cancelled, 7 token removed or device error, 8 bad signature,\n"
 	    "9 audit chain broken, 10 API authentication or permission refused,\n"
-	    "11 server unreachable or TLS failure, 12 rate-limited or server busy.\n", f);
+	    "11 server unreachable or TLS failure, 12 rate-limited or server busy,\n"
+	    "13 certificate chain not trusted (verify).\n", f);
 }
 
 int
