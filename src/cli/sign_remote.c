@@ -230,11 +230,13 @@ remote_sign(void *arg, qes_md md, qes_sig_scheme scheme, const uint8_t *digest,
 	memcpy(idem, "Idempotency-Key: qes-sign-", 26);
 	for (i = 0; i < sizeof(rnd); i++)
 		snprintf(idem + 26 + 2 * i, 3, "%02x", rnd[i]);
-	body = json_pack("{s:s, s:s, s:[s], s:s, s:s, s:s?}",
+	body = json_pack("{s:s, s:s, s:[s], s:s, s:s}",
 	    "credential_id", ro->credential, "digest_algorithm", qes_md_name(md),
 	    "digests", (const char *)b64, "signature_scheme", qes_sig_scheme_name(scheme),
-	    "title", ro->title, "description", ro->description);
-	if (body == NULL || (path = qes_buf_new()) == NULL) {
+	    "title", ro->title);
+	if (body == NULL || (ro->description != NULL && json_object_set_new(body,
+	    "description", json_string(ro->description)) != 0) ||
+	    (path = qes_buf_new()) == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
 		goto out;
 	}

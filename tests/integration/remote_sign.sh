@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# remote_sign.sh - `qes sign --remote`: AdES signatures made through a real
+# qesd (TLS 1.3, SQLite) by a real qes-agent with SoftHSM2 and the scripted
+# pinentry, in hash-only mode: the CLI prepares, only the digest travels,
+# the CLI finishes with the test PKI's TSA and OCSP/CRL services.
+#
+# Judged by tools that are not qes: pdfsig (NSS database with the test root;
+# the poppler 22 workaround of pades_pdf.sh) and openssl cms over the PDF's
+# ranges, qpdf --check (PAdES B-T, B-LT), openssl cms -verify (CAdES
+# detached B-T), xmlsec1 (XAdES detached B-T), jwcrypto (JAdES B-B). Also:
+# the code the CLI prints is the one the signer's dialog showed; a declined
+# dialog exits 6 with nothing written; an unknown credential exits 3; the
+# gateway's database holds no byte of the documents (a marker string).
+# shellcheck disable=SC2015
+. "$(dirname -- "$0")/../lib.sh"
+. "$QES_SOURCE_DIR/tests/pki_services.sh"
+
+T=$(qes_tmpdir)
+cd "$T" || fail "no $T"
+QESD=$QES_BUILD_DIR/qesd
+P=$QES_PKI
+PY=/usr/bin/python3
+JV=$QES_SOURCE_DIR/tests/helpers/jws_verify.py
+for tool in curl openssl sqlite3 qpdf pdfsig certutil xmlsec1 "$PY"; do
+    command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/deps.sh)"
+done
+[ -x "$QESD" ] || fail "no qesd binary at $QESD"
+qes_private_tokens "$T/tokens"
+qes_pki_services_start "$P"
+CA=$P/root-ca.pem
+. "$QES_SOURCE_DIR/tests/qesd.sh"
+
+# ---------------------------------------------------------------- qesd
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+    -out server.csr -subj "/CN=qesd remote_sign" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >server.ext
+openssl x509 -req -in server.csr -CA "$P/root-ca.pem" -CAkey "$P/root-ca.key" \
+    -set_serial "0x$(openssl rand -hex 12)" -days 2 -extfile server.ext -out server.pem 2>/dev/null
+chmod 600 server.key
+openssl rand -hex 32 >pepper
+chmod 600 pepper
+cat >qesd.conf <<EOF
+listen = 127.0.0.1:0
+tls_cert = $T/server.pem
+tls_key = $T/server.key
+pepper_file = $T/pepper
+store = sqlite:$T/qesd.db
+log_level = info
+drain_timeout_s = 2
+server_name = localhost
+EOF
+"$QESD" admin --config qesd.conf tenant create remote-co >tenant.out 2>tenant.err ||
+    { cat tenant.err >&2; fail "tenant create"; }
+awk '$1 == "api_key:" { print $2 }' tenant.out >admin.key
+chmod 600 admin.key
+start_qesd qesd.conf qesd.log
+SERVER="https://localhost:$PORT"
+QES_SERVER=$SERVER QES_CA=$CA "$QES_CLI" keys create --name remote --scope sign,devices \
+    --key-file admin.key >key.out 2>key.err || { cat key.err >&2; fail "keys create"; }
+awk '$1 == "api_key:" { print $2 }' key.out >sign.key
+chmod 600 sign.key
+KEY=$(cat sign.key)
+call "$KEY" POST /v1/enrollments '{}'
+expect_eq "$CODE" 201 "POST /v1/enrollments"
+ENROLL=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["code"])' "$BODY")
+"$QES_AGENT" enroll --server "$SERVER" --code "$ENROLL" --ca "$CA" --config agent \
+    --name "remote desktop" >enroll.out 2>enroll.err || { cat enroll.err >&2; fail "enroll"; }
+
+PE=$QES_BUILD_DIR/tests/qes-test-pinentry
+export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$T/pinentry.log
+pinentry_script() { printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"; rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"; }
+pinentry_script "pin $QES_TOKEN_A_PIN"
+"$QES_AGENT" run --config agent --module "$QES_TEST_MODULE" --only-module --pinentry "$PE" \
+    2>>agent.log &
+AGENT_PID=$!
+qes_on_exit "kill -KILL $AGENT_PID"
+
+# the credential of token A's P-256 key (02), checked against the test PKI
+openssl x509 -in "$P/qual-p256.pem" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1 >p256.sha256
+CRED=
+for i in $(seq 1 100); do
+    call "$KEY" GET /v1/credentials
+    if [ "$CODE" = 200 ]; then
+        CRED=$($PY - "$BODY" "$QES_TOKEN_A_SERIAL" 02 "$(cat p256.sha256)" <<'EOF'
+import json, sys
+for c in json.load(open(sys.argv[1]))["items"]:
+    if c["token_serial"] == sys.argv[2] and c["key_id"] == sys.argv[3] and \
+            c["certificate_sha256"] == sys.argv[4]:
+        print(c["id"])
+EOF
+)
+        [ -n "$CRED" ] && break
+    fi
+    sleep 0.2
+done
+[ -n "$CRED" ] || fail "GET /v1/credentials never listed token A's P-256 credential"
+ok "qesd, an enrolled qes-agent with SoftHSM2; credential $CRED (qual-p256)"
+
+# ---------------------------------------------------------------- documents
+MARKER="qes-remote-marker-$(openssl rand -hex 8)"
+"$PY" - "$MARKER" <<'EOF'
+import cairo, sys
+s = cairo.PDFSurface("doc.pdf", 595, 842)
+c = cairo.Context(s)
+c.move_to(72, 72)
+c.show_text("remote signing test")
+c.show_page()
+s.finish()
+# the marker in plain bytes too (an uncompressed comment after %%EOF)
+open("doc.pdf", "ab").write(("%% " + sys.argv[1] + "\n").encode())
+EOF
+{ printf '%s\n' "$MARKER"; head -c 50000 /dev/urandom; } >doc.bin
+printf '{"order":"%s"}' "$MARKER" >payload.json
+cat "$P/issuing-ca.pem" "$P/root-ca.pem" >trust.pem
+
+# rsign FORMAT LEVEL IN OUT [options]: sign remotely; the printed code must
+# be the one the dialog showed, and no PIN in the output
+rsign() {
+    local fmt=$1 lvl=$2 in=$3 out=$4 vc
+    shift 4
+    pinentry_script "pin $QES_TOKEN_A_PIN"
+    "$QES_CLI" sign --remote --credential "$CRED" --server "$SERVER" --ca "$CA" \
+        --key-file sign.key --format "$fmt" --level "$lvl" --in "$in" --out "$out" \
+        --title "Remote $fmt $lvl" --description "remote_sign.sh" \
+        --tsa "$QES_PKI_TSA_URL" --tsa-ca "$P/root-ca.pem" --trust trust.pem "$@" \
+        >"$out.log" 2>&1 || { cat "$out.log" >&2; fail "qes sign --remote $fmt $lvl"; }
+    vc=$(sed -n 's/^Verification code: \([0-9]\{4\}\) .*/\1/p' "$out.log")
+    [ -n "$vc" ] || { cat "$out.log" >&2; fail "no verification code printed for $out"; }
+    expect_contains "$QES_TEST_PINENTRY_LOG" "Verification code: $vc"
+    expect_eq "$(grep -c '^GETPIN' "$QES_TEST_PINENTRY_LOG")" 1 "PIN dialogs for $out"
+    expect_not_contains "$out.log" "$QES_TOKEN_A_PIN"
+    expect_contains "$out.log" "through credential $CRED"
+    VC=$vc
+}
+
+# ---------------------------------------------------------------- PAdES
+mkdir nss
+certutil -N -d sql:nss --empty-password
+certutil -A -d sql:nss -n qes-test-root -t "CT,C,C" -i "$P/root-ca.pem"
+PDFSIG_NEW=0
+pdfsig -v 2>&1 | awk '/version/ { split($3, v, "."); exit !(v[1] >= 23) }' && PDFSIG_NEW=1
+# the CMS of the PDF's (one) signature and its signed ranges
+pdf_cms() {
+    "$PY" - "$1" <<'EOF'
+import re, sys
+d = open(sys.argv[1], "rb").read()
+m = re.search(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]", d)
+a, b, c, e = map(int, m.groups())
+der = bytes.fromhex(d[a + b + 1:c - 1].decode())
+l = der[1]
+ln = l if l < 0x80 else int.from_bytes(der[2:2 + (l & 0x7f)], "big")
+hl = 2 if l < 0x80 else 2 + (l & 0x7f)
+open(sys.argv[1] + ".der", "wb").write(der[:hl + ln])
+open(sys.argv[1] + ".data", "wb").write(d[a:a + b] + d[c:c + e])
+EOF
+}
+for lvl in B-T B-LT; do
+    f=pades-$lvl.pdf
+    rsign pades "$lvl" doc.pdf "$f"
+    pdfsig -nssdir "sql:$T/nss" -no-ocsp "$f" >"$f.pdfsig" 2>&1 || true
+    expect_eq "$(grep -c 'Signature Validation: Signature is Valid.' "$f.pdfsig")" 1 "$f: valid signatures"
+    if [ $PDFSIG_NEW = 1 ]; then
+        expect_contains "$f.pdfsig" "Certificate Validation: Certificate is Trusted."
+    else
+        # poppler 22 checks trust before the signature's own chain is known
+        ! grep -E 'Certificate Validation: Certificate (issuer|has Expired|has been Revoked)' \
+            "$f.pdfsig" || fail "$f: pdfsig refuses the certificate"
+    fi
+    [ "$lvl" = B-T ] && { expect_contains "$f.pdfsig" "Total document signed"; }
+    pdf_cms "$f"
+    openssl cms -verify -binary -inform DER -in "$f.der" -content "$f.data" -CAfile "$P/root-ca.pem" \
+        -purpose any -out /dev/null >"$f.cms" 2>&1 || { cat "$f.cms" >&2; fail "$f: openssl cms rejects it"; }
+    qpdf --check "$f" >"$f.qpdf" 2>&1 || { cat "$f.qpdf" >&2; fail "$f: qpdf --check"; }
+    [ "$lvl" = B-LT ] && { grep -aq "/DSS" "$f" || fail "$f: no /DSS"; }
+    ok "PAdES $lvl through the gateway: pdfsig valid, openssl cms over the ranges, qpdf --check; code $VC shown in the dialog"
+done
+
+# ---------------------------------------------------------------- CAdES, XAdES, JAdES
+rsign cades B-T doc.bin cades-B-T.p7s
+openssl cms -verify -binary -inform DER -in cades-B-T.p7s -content doc.bin -CAfile "$P/root-ca.pem" \
+    -purpose any -out /dev/null 2>c.err || { cat c.err >&2; fail "openssl cms rejects cades-B-T.p7s"; }
+openssl cms -cmsout -print -inform DER -in cades-B-T.p7s | grep -q "id-smime-aa-timeStampToken" ||
+    fail "cades-B-T.p7s has no signature timestamp"
+ok "CAdES B-T detached through the gateway: openssl cms -verify, timestamp present"
+
+rsign xades B-T doc.bin xades-B-T.xml --packaging detached
+xmlsec1 --verify --trusted-pem "$P/root-ca.pem" --untrusted-pem "$P/issuing-ca.pem" \
+    --url-map:doc.bin doc.bin xades-B-T.xml >x.out 2>&1 || { cat x.out >&2; fail "xmlsec1 rejects xades-B-T.xml"; }
+grep -q "SignatureTimeStamp" xades-B-T.xml || fail "xades-B-T.xml has no SignatureTimeStamp"
+ok "XAdES B-T detached through the gateway: xmlsec1 --verify"
+
+openssl x509 -in "$P/qual-p256.pem" -out p256.pem
+rsign jades B-B payload.json jades-B-B.json
+$PY "$JV" jades-B-B.json p256.pem --expect-payload payload.json --level B-B >j.out 2>&1 ||
+    { cat j.out >&2; fail "jwcrypto rejects jades-B-B.json"; }
+ok "JAdES B-B through the gateway: jwcrypto verifies it"
+
+# ---------------------------------------------------------------- refusals
+pinentry_script cancel
+rc=0
+"$QES_CLI" sign --remote --credential "$CRED" --server "$SERVER" --ca "$CA" --key-file sign.key \
+    --format pades --level B-B --in doc.pdf --out declined.pdf >declined.log 2>&1 || rc=$?
+[ "$rc" = 6 ] || cat declined.log >&2
+expect_eq "$rc" 6 "exit status of a declined remote signature"
+expect_contains declined.log "declined"
+[ ! -e declined.pdf ] || fail "declined.pdf written"
+[ -z "$(ls declined.pdf.* 2>/dev/null)" ] || fail "temporary files left beside declined.pdf"
+ok "declined in the dialog: exit 6, nothing written"
+
+rc=0
+"$QES_CLI" sign --remote --credential crd_nosuchcredential --server "$SERVER" --ca "$CA" \
+    --key-file sign.key --format cades --in doc.bin --out none.p7s >none.log 2>&1 || rc=$?
+expect_eq "$rc" 3 "exit status for an unknown credential"
+[ ! -e none.p7s ] || fail "none.p7s written"
+rc=0
+"$QES_CLI" sign --remote --credential "$CRED" --token x --format cades --in doc.bin \
+    --out none.p7s >none.log 2>&1 || rc=$?
+expect_eq "$rc" 2 "--remote with a token option"
+ok "an unknown credential exits 3, token options with --remote are a usage error"
+
+# ---------------------------------------------------------------- hash-only
+kill -TERM "$AGENT_PID"
+stop_qesd
+for f in qesd.db qesd.db-wal qesd.db-journal; do
+    [ -e "$f" ] || continue
+    ! grep -aq "$MARKER" "$f" || fail "$f holds document content"
+done
+! grep -aq "$MARKER" qesd.log agent.log || fail "a log holds document content"
+ok "hash-only: neither the gateway's database nor the logs hold any document's marker"
