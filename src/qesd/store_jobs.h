@@ -138,6 +138,59 @@ int qesd_job_list_live_on_device(qesd_tx *tx, const char *tenant_id,
 int qesd_job_list_completed_before(qesd_tx *tx, int64_t before_ms,
     size_t limit, qesd_job **items, size_t *n);
 
+/*
+ * ---- job documents (migration 4): store_docs.c ----
+ *
+ * The document of an AdES job and its signed result, held only for the
+ * job's life and only encrypted: AES-256-GCM under the gateway's document
+ * key (document_key_file), a fresh random 96-bit nonce per write, and the
+ * tenant, job id and kind as additional authenticated data, so that a row
+ * copied to another job or kind no longer decrypts. The store sees the
+ * nonce, the ciphertext and the tag, never the document.
+ */
+#define QESD_DOC_KEY_LEN	32
+#define QESD_DOC_NONCE_LEN	12
+#define QESD_DOC_TAG_LEN	16
+#define QESD_JOB_DOC_MAX	(64u * 1024 * 1024)	/* plaintext bytes */
+
+typedef enum qesd_job_doc_kind {
+	QESD_JOB_DOC_INPUT = 1,		/* "document": what the client sent */
+	QESD_JOB_DOC_RESULT = 2,	/* "result": the signed document */
+} qesd_job_doc_kind;
+
+/*
+ * Read the 32-byte document key from path: the file must be a regular
+ * file, owned by the caller, not readable or writable by group or others
+ * (0600 or stricter), and hold exactly 32 bytes or 64 hex digits (a final
+ * newline allowed). 0, or QES_ERR_IO / QES_ERR_FORMAT with err filled (no
+ * key material in err).
+ */
+int qesd_doc_key_load(const char *path, uint8_t key[QESD_DOC_KEY_LEN],
+    char *err, size_t err_len);
+
+/*
+ * Encrypt data (1..QESD_JOB_DOC_MAX bytes) and store it as the job's
+ * document of that kind, replacing one there. The job must exist in the
+ * tenant (QES_ERR_NOT_FOUND). Write transaction.
+ */
+int qesd_job_doc_put(qesd_tx *tx, const uint8_t key[QESD_DOC_KEY_LEN],
+    const char *tenant_id, const char *job_id, qesd_job_doc_kind kind,
+    const uint8_t *data, size_t len, int64_t now_ms);
+/*
+ * The job's document of that kind, decrypted into *data (malloc'ed: the
+ * caller wipes it with qes_wipe and frees it) and *len.
+ * QES_ERR_NOT_FOUND when there is none (never stored, or purged);
+ * QES_ERR_SIGNATURE_INVALID when it does not decrypt (another key, or the
+ * row was tampered with or moved).
+ */
+int qesd_job_doc_get(qesd_tx *tx, const uint8_t key[QESD_DOC_KEY_LEN],
+    const char *tenant_id, const char *job_id, qesd_job_doc_kind kind,
+    uint8_t **data, size_t *len);
+/* Delete every document of the job; *n (optional) the rows deleted, 0
+ * when there were none (not an error). Write transaction. */
+int qesd_job_doc_purge(qesd_tx *tx, const char *tenant_id,
+    const char *job_id, uint64_t *n);
+
 /* ==== backend interface: for store_jobs.c and store_*_jobs.c only ==== */
 
 enum qesd_job_list_kind {
@@ -161,6 +214,17 @@ struct qesd_store_job_ops {
 	    const char *tenant_id, const char *device_id,
 	    const char *session_id, int64_t bound_ms, size_t limit,
 	    qesd_job *out, size_t *n);
+
+	/* job documents (store_docs.c has checked the arguments and does
+	 * the cryptography; sealed is nonce || ciphertext || tag) */
+	int (*doc_put)(qesd_tx *tx, const char *tenant_id, const char *job_id,
+	    const char *kind, const uint8_t *sealed, size_t sealed_len,
+	    int64_t now_ms);
+	/* *sealed malloc'ed; NOT_FOUND when no row */
+	int (*doc_get)(qesd_tx *tx, const char *tenant_id, const char *job_id,
+	    const char *kind, size_t max, uint8_t **sealed, size_t *sealed_len);
+	int (*doc_purge)(qesd_tx *tx, const char *tenant_id,
+	    const char *job_id, uint64_t *n);
 };
 
 extern const struct qesd_store_job_ops qesd_store_sqlite_job_ops;

@@ -251,6 +251,7 @@ static const char migration_2[] =
 "  WHERE state = 'completed';\n";
 
 /* Migration 3 (devices): qesd_pg_migration_devices, store_pg_devices.c. */
+/* Migration 4 (AdES job documents): qesd_pg_migration_docs, store_pg_jobs.c. */
 
 /* Append only; the same versions as SQLite's. */
 static const struct {
@@ -260,10 +261,11 @@ static const struct {
 	{ 1, migration_1 },
 	{ 2, migration_2 },
 	{ 3, qesd_pg_migration_devices },
+	{ 4, qesd_pg_migration_docs },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-_Static_assert(QESD_SCHEMA_VERSION == 3,
+_Static_assert(QESD_SCHEMA_VERSION == 4,
     "QESD_SCHEMA_VERSION must be the version of the last migration");
 
 /* ---- statements ---- */

@@ -212,9 +212,105 @@ pg_job_list(qesd_tx *tx, enum qesd_job_list_kind kind, const char *tenant_id,
 	return r;
 }
 
+/* ---- job documents (migration 4; sealed by store_docs.c) ---- */
+
+/* Migration 4 (AdES documents): store_sqlite_jobs.c's table, in
+ * PostgreSQL's words. */
+const char qesd_pg_migration_docs[] =
+"CREATE TABLE job_documents (\n"
+"  tenant_id text NOT NULL,\n"
+"  job_id text NOT NULL,\n"
+"  kind text NOT NULL CHECK (kind IN ('document', 'result')),\n"
+"  sealed bytea NOT NULL CHECK (length(sealed) > 28),\n"
+"  created_at_ms bigint NOT NULL,\n"
+"  PRIMARY KEY (tenant_id, job_id, kind),\n"
+"  FOREIGN KEY (tenant_id, job_id) REFERENCES jobs (tenant_id, id)\n"
+"    ON DELETE CASCADE\n"
+");\n";
+
+static const char sql_doc_put[] =
+    "INSERT INTO job_documents (tenant_id, job_id, kind, sealed, "
+    "created_at_ms) SELECT $1, $2, $3, $4, $5 WHERE EXISTS "
+    "(SELECT 1 FROM jobs WHERE tenant_id = $1 AND id = $2) "
+    "ON CONFLICT (tenant_id, job_id, kind) DO UPDATE SET "
+    "sealed = excluded.sealed, created_at_ms = excluded.created_at_ms";
+static const char sql_doc_get[] =
+    "SELECT sealed FROM job_documents "
+    "WHERE tenant_id = $1 AND job_id = $2 AND kind = $3";
+static const char sql_doc_purge[] =
+    "DELETE FROM job_documents WHERE tenant_id = $1 AND job_id = $2";
+
+static int
+pg_doc_put(qesd_tx *tx, const char *tenant_id, const char *job_id,
+    const char *kind, const uint8_t *sealed, size_t sealed_len,
+    int64_t now_ms)
+{
+	qesd_pg_params p = { 0 };
+	uint64_t changes = 0;
+	int r;
+
+	qesd_pg_text(&p, tenant_id);
+	qesd_pg_text(&p, job_id);
+	qesd_pg_text(&p, kind);
+	qesd_pg_blob(&p, sealed, sealed_len);
+	qesd_pg_i64(&p, now_ms);
+	if ((r = qesd_pg_exec(tx, sql_doc_put, &p, "storing job document",
+	    NULL, &changes)) != 0)
+		return r;
+	return changes == 1 ? 0 : QES_ERR_NOT_FOUND;
+}
+
+static int
+pg_doc_get(qesd_tx *tx, const char *tenant_id, const char *job_id,
+    const char *kind, size_t max, uint8_t **sealed, size_t *sealed_len)
+{
+	qesd_pg_params p = { 0 };
+	PGresult *res;
+	int r, n;
+
+	qesd_pg_text(&p, tenant_id);
+	qesd_pg_text(&p, job_id);
+	qesd_pg_text(&p, kind);
+	if ((r = qesd_pg_exec(tx, sql_doc_get, &p, "reading job document",
+	    &res, NULL)) != 0)
+		return r;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return QES_ERR_NOT_FOUND;
+	}
+	n = PQgetlength(res, 0, 0);
+	if (PQgetisnull(res, 0, 0) || n <= 0 || (size_t)n > max) {
+		PQclear(res);
+		return qesd_pg_corrupt(tx, "job_documents");
+	}
+	if ((*sealed = malloc((size_t)n)) == NULL) {
+		PQclear(res);
+		return QES_ERR_ALLOC;
+	}
+	memcpy(*sealed, PQgetvalue(res, 0, 0), (size_t)n);
+	*sealed_len = (size_t)n;
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_doc_purge(qesd_tx *tx, const char *tenant_id, const char *job_id,
+    uint64_t *n)
+{
+	qesd_pg_params p = { 0 };
+
+	qesd_pg_text(&p, tenant_id);
+	qesd_pg_text(&p, job_id);
+	return qesd_pg_exec(tx, sql_doc_purge, &p, "purging job documents",
+	    NULL, n);
+}
+
 const struct qesd_store_job_ops qesd_store_pg_job_ops = {
 	.insert = pg_job_insert,
 	.get = pg_job_get,
 	.update = pg_job_update,
 	.list = pg_job_list,
+	.doc_put = pg_doc_put,
+	.doc_get = pg_doc_get,
+	.doc_purge = pg_doc_purge,
 };

@@ -240,6 +240,8 @@ static const char migration_2[] =
 
 /* Migration 3 (devices, issue 4): in store_sqlite_devices.c. */
 extern const char qesd_sq_migration_devices[];
+/* Migration 4 (AdES job documents, issue 5): in store_sqlite_jobs.c. */
+extern const char qesd_sq_migration_docs[];
 
 /* Append only; a version once released never changes. */
 static const struct {
@@ -249,10 +251,11 @@ static const struct {
 	{ 1, migration_1 },
 	{ 2, migration_2 },
 	{ 3, qesd_sq_migration_devices },
+	{ 4, qesd_sq_migration_docs },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-_Static_assert(QESD_SCHEMA_VERSION == 3,
+_Static_assert(QESD_SCHEMA_VERSION == 4,
     "QESD_SCHEMA_VERSION must be the version of the last migration");
 
 /* ---- statements ---- */

@@ -245,9 +245,150 @@ sq_job_list(qesd_tx *tx, enum qesd_job_list_kind kind, const char *tenant_id,
 	return r;
 }
 
+/* ---- job documents (migration 4; sealed by store_docs.c) ---- */
+
+/*
+ * Migration 4 (AdES documents, issue 5): the document and the result of a
+ * job, sealed (nonce || AES-256-GCM ciphertext || tag), deleted with
+ * their job. secure_delete is on for the connection (store_sqlite.c does
+ * not need to know): freed pages are zeroed, so a purged row's ciphertext
+ * does not linger in the file either.
+ */
+const char qesd_sq_migration_docs[] =
+"CREATE TABLE job_documents (\n"
+"  tenant_id TEXT NOT NULL,\n"
+"  job_id TEXT NOT NULL,\n"
+"  kind TEXT NOT NULL CHECK (kind IN ('document', 'result')),\n"
+"  sealed BLOB NOT NULL CHECK (length(sealed) > 28),\n"
+"  created_at_ms INTEGER NOT NULL,\n"
+"  PRIMARY KEY (tenant_id, job_id, kind),\n"
+"  FOREIGN KEY (tenant_id, job_id) REFERENCES jobs (tenant_id, id)\n"
+"    ON DELETE CASCADE\n"
+") STRICT;\n";
+
+static const char sql_doc_put[] =
+    "INSERT INTO job_documents (tenant_id, job_id, kind, sealed, "
+    "created_at_ms) SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS "
+    "(SELECT 1 FROM jobs WHERE tenant_id = ?1 AND id = ?2) "
+    "ON CONFLICT (tenant_id, job_id, kind) DO UPDATE SET "
+    "sealed = excluded.sealed, created_at_ms = excluded.created_at_ms";
+static const char sql_doc_get[] =
+    "SELECT sealed FROM job_documents "
+    "WHERE tenant_id = ?1 AND job_id = ?2 AND kind = ?3";
+static const char sql_secure_delete[] = "PRAGMA secure_delete = ON";
+static const char sql_doc_purge[] =
+    "DELETE FROM job_documents WHERE tenant_id = ?1 AND job_id = ?2";
+
+/* Zero freed pages from now on (per connection; idempotent). */
+static int
+secure_delete(qesd_tx *tx)
+{
+	sqlite3_stmt *s;
+	int r;
+
+	if ((r = qesd_sq_stmt(tx, sql_secure_delete, &s)) != 0)
+		return r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	qesd_sq_done(s);
+	return r == SQLITE_DONE ? 0 : qesd_sq_fail(tx, r, "secure_delete");
+}
+
+static int
+sq_doc_put(qesd_tx *tx, const char *tenant_id, const char *job_id,
+    const char *kind, const uint8_t *sealed, size_t sealed_len,
+    int64_t now_ms)
+{
+	sqlite3_stmt *s;
+	int rc, r;
+
+	if ((r = secure_delete(tx)) != 0 ||
+	    (r = qesd_sq_stmt(tx, sql_doc_put, &s)) != 0)
+		return r;
+	if ((rc = qesd_sq_bind_text(s, 1, tenant_id)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 2, job_id)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 3, kind)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_blob(s, 4, sealed, sealed_len)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 5, now_ms)) != SQLITE_OK) {
+		qesd_sq_done(s);
+		return qesd_sq_fail(tx, rc, "storing job document");
+	}
+	if ((r = qesd_sq_run(tx, s, "storing job document")) != 0)
+		return r;
+	return sqlite3_changes(sqlite3_db_handle(s)) == 1 ? 0 :
+	    QES_ERR_NOT_FOUND;
+}
+
+static int
+sq_doc_get(qesd_tx *tx, const char *tenant_id, const char *job_id,
+    const char *kind, size_t max, uint8_t **sealed, size_t *sealed_len)
+{
+	sqlite3_stmt *s;
+	const void *b;
+	int rc, r, n;
+
+	if ((r = qesd_sq_stmt(tx, sql_doc_get, &s)) != 0)
+		return r;
+	if ((rc = qesd_sq_bind_text(s, 1, tenant_id)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 2, job_id)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 3, kind)) != SQLITE_OK) {
+		r = qesd_sq_fail(tx, rc, "reading job document");
+		goto out;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		r = QES_ERR_NOT_FOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = qesd_sq_fail(tx, rc, "reading job document");
+		goto out;
+	}
+	b = sqlite3_column_blob(s, 0);
+	n = sqlite3_column_bytes(s, 0);
+	if (sqlite3_column_type(s, 0) != SQLITE_BLOB || b == NULL || n <= 0 ||
+	    (size_t)n > max) {
+		r = qesd_sq_corrupt(tx, "job_documents");
+		goto out;
+	}
+	if ((*sealed = malloc((size_t)n)) == NULL) {
+		r = QES_ERR_ALLOC;
+		goto out;
+	}
+	memcpy(*sealed, b, (size_t)n);
+	*sealed_len = (size_t)n;
+ out:
+	qesd_sq_done(s);
+	return r;
+}
+
+static int
+sq_doc_purge(qesd_tx *tx, const char *tenant_id, const char *job_id,
+    uint64_t *n)
+{
+	sqlite3_stmt *s;
+	int rc, r;
+
+	if ((r = secure_delete(tx)) != 0 ||
+	    (r = qesd_sq_stmt(tx, sql_doc_purge, &s)) != 0)
+		return r;
+	if ((rc = qesd_sq_bind_text(s, 1, tenant_id)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 2, job_id)) != SQLITE_OK) {
+		qesd_sq_done(s);
+		return qesd_sq_fail(tx, rc, "purging job documents");
+	}
+	if ((r = qesd_sq_run(tx, s, "purging job documents")) != 0)
+		return r;
+	*n = (uint64_t)sqlite3_changes(sqlite3_db_handle(s));
+	return 0;
+}
+
 const struct qesd_store_job_ops qesd_store_sqlite_job_ops = {
 	.insert = sq_job_insert,
 	.get = sq_job_get,
 	.update = sq_job_update,
 	.list = sq_job_list,
+	.doc_put = sq_doc_put,
+	.doc_get = sq_doc_get,
+	.doc_purge = sq_doc_purge,
 };
