@@ -20,7 +20,12 @@
 #      same code, GET /v1/signatures/{id}?wait=30 until completed, the
 #      signature value verified with openssl against the credential's
 #      certificate
-#  11. the job's audit records (GET /v1/audit), the log exported and verified
+#  11. qes sign --remote: a PDF signed as PAdES-B-T through the same device
+#      path in hash-only mode (prepared here, only the digest goes to qesd,
+#      the signer confirms the same verification code, the value and an RFC
+#      3161 timestamp of the test TSA finish it here); pdfsig and qes verify
+#      accept it, and the gateway's database holds none of the PDF
+#  12. the job's audit records (GET /v1/audit), the log exported and verified
 #      offline with `qes audit verify`; agent and gateway stopped; no PIN in
 #      any log or in the database
 #
@@ -30,7 +35,8 @@
 # skips gnome-keyring: the agent then keeps its device key in its 0600 file
 # fallback (with a warning).
 #
-# Everything the demo starts (qesd, qes-agent, dbus-daemon, gnome-keyring) is
+# Everything the demo starts (qesd, qes-agent, dbus-daemon, gnome-keyring,
+# the test PKI's TSA/OCSP/CRL services) is
 # stopped on exit, listens on 127.0.0.1 only or on no network at all, and
 # keeps its state in build/demo (HOME and the XDG directories of the desktop
 # part included). Any failed check ends the demo with a non-zero status.
@@ -55,12 +61,13 @@ mkdir -p "$demo"
 
 # Everything started below is stopped here, by the ids recorded when it was
 # started; the normal path stops each one itself and clears its id.
-qesd_pid='' agent_pid='' bus_pid='' keyring_pid=''
+qesd_pid='' agent_pid='' bus_pid='' keyring_pid='' pkisvc_pid=''
 cleanup() {
   local rc=$?
   set +e
   [ -n "$agent_pid" ] && kill -TERM "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
   [ -n "$qesd_pid" ] && kill -TERM "$qesd_pid" 2>/dev/null && wait "$qesd_pid" 2>/dev/null
+  [ -n "$pkisvc_pid" ] && kill -TERM "$pkisvc_pid" 2>/dev/null && wait "$pkisvc_pid" 2>/dev/null
   [ -n "$keyring_pid" ] && kill -TERM "$keyring_pid" 2>/dev/null
   [ -n "$bus_pid" ] && kill -TERM "$bus_pid" 2>/dev/null
   return "$rc"
@@ -376,6 +383,86 @@ fi
 step "openssl dgst -sha256 -verify: the signature value against the credential's certificate"
 openssl x509 -in "$demo/credential.pem" -pubkey -noout >"$demo/credential.pub"
 openssl dgst -sha256 -verify "$demo/credential.pub" -signature "$demo/contract.api.sig" "$demo/contract.txt"
+
+step "qes sign --remote: the contract as a PDF, PAdES-B-T, through the device path"
+# the test PKI's TSA (and OCSP/CRL) on the ports its certificates name; the
+# lock keeps a concurrent test run off them (tests/pki_services.sh)
+# shellcheck disable=SC1091
+source "$pki/pki.env"
+exec {pkisvc_lock}>"${TMPDIR:-/tmp}/qes-pki-services-$QES_PKI_HTTP_PORT.lock"
+flock -w 600 "$pkisvc_lock" || die "the test PKI's ports stay in use"
+mkdir -p "$demo/pki-services"
+rm -f "$demo/pki-services.ready"
+python3 tests/helpers/pki_services.py --pki "$pki" --http-port "$QES_PKI_HTTP_PORT" \
+  --ocsp-port "$QES_PKI_OCSP_PORT" --work "$demo/pki-services" --ready "$demo/pki-services.ready" \
+  >"$demo/pki-services.log" 2>&1 &
+pkisvc_pid=$!
+for _ in $(seq 1 100); do
+  [ -s "$demo/pki-services.ready" ] && break
+  kill -0 "$pkisvc_pid" 2>/dev/null || { cat "$demo/pki-services.log" >&2; die "the test TSA did not start"; }
+  sleep 0.1
+done
+[ -s "$demo/pki-services.ready" ] || die "the test TSA is not ready after 10 s"
+tsa=http://127.0.0.1:$QES_PKI_HTTP_PORT/tsa
+echo "test TSA (openssl ts -reply) on $tsa"
+# a one-page PDF of the contract (cairo), with a marker the gateway must never see
+marker="demo-marker-$(openssl rand -hex 8)"
+python3 - "$demo/contract.txt" "$demo/contract.pdf" "$marker" <<'PY'
+import cairo, sys
+s = cairo.PDFSurface(sys.argv[2], 595, 842)
+c = cairo.Context(s)
+c.set_font_size(14)
+for i, line in enumerate(open(sys.argv[1]).read().splitlines() + [sys.argv[3]]):
+    c.move_to(72, 96 + 22 * i)
+    c.show_text(line)
+c.show_page()
+s.finish()
+open(sys.argv[2], "ab").write(("%% " + sys.argv[3] + "\n").encode())
+PY
+echo "contract.pdf: $(stat -c %s "$demo/contract.pdf") bytes (cairo)"
+# the ERP's key, as a plain 0600 key file for the qes command
+(umask 077; sed -n 's/^api_key: //p' "$gw/erp.auth.out" >"$gw/erp.key")
+cat "$pki/issuing-ca.pem" "$pki/root-ca.pem" >"$demo/trust.pem"
+pinentry_next
+echo "qes sign --remote --credential $cred --format pades --level B-T --tsa $tsa ..."
+build/qes sign --remote --credential "$cred" --key-file "$gw/erp.key" --format pades --level B-T \
+  --in "$here/contract.pdf" --out "$here/contract-signed.pdf" \
+  --title "Purchase contract no. 2026-17 (PDF)" --description "EUR 12,500 on delivery; 1 page" \
+  --tsa "$tsa" --tsa-ca "$pki/root-ca.pem" --trust "$demo/trust.pem" --reason "Purchase contract" \
+  --location Vienna | tee "$demo/remote.out"
+rvc=$(sed -n 's/^Verification code: \([0-9]\{4\}\) .*/\1/p' "$demo/remote.out")
+[ -n "$rvc" ] || die "qes sign --remote printed no verification code"
+if [ -z "${QES_DEMO_PINENTRY:-}" ]; then
+  echo "the signer was shown:"
+  dialog_text
+  grep -qF "Verification code: $rvc" "$QES_TEST_PINENTRY_LOG" || die "the dialog did not show code $rvc"
+  echo "the dialog showed the verification code $rvc, the one qes sign printed"
+fi
+# only the digest travelled: no byte of the PDF is in the gateway's database
+for f in "$gw/qesd.db" "$gw/qesd.db-wal"; do
+  [ -f "$f" ] || continue
+  if grep -qa -- "$marker" "$f"; then die "$f holds the PDF's content"; fi
+done
+echo "the gateway's database holds no byte of contract.pdf (its marker string is not in it)"
+
+step "pdfsig: poppler checks the PAdES signature (test root in an NSS database)"
+mkdir -p "$demo/nss"
+certutil -N -d "sql:$demo/nss" --empty-password
+certutil -A -d "sql:$demo/nss" -n "demo QTSP root" -t "CT,C,C" -i "$pki/root-ca.pem"
+pdfsig -nssdir "sql:$demo/nss" -no-ocsp "$demo/contract-signed.pdf" | tee "$demo/pdfsig.out"
+grep -q 'Signature Validation: Signature is Valid.' "$demo/pdfsig.out" || die "pdfsig does not accept the signature"
+grep -q 'ETSI.CAdES.detached' "$demo/pdfsig.out" || die "not an ETSI.CAdES.detached signature"
+grep -q 'Total document signed' "$demo/pdfsig.out" || die "the signature does not cover the whole PDF"
+if grep -E 'Certificate Validation: Certificate (issuer|has Expired|has been Revoked)' "$demo/pdfsig.out"; then
+  die "pdfsig refuses the signer's certificate"
+fi
+
+step "qes verify: the same PDF, its chain and timestamp against the demo root"
+build/qes verify --trust "$pki/root-ca.pem" "$here/contract-signed.pdf"
+kill -TERM "$pkisvc_pid" 2>/dev/null || true
+wait "$pkisvc_pid" 2>/dev/null || true
+pkisvc_pid=''
+exec {pkisvc_lock}>&-
 
 step "the audit log: the device and its job (GET /v1/audit?device=$device), the chain verified offline"
 api "$gw/erp.auth" GET "/v1/audit?device=$device"

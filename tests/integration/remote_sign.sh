@@ -78,7 +78,7 @@ qes_on_exit "kill -KILL $AGENT_PID"
 # the credential of token A's P-256 key (02), checked against the test PKI
 openssl x509 -in "$P/qual-p256.pem" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1 >p256.sha256
 CRED=
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
     call "$KEY" GET /v1/credentials
     if [ "$CODE" = 200 ]; then
         CRED=$($PY - "$BODY" "$QES_TOKEN_A_SERIAL" 02 "$(cat p256.sha256)" <<'EOF'
@@ -220,7 +220,7 @@ ok "an unknown credential exits 3, token options with --remote are a usage error
 
 # ---------------------------------------------------------------- hash-only
 kill -TERM "$AGENT_PID"
-stop_qesd
+stop_qesd 30
 for f in qesd.db qesd.db-wal qesd.db-journal; do
     [ -e "$f" ] || continue
     ! grep -aq "$MARKER" "$f" || fail "$f holds document content"
