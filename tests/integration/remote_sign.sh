@@ -219,7 +219,20 @@ expect_eq "$rc" 2 "--remote with a token option"
 ok "an unknown credential exits 3, token options with --remote are a usage error"
 
 # ---------------------------------------------------------------- hash-only
+# the signer's desktop goes offline: its credential is no longer offered
 kill -TERM "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null || true
+for _ in $(seq 1 50); do
+    rc=0
+    "$QES_CLI" sign --remote --credential "$CRED" --server "$SERVER" --ca "$CA" \
+        --key-file sign.key --format cades --in doc.bin --out offline.p7s >offline.log 2>&1 || rc=$?
+    [ "$rc" = 3 ] && break
+    sleep 0.2
+done
+expect_eq "$rc" 3 "exit status with the signer's desktop offline"
+expect_contains offline.log "qes-agent"
+[ ! -e offline.p7s ] || fail "offline.p7s written"
+ok "the signer's desktop offline: exit 3, \"$(head -n 1 offline.log | cut -c1-90)...\""
 stop_qesd 30
 for f in qesd.db qesd.db-wal qesd.db-journal; do
     [ -e "$f" ] || continue
