@@ -222,6 +222,12 @@ jobs_transition(qesd_jobs *j, const char *tenant_id, const char *job_id,
 		if ((r = qesd_job_update(tx, &job, t->to, t->reason,
 		    qesd_now_ms(j->app))) != 0)
 			continue;
+		/* a job that ends for good takes its document and signed
+		 * result (store_jobs.h) with it, in the same transaction */
+		if ((t->to == QESD_JOB_FAILED || t->to == QESD_JOB_CANCELLED ||
+		    t->to == QESD_JOB_EXPIRED) &&
+		    (r = qesd_job_doc_purge(tx, tenant_id, job.id, NULL)) != 0)
+			goto out;
 		if ((details = jobs_details(&job, t->reason,
 		    t->extra != NULL ? json_deep_copy(t->extra) : NULL)) == NULL) {
 			r = QES_ERR_ALLOC;
