@@ -153,6 +153,9 @@ static int
 reason_exit(const char *reason, const json_t *job)
 {
 	const json_t *fl = json_object_get(job, "token_flags");
+	int low = json_is_true(json_object_get(fl, "user_pin_count_low"));
+	int final = json_is_true(json_object_get(fl, "user_pin_final_try"));
+	int locked = json_is_true(json_object_get(fl, "user_pin_locked"));
 
 	if (reason == NULL)
 		reason = "unknown";
@@ -163,12 +166,8 @@ reason_exit(const char *reason, const json_t *job)
 	if (strcmp(reason, "pin_incorrect") == 0 || strcmp(reason, "pin_locked") == 0) {
 		fprintf(stderr, PROG ": %s on the signer's token; it now reports:%s%s%s\n",
 		    strcmp(reason, "pin_locked") == 0 ? "PIN locked" : "PIN incorrect",
-		    json_is_true(json_object_get(fl, "user_pin_count_low")) ?
-		    " PIN count low" : "",
-		    json_is_true(json_object_get(fl, "user_pin_final_try")) ?
-		    " PIN final try" : "",
-		    json_is_true(json_object_get(fl, "user_pin_locked")) ?
-		    " PIN locked" : " no lock");
+		    low ? " PIN count low" : "", final ? " PIN final try" : "",
+		    locked ? " PIN locked" : (low || final) ? "" : " no retry warning");
 		return strcmp(reason, "pin_locked") == 0 ? QES_EXIT_PIN_BLOCKED :
 		    QES_EXIT_PIN_INCORRECT;
 	}

@@ -207,6 +207,16 @@ expect_contains declined.log "declined"
 [ -z "$(ls declined.pdf.* 2>/dev/null)" ] || fail "temporary files left beside declined.pdf"
 ok "declined in the dialog: exit 6, nothing written"
 
+pinentry_script "pin 918273" "pin 918274" "pin 918275"
+rc=0
+"$QES_CLI" sign --remote --credential "$CRED" --server "$SERVER" --ca "$CA" --key-file sign.key \
+    --format cades --in doc.bin --out badpin.p7s >badpin.log 2>&1 || rc=$?
+[ "$rc" = 4 ] || cat badpin.log >&2
+expect_eq "$rc" 4 "exit status of a wrong PIN"
+expect_contains badpin.log "PIN incorrect"
+[ ! -e badpin.p7s ] || fail "badpin.p7s written"
+ok "a wrong PIN: exit 4, \"$(grep 'PIN incorrect' badpin.log | cut -c1-90)\", nothing written"
+
 rc=0
 "$QES_CLI" sign --remote --credential crd_nosuchcredential --server "$SERVER" --ca "$CA" \
     --key-file sign.key --format cades --in doc.bin --out none.p7s >none.log 2>&1 || rc=$?
