@@ -311,3 +311,27 @@ qesd_job_doc_purge(qesd_tx *tx, const char *tenant_id, const char *job_id,
 	return qesd_tx_result(tx, JOBS(tx)->doc_purge(tx, tenant_id, job_id,
 	    n));
 }
+
+int
+qesd_job_doc_take(qesd_tx *tx, const uint8_t key[QESD_DOC_KEY_LEN],
+    const char *tenant_id, const char *job_id, qesd_job_doc_kind kind,
+    uint8_t **data, size_t *len)
+{
+	int r;
+
+	if (data == NULL || len == NULL)
+		return QES_ERR_INVALID_ARG;
+	*data = NULL;
+	*len = 0;
+	if ((r = qesd_tx_check(tx, 1)) != 0 ||
+	    (r = qesd_job_doc_get(tx, key, tenant_id, job_id, kind, data,
+	    len)) != 0)
+		return r;
+	if ((r = qesd_job_doc_purge(tx, tenant_id, job_id, NULL)) != 0) {
+		qes_wipe(*data, *len);
+		free(*data);
+		*data = NULL;
+		*len = 0;
+	}
+	return r;
+}

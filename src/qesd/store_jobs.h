@@ -186,6 +186,15 @@ int qesd_job_doc_put(qesd_tx *tx, const uint8_t key[QESD_DOC_KEY_LEN],
 int qesd_job_doc_get(qesd_tx *tx, const uint8_t key[QESD_DOC_KEY_LEN],
     const char *tenant_id, const char *job_id, qesd_job_doc_kind kind,
     uint8_t **data, size_t *len);
+/*
+ * qesd_job_doc_get, then every document of the job purged, in the
+ * caller's write transaction: what GET .../result does, so that a result
+ * is handed out once (a second call: QES_ERR_NOT_FOUND) and only if the
+ * transaction commits.
+ */
+int qesd_job_doc_take(qesd_tx *tx, const uint8_t key[QESD_DOC_KEY_LEN],
+    const char *tenant_id, const char *job_id, qesd_job_doc_kind kind,
+    uint8_t **data, size_t *len);
 /* Delete every document of the job; *n (optional) the rows deleted, 0
  * when there were none (not an error). Write transaction. */
 int qesd_job_doc_purge(qesd_tx *tx, const char *tenant_id,

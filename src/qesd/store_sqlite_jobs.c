@@ -250,9 +250,11 @@ sq_job_list(qesd_tx *tx, enum qesd_job_list_kind kind, const char *tenant_id,
 /*
  * Migration 4 (AdES documents, issue 5): the document and the result of a
  * job, sealed (nonce || AES-256-GCM ciphertext || tag), deleted with
- * their job. secure_delete is on for the connection (store_sqlite.c does
- * not need to know): freed pages are zeroed, so a purged row's ciphertext
- * does not linger in the file either.
+ * their job. secure_delete is turned on for the connection before a
+ * write here (store_sqlite.c does not need to know): deleted content is
+ * overwritten with zeros in the pages SQLite writes, so a purged row's
+ * ciphertext does not stay in the file's free space (older WAL frames
+ * holding it are reused after the next checkpoint).
  */
 const char qesd_sq_migration_docs[] =
 "CREATE TABLE job_documents (\n"

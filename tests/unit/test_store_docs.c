@@ -2,7 +2,8 @@
  * test_store_docs.c - the encrypted job documents of the store
  * (store_docs.c, migration 4) on SQLite and, run with QES_TEST_PG_URL set
  * (tests/integration/store_docs_postgres.sh), on PostgreSQL: round trips
- * of both kinds (a multi-MiB one too), replacement, purge, the database
+ * of both kinds (a multi-MiB one too), replacement, purge, take (once,
+ * and only when the transaction commits), the database
  * holding no plaintext, a wrong key or a row moved to another job failing
  * to open, tenancy, limits, and the rules of the key file.
  */
@@ -384,6 +385,59 @@ test_refusals(void **state)
 	qesd_tx_end(tx);
 }
 
+/* take: the result once, everything of the job gone with it, and only
+ * if the transaction commits */
+static void
+test_take(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t doc[] = "the document", res[] = "the result";
+	uint8_t *out = NULL;
+	size_t n = 0;
+	qesd_tx *tx;
+
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_job_doc_put(tx, key1, f->t.id, f->job,
+	    QESD_JOB_DOC_INPUT, doc, sizeof(doc), T0 + 1), 0);
+	assert_int_equal(qesd_job_doc_put(tx, key1, f->t.id, f->job,
+	    QESD_JOB_DOC_RESULT, res, sizeof(res), T0 + 2), 0);
+	assert_int_equal(qesd_job_doc_put(tx, key1, f->t.id, f->job2,
+	    QESD_JOB_DOC_RESULT, res, sizeof(res), T0 + 2), 0);
+	commit(tx);
+	/* a read transaction cannot take */
+	tx = begin(f->s, QESD_TX_READ);
+	assert_int_not_equal(qesd_job_doc_take(tx, key1, f->t.id, f->job,
+	    QESD_JOB_DOC_RESULT, &out, &n), 0);
+	assert_null(out);
+	qesd_tx_end(tx);
+	/* taken but rolled back: still there */
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_job_doc_take(tx, key1, f->t.id, f->job,
+	    QESD_JOB_DOC_RESULT, &out, &n), 0);
+	free(out);
+	qesd_tx_end(tx);
+	/* taken and committed: the result, then nothing of the job */
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_job_doc_take(tx, key1, f->t.id, f->job,
+	    QESD_JOB_DOC_RESULT, &out, &n), 0);
+	assert_int_equal(n, sizeof(res));
+	assert_memory_equal(out, res, n);
+	free(out);
+	commit(tx);
+	tx = begin(f->s, QESD_TX_WRITE);
+	assert_int_equal(qesd_job_doc_take(tx, key1, f->t.id, f->job,
+	    QESD_JOB_DOC_RESULT, &out, &n), QES_ERR_NOT_FOUND);
+	assert_int_equal(qesd_job_doc_get(tx, key1, f->t.id, f->job,
+	    QESD_JOB_DOC_INPUT, &out, &n), QES_ERR_NOT_FOUND);
+	/* the other job keeps its result; a wrong key takes nothing */
+	assert_int_equal(qesd_job_doc_take(tx, key2, f->t.id, f->job2,
+	    QESD_JOB_DOC_RESULT, &out, &n), QES_ERR_SIGNATURE_INVALID);
+	assert_int_equal(qesd_job_doc_get(tx, key1, f->t.id, f->job2,
+	    QESD_JOB_DOC_RESULT, &out, &n), 0);
+	free(out);
+	qesd_tx_end(tx);
+}
+
 static void
 write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
@@ -451,6 +505,7 @@ main(void)
 		T(test_large),
 		T(test_moved_row),
 		T(test_refusals),
+		T(test_take),
 		T(test_key_file),
 	};
 
