@@ -37,7 +37,7 @@
  * afterwards, so the resident set stays bounded whatever the file's size.
  * A multiple of any page size.
  */
-#define MAP_STEP ((size_t)8 * 1024 * 1024)
+#define MAP_STEP ((size_t)2 * 1024 * 1024)
 /* room for "[0 N N N]" with three 20-digit numbers */
 #define BYTERANGE_WIDTH 70
 #define MAX_FIELD_NAME 256
@@ -364,6 +364,12 @@ copy_original(qes_pdf *pdf, int fd, const char *out_path)
 	if ((size_t)in < pdf->size && (r = copy_from_map(pdf, fd, (size_t)in)) != 0)
 		return pdf_err(pdf, r, "cannot write beside %s: %s", out_path,
 		    strerror(errno));
+	/*
+	 * Start writing the copy to disk now, while the input is hashed and
+	 * signed, so that the fsync before the rename finds little left to do.
+	 * Advice only: the fsync is what guarantees durability.
+	 */
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	return 0;
 }
 

@@ -724,7 +724,7 @@ test_docmdp(void **state)
 }
 
 /*
- * A PDF larger than the writer's 8 MiB steps, signed from a regular file
+ * A PDF larger than the writer's 2 MiB steps, signed from a regular file
  * (the kernel copies) and from a memfd (tmpfs to ext4 or the like: the
  * kernel refuses with EXDEV and the writer copies from its mapping; on
  * one file system both paths give the same bytes): the output starts
