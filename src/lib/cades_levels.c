@@ -280,16 +280,39 @@ out:
 /* ---------------------------------------------------------------------- */
 /* Reading */
 
-/* the SignerIdentifier (IssuerAndSerialNumber) of a certificate, compared */
+/*
+ * Does the certificate match the SignerIdentifier TLV? Both choices of RFC
+ * 5652, 5.3: issuerAndSerialNumber (a SEQUENCE, compared as DER) and
+ * [0] subjectKeyIdentifier (SignerInfo version 3, e.g. openssl cms -sign
+ * -keyid), compared with the certificate's subjectKeyIdentifier extension.
+ */
 static int
 sid_matches(const cms_span *sid, const qes_cert *c)
 {
 	X509 *x = qes_cert_x509(c);
+	const ASN1_OCTET_STRING *ski;
 	unsigned char *name = NULL, *serial = NULL;
+	const uint8_t *id;
+	qes_cursor cur, val;
 	qes_buf *b;
+	uint8_t tag;
+	size_t n;
 	int nl, sl, match = 0;
 
-	if (sid->len == 0 || sid->p[0] != QES_DER_SEQUENCE)
+	if (sid->len == 0)
+		return 0;
+	if (sid->p[0] == QES_DER_CONTEXT(0)) {
+		qes_cursor_init(&cur, sid->p, sid->len);
+		if (qes_der_get_tlv(&cur, &tag, &val) != 0 ||
+		    qes_cursor_remaining(&cur) != 0 ||
+		    (ski = X509_get0_subject_key_id(x)) == NULL)
+			return 0;
+		n = qes_cursor_remaining(&val);
+		return n > 0 && n == (size_t)ASN1_STRING_length(ski) &&
+		    qes_cursor_get_bytes(&val, n, &id) == 0 &&
+		    memcmp(id, ASN1_STRING_get0_data(ski), n) == 0;
+	}
+	if (sid->p[0] != QES_DER_SEQUENCE)
 		return 0;
 	if ((nl = i2d_X509_NAME(X509_get_issuer_name(x), &name)) <= 0 ||
 	    (sl = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &serial)) <= 0)

@@ -233,73 +233,6 @@ out:
 	return e;
 }
 
-/*
- * Integrity when the signer is named by subjectKeyIdentifier: the value
- * over the DER signed attributes (the [0] re-tagged as SET) with the
- * certificate cms_certs() put first, and message-digest against the
- * content (the eContent, or content_digest).
- */
-static int
-ski_integrity(const uint8_t *cms, size_t len, const qes_cades_report *rep,
-    const uint8_t *content_digest, size_t digest_len, qes_verify_report *r)
-{
-	cms_parts p;
-	qes_cert *c = NULL;
-	qes_buf *attrs = NULL;
-	uint8_t h[QES_MD_MAX_LEN];
-	const uint8_t *der = qes_buf_data(r->certs);
-	size_t dlen;
-	int e;
-
-	if ((e = cms_parse(cms, len, &p)) != 0)
-		return e;
-	if (!p.has_signed_attrs || rep->md == 0 || rep->scheme == 0 ||
-	    !rep->has_message_digest || !rep->has_content_type) {
-		verify_fail(r, "the signer has no signed attributes with content-type and "
-		    "message-digest, or an unknown algorithm");
-		return 0;
-	}
-	/* the first certificate's TLV length (cms_certs put the signer first) */
-	if (qes_buf_len(r->certs) < 4 || der[0] != 0x30 || (der[1] & 0x80) == 0 ||
-	    (der[1] & 0x7f) > 3)
-		return QES_ERR_FORMAT;
-	{
-		size_t nb = der[1] & 0x7fu, i, l = 0;
-
-		for (i = 0; i < nb; i++)
-			l = l << 8 | der[2 + i];
-		dlen = 2 + nb + l;
-	}
-	if (dlen > qes_buf_len(r->certs) || (e = qes_cert_from_der(der, dlen, &c)) != 0)
-		return e != 0 ? e : QES_ERR_FORMAT;
-	if ((attrs = qes_buf_new()) == NULL) {
-		e = QES_ERR_ALLOC;
-		goto out;
-	}
-	if ((e = cms_put_tlv(attrs, 0x31, p.si_signed_attrs_val.p,
-	    p.si_signed_attrs_val.len)) != 0 ||
-	    (e = qes_md_digest(rep->md, qes_buf_data(attrs), qes_buf_len(attrs), h)) != 0)
-		goto out;
-	if (qes_cert_verify_digest(c, rep->scheme, rep->md, h, qes_md_len(rep->md),
-	    p.si_sig_val.p, p.si_sig_val.len) != 0) {
-		verify_fail(r, "the signature value does not verify over the signed attributes");
-		goto out;
-	}
-	if (p.has_econtent) {
-		if ((e = qes_md_digest(rep->md, p.econtent.p, p.econtent.len, h)) != 0)
-			goto out;
-		content_digest = h;
-		digest_len = qes_md_len(rep->md);
-	}
-	if (digest_len != qes_md_len(rep->md) || rep->message_digest_len != digest_len ||
-	    memcmp(content_digest, rep->message_digest, digest_len) != 0)
-		verify_fail(r, "message-digest does not match the content");
-out:
-	qes_buf_free(attrs);
-	qes_cert_free(c);
-	return e;
-}
-
 int
 qes_verify_cms(const uint8_t *cms, size_t len, const uint8_t *content_digest,
     size_t digest_len, qes_verify_report *r)
@@ -335,11 +268,6 @@ qes_verify_cms(const uint8_t *cms, size_t len, const uint8_t *content_digest,
 	if (!rep.enveloping && content_digest == NULL) {
 		r->needs_content = 1;
 		verify_fail(r, "detached signature: the signed content is needed (--content)");
-	} else if (!rep.signer_found && r->signer_found) {
-		/* a subjectKeyIdentifier sid, which qes_cades_inspect does not follow */
-		if ((e = ski_integrity(cms, len, &rep, rep.enveloping ? NULL : content_digest,
-		    digest_len, r)) != 0)
-			return e;
 	} else if (!rep.signer_found)
 		verify_fail(r, "the signer's certificate is not in the CMS");
 	else if (!rep.signature_ok)

@@ -5,7 +5,8 @@
  * order, signing-time present/omitted/after 2049, signing-certificate-v2),
  * argument checks, a file changed between prepare and finish, B-T through
  * a timestamper hook (an in-process TSA), B-LT validation data (version 5,
- * no duplicates), and the report and integrity check on tampered input.
+ * no duplicates), the report and integrity check on tampered input, and a
+ * signer named by subjectKeyIdentifier (openssl cms -sign -keyid).
  * Independent validation by OpenSSL's tools is in tests/integration/cades.sh.
  */
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "cert_priv.h"
 #include "cms_priv.h"
 #include "qes/ades.h"
 #include "qes/buf.h"
@@ -622,6 +624,86 @@ test_duplicate_attribute(void **state)
 	qes_buf_free(cms);
 }
 
+/*
+ * A CMS whose signer is named by subjectKeyIdentifier, as openssl cms -sign
+ * -keyid makes it (CMS_USE_KEYID, SignerInfo version 3): inspect finds the
+ * signer and checks its value, integrity holds, enveloping and detached;
+ * a changed key identifier leaves the signer unknown.
+ */
+static qes_buf *
+make_keyid(const struct signer *s, const char *content, int detached)
+{
+	BIO *in = BIO_new_mem_buf(content, -1);
+	CMS_ContentInfo *ci;
+	unsigned char *der = NULL;
+	qes_buf *out = qes_buf_new();
+	int n;
+
+	assert_non_null(in);
+	assert_non_null(out);
+	ci = CMS_sign(qes_cert_x509(s->cert), s->key, NULL, in,
+	    CMS_BINARY | CMS_USE_KEYID | (detached ? CMS_DETACHED : 0));
+	assert_non_null(ci);
+	assert_true((n = i2d_CMS_ContentInfo(ci, &der)) > 0);
+	assert_int_equal(qes_buf_put(out, der, (size_t)n), 0);
+	OPENSSL_free(der);
+	CMS_ContentInfo_free(ci);
+	BIO_free(in);
+	return out;
+}
+
+static void
+test_keyid_signer(void **state)
+{
+	struct fx *fx = *state;
+	static const char content[] = "signed by key identifier";
+	qes_cades_report rep;
+	qes_buf *env, *det;
+	cms_parts p;
+	uint8_t dg[QES_MD_MAX_LEN];
+	size_t i;
+
+	NEED_PKI(fx);
+	for (i = 0; i < 3; i += 2) {	/* RSA and ECDSA */
+		env = make_keyid(&fx->s[i], content, 0);
+		assert_int_equal(cms_parse(qes_buf_data(env), qes_buf_len(env), &p), 0);
+		assert_int_equal(p.si_sid.p[0], QES_DER_CONTEXT(0));
+		assert_int_equal(qes_cades_inspect(qes_buf_data(env), qes_buf_len(env),
+		    &rep), 0);
+		assert_true(rep.enveloping);
+		assert_true(rep.signer_found);
+		assert_true(rep.signature_ok);
+		assert_non_null(strstr(rep.signer_subject, "CN="));
+		assert_int_equal(qes_cades_verify_integrity(qes_buf_data(env),
+		    qes_buf_len(env), NULL, 0, 0), 0);
+
+		det = make_keyid(&fx->s[i], content, 1);
+		assert_int_equal(qes_cades_inspect(qes_buf_data(det), qes_buf_len(det),
+		    &rep), 0);
+		assert_false(rep.enveloping);
+		assert_true(rep.signer_found);
+		assert_true(rep.signature_ok);
+		assert_int_equal(qes_md_digest(QES_MD_SHA256, (const uint8_t *)content,
+		    strlen(content), dg), 0);
+		assert_int_equal(qes_cades_verify_integrity(qes_buf_data(det),
+		    qes_buf_len(det), dg, 32, 1), 0);
+		dg[0] ^= 1;
+		assert_int_not_equal(qes_cades_verify_integrity(qes_buf_data(det),
+		    qes_buf_len(det), dg, 32, 1), 0);
+
+		/* another key identifier (its last byte): no signer, no value */
+		assert_int_equal(cms_parse(qes_buf_data(det), qes_buf_len(det), &p), 0);
+		qes_buf_mutable(det)[(size_t)(p.si_sid.p - qes_buf_data(det)) +
+		    p.si_sid.len - 1] ^= 0x01;
+		assert_int_equal(qes_cades_inspect(qes_buf_data(det), qes_buf_len(det),
+		    &rep), 0);
+		assert_false(rep.signer_found);
+		assert_false(rep.signature_ok);
+		qes_buf_free(det);
+		qes_buf_free(env);
+	}
+}
+
 int
 main(void)
 {
@@ -634,6 +716,7 @@ main(void)
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_malformed_cms),
 		cmocka_unit_test(test_duplicate_attribute),
+		cmocka_unit_test(test_keyid_signer),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
