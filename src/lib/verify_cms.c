@@ -2,10 +2,11 @@
  * verify_cms.c - qes verify's reading of CAdES (CMS SignedData), and the
  * report helpers every verify*.c shares.
  *
- * The CMS is read twice: by libqes's own CAdES parser (qes_cades_inspect,
+ * The CMS is read by libqes's own CAdES parser (qes_cades_inspect,
  * qes_cades_verify_integrity: attributes, signature value, message digest,
- * timestamp) and by OpenSSL's, only to list the certificates it carries
- * and which one is the signer's (CMS_SignerInfo_cert_cmp).
+ * timestamp; a signer named by issuerAndSerialNumber or by
+ * subjectKeyIdentifier), and its certificates are listed in place with the
+ * signer's first, OpenSSL reading each certificate.
  */
 #include <stdio.h>
 #include <stdlib.h>
