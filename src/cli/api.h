@@ -33,7 +33,7 @@
 /*
  * Exit codes of the API commands, after the shared ones of qes/tool.h
  * (0 ok, 1 failure, 2 usage - also a request the server found invalid,
- * 3 not found, 9 audit chain broken).
+ * 3 not found, 9 audit chain broken, 13 certificate chain not trusted).
  */
 #define CLI_EXIT_AUTH		10	/* 401/403: key missing, invalid, revoked, expired, or lacking a scope */
 #define CLI_EXIT_CONNECT	11	/* cannot reach the server, or TLS failed (certificate, host name, version) */
