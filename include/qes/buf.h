@@ -58,6 +58,27 @@ int qes_buf_read_file(const char *path, size_t max_bytes, qes_buf **out);
 /* Write atomically: temporary file in the same directory, fsync, rename. */
 int qes_buf_write_file(const qes_buf *b, const char *path, unsigned mode);
 
+/*
+ * Replacing a file atomically, in two steps, for writers that produce
+ * their output through a descriptor (qes_buf_write_file() is built on it).
+ *
+ * qes_file_tmp_beside(): a new, empty file next to path (so that a rename
+ * replaces path in one step): path + ".tmp" + six random characters,
+ * created with O_EXCL, O_CLOEXEC and mode 0600. *tmp_out is the name
+ * (malloc'd: the caller frees it), *fd_out the descriptor. QES_ERR_IO with
+ * errno set when it cannot be created.
+ *
+ * qes_file_commit(): set mode, fsync, close fd, rename tmp onto path and
+ * fsync the directory, so path is either its old self or the complete new
+ * file, also after a crash. fd is closed in every case; on failure tmp is
+ * removed and errno tells why. tmp is not freed.
+ *
+ * qes_file_discard(): close fd (if >= 0) and remove tmp (if not NULL).
+ */
+int qes_file_tmp_beside(const char *path, char **tmp_out, int *fd_out);
+int qes_file_commit(int fd, const char *tmp, const char *path, unsigned mode);
+void qes_file_discard(int fd, const char *tmp);
+
 typedef struct qes_cursor {
 	const uint8_t *data;
 	size_t len;

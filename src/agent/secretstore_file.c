@@ -30,13 +30,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qes/buf.h"
 #include "qes/err.h"
 #include "qes/secret.h"
 
 #include "secretstore.h"
 
 #define PREFIX		"device-key-"
-#define NAME_MAX_BYTES	240	/* below NAME_MAX with room for ".tmpXXXXXX" */
+#define NAME_MAX_BYTES	240	/* below NAME_MAX, with room for the temporary-name suffix of qes_file_tmp_beside() */
 
 struct file_ctx {
 	char dir[PATH_MAX];
@@ -208,53 +209,29 @@ file_store(void *arg, agent_secret_kind kind, const char *key, const char *label
     const qes_secret *value, char *msg, size_t msg_len)
 {
 	struct file_ctx *x = arg;
-	char path[PATH_MAX], tmp[PATH_MAX + 16];
-	int fd = -1, dfd = -1, r;
+	char path[PATH_MAX], *tmp = NULL;
+	int fd = -1, r;
 
 	(void)label;	/* a file has no label; its name says what it is */
 	if ((r = refuse_pin(kind, msg, msg_len)) != 0 ||
 	    (r = check_dir(x, 1, msg, msg_len)) != 0 ||
 	    (r = file_path(x, key, path, sizeof(path), msg, msg_len)) != 0)
 		return r;
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= sizeof(tmp)) {
-		snprintf(msg, msg_len, "path too long");
-		return QES_ERR_LIMIT;
-	}
-	/* mkostemp: O_EXCL and mode 0600 from the start, never wider */
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+	/* O_EXCL and mode 0600 from the start, never wider */
+	if ((r = qes_file_tmp_beside(path, &tmp, &fd)) != 0) {
 		snprintf(msg, msg_len, "cannot create a file in %s: %s", x->dir,
-		    strerror(errno));
-		return QES_ERR_IO;
+		    r == QES_ERR_IO ? strerror(errno) : qes_strerror(r));
+		return r;
 	}
-	r = QES_ERR_IO;
-	if (fchmod(fd, 0600) != 0 ||
-	    write_all(fd, qes_secret_data(value), qes_secret_len(value)) != 0 ||
-	    fsync(fd) != 0) {
+	if (write_all(fd, qes_secret_data(value), qes_secret_len(value)) != 0) {
 		snprintf(msg, msg_len, "cannot write %s: %s", tmp, strerror(errno));
-		goto out;
+		qes_file_discard(fd, tmp);
+		r = QES_ERR_IO;
+	} else if ((r = qes_file_commit(fd, tmp, path, 0600)) != 0) {
+		/* fsync, rename and the directory's fsync: the rename is durable */
+		snprintf(msg, msg_len, "cannot write %s: %s", path, strerror(errno));
 	}
-	if (close(fd) != 0) {
-		fd = -1;
-		snprintf(msg, msg_len, "cannot write %s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		snprintf(msg, msg_len, "cannot rename to %s: %s", path, strerror(errno));
-		goto out;
-	}
-	tmp[0] = '\0';
-	/* make the rename itself durable */
-	if ((dfd = open(x->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	r = 0;
- out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp[0] != '\0')
-		unlink(tmp);
+	free(tmp);
 	return r;
 }
 

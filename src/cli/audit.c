@@ -443,13 +443,9 @@ cmd_export(int argc, char **argv)
 	if ((rc = cli_api_open(&co, "qes audit export", &api)) != 0)
 		goto out;
 	rc = QES_EXIT_FAILURE;
-	if ((tmp = malloc(strlen(out) + 16)) == NULL)
-		goto out;
-	snprintf(tmp, strlen(out) + 16, "%s.tmp.XXXXXX", out);
-	if ((fd = mkstemp(tmp)) < 0) {
+	if (qes_file_tmp_beside(out, &tmp, &fd) != 0) {
 		fprintf(stderr, "qes audit export: cannot create a file beside %s: %s\n",
 		    out, strerror(errno));
-		free(tmp);
 		tmp = NULL;
 		goto out;
 	}
@@ -492,14 +488,22 @@ cmd_export(int argc, char **argv)
 		snprintf(cursor, sizeof(cursor), "%s", resp.next_cursor);
 	} while (cursor[0] != '\0');
 
-	if (fflush(ex.out) != 0 || fsync(fileno(ex.out)) != 0) {
+	if (fflush(ex.out) != 0 || (fd = dup(fileno(ex.out))) < 0) {
 		fprintf(stderr, "qes audit export: writing %s failed: %s\n", tmp,
 		    strerror(errno));
 		goto out;
 	}
 	r = fclose(ex.out);
 	ex.out = NULL;
-	if (r != 0 || rename(tmp, out) != 0) {
+	if (r != 0) {
+		fprintf(stderr, "qes audit export: writing %s failed: %s\n", tmp,
+		    strerror(errno));
+		goto out;
+	}
+	/* the export may hold client addresses: 0600, like the temporary file */
+	r = qes_file_commit(fd, tmp, out, 0600);
+	fd = -1;
+	if (r != 0) {
 		fprintf(stderr, "qes audit export: cannot write %s: %s\n", out,
 		    strerror(errno));
 		goto out;

@@ -6,6 +6,7 @@
  * arithmetic on input out of the parsers themselves. Secret buffers are wiped
  * before their memory is released or moved by a reallocation.
  */
+#define _GNU_SOURCE	/* mkostemp */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -252,41 +253,116 @@ qes_buf_read_file(const char *path, size_t max_bytes, qes_buf **out)
 }
 
 int
+qes_file_tmp_beside(const char *path, char **tmp_out, int *fd_out)
+{
+	static const char suffix[] = ".tmpXXXXXX";
+	size_t n;
+	char *tmp;
+	int fd;
+
+	if (path == NULL || path[0] == '\0' || tmp_out == NULL || fd_out == NULL)
+		return QES_ERR_INVALID_ARG;
+	n = strlen(path) + sizeof(suffix);
+	if (n > PATH_MAX)
+		return QES_ERR_INVALID_ARG;
+	if ((tmp = malloc(n)) == NULL)
+		return QES_ERR_ALLOC;
+	memcpy(tmp, path, n - sizeof(suffix));
+	memcpy(tmp + n - sizeof(suffix), suffix, sizeof(suffix));
+	/* mkostemp: O_EXCL and mode 0600 from the start, never wider */
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+		int e = errno;
+
+		free(tmp);
+		errno = e;
+		return QES_ERR_IO;
+	}
+	*tmp_out = tmp;
+	*fd_out = fd;
+	return 0;
+}
+
+/* fsync the directory holding path, so that a rename into it is durable. */
+static int
+fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	int fd, r = 0;
+
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		return -1;
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	if (fsync(fd) != 0 && errno != EINVAL)	/* some file systems refuse it */
+		r = -1;
+	close(fd);
+	return r;
+}
+
+int
+qes_file_commit(int fd, const char *tmp, const char *path, unsigned mode)
+{
+	int e;
+
+	if (fchmod(fd, (mode_t)mode) != 0 || fsync(fd) != 0)
+		goto fail;
+	if (close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0)
+		goto fail;
+	return fsync_parent(path) == 0 ? 0 : QES_ERR_IO;
+ fail:
+	e = errno;
+	qes_file_discard(fd, tmp);
+	errno = e;
+	return QES_ERR_IO;
+}
+
+void
+qes_file_discard(int fd, const char *tmp)
+{
+	int e = errno;
+
+	if (fd >= 0)
+		close(fd);
+	if (tmp != NULL)
+		(void)unlink(tmp);
+	errno = e;
+}
+
+int
 qes_buf_write_file(const qes_buf *b, const char *path, unsigned mode)
 {
-	char tmp[PATH_MAX];
+	char *tmp = NULL;
 	size_t off = 0;
 	ssize_t n;
-	int fd, r = QES_ERR_IO;
+	int fd, r;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= sizeof(tmp))
-		return QES_ERR_INVALID_ARG;
-	if ((fd = mkstemp(tmp)) < 0)
-		return QES_ERR_IO;
-	if (fchmod(fd, (mode_t)mode) != 0)
-		goto out;
+	if ((r = qes_file_tmp_beside(path, &tmp, &fd)) != 0)
+		return r;
 	while (off < b->len) {
 		n = write(fd, b->data + off, b->len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			goto out;
+		if (n <= 0) {
+			qes_file_discard(fd, tmp);
+			free(tmp);
+			return QES_ERR_IO;
+		}
 		off += (size_t)n;
 	}
-	if (fsync(fd) != 0)
-		goto out;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0)
-		goto out;
-	return 0;
- out:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
+	r = qes_file_commit(fd, tmp, path, mode);
+	free(tmp);
 	return r;
 }
 

@@ -491,40 +491,18 @@ qes_cades_finish_file(qes_cades_ctx *ctx, const uint8_t *sig, size_t sig_len,
     const char *path, unsigned mode)
 {
 	char *tmp = NULL;
-	size_t n;
 	int fd = -1, r;
 
 	if (ctx == NULL || sig == NULL || path == NULL || path[0] == '\0')
 		return QES_ERR_INVALID_ARG;
-	n = strlen(path) + sizeof(".XXXXXX");
-	if ((tmp = malloc(n)) == NULL)
-		return QES_ERR_ALLOC;
-	snprintf(tmp, n, "%s.XXXXXX", path);
-	if ((fd = mkstemp(tmp)) < 0) {
-		free(tmp);
-		return QES_ERR_IO;
-	}
+	if ((r = qes_file_tmp_beside(path, &tmp, &fd)) != 0)
+		return r;
 	if ((r = finish(ctx, sig, sig_len, NULL, fd)) != 0)
-		goto out;
-	if (fchmod(fd, (mode_t)mode) != 0 || fsync(fd) != 0) {
-		r = QES_ERR_IO;
-		goto out;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		r = QES_ERR_IO;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0)
-		r = QES_ERR_IO;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (r != 0) {
-		unlink(tmp);
+		qes_file_discard(fd, tmp);
+	else
+		r = qes_file_commit(fd, tmp, path, mode);
+	if (r != 0)
 		ctx->finished = 0;	/* nothing was delivered: finish may be retried */
-	}
 	free(tmp);
 	return r;
 }

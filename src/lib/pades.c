@@ -167,18 +167,14 @@ drop_tmp(qes_pades_ctx *ctx)
 static int
 make_tmp(qes_pades_ctx *ctx, size_t i)
 {
-	size_t n = strlen(ctx->out_path) + sizeof(".qes-pades-XXXXXX");
-	int fd;
+	int fd, r;
 
-	if ((ctx->tmp[i] = malloc(n)) == NULL)
-		return QES_ERR_ALLOC;
-	snprintf(ctx->tmp[i], n, "%s.qes-pades-XXXXXX", ctx->out_path);
-	if ((fd = mkstemp(ctx->tmp[i])) < 0) {
-		set_err(ctx, "cannot create a temporary file beside %s: %s",
-		    ctx->out_path, strerror(errno));
-		free(ctx->tmp[i]);
+	if ((r = qes_file_tmp_beside(ctx->out_path, &ctx->tmp[i], &fd)) != 0) {
+		if (r == QES_ERR_IO)
+			set_err(ctx, "cannot create a temporary file beside %s: %s",
+			    ctx->out_path, strerror(errno));
 		ctx->tmp[i] = NULL;
-		return QES_ERR_IO;
+		return r;
 	}
 	(void)close(fd);
 	return 0;

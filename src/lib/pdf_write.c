@@ -402,19 +402,10 @@ write_tmp(qes_pdf *pdf, const char *out_path, const qes_buf *body,
 	char *tmp = NULL;
 	int fd = -1, r;
 
-	if (asprintf(&tmp, "%s.tmpXXXXXX", out_path) < 0)
-		return QES_ERR_ALLOC;
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-		r = pdf_err(pdf, QES_ERR_IO, "cannot create a file beside %s: %s",
-		    out_path, strerror(errno));
-		free(tmp);
-		return r;
-	}
-	if (fchmod(fd, 0644) != 0) {
-		r = pdf_err(pdf, QES_ERR_IO, "cannot set the mode of a file beside %s: %s",
-		    out_path, strerror(errno));
-		goto fail;
-	}
+	if ((r = qes_file_tmp_beside(out_path, &tmp, &fd)) != 0)
+		return r == QES_ERR_IO ? pdf_err(pdf, r,
+		    "cannot create a file beside %s: %s", out_path,
+		    strerror(errno)) : r;
 	/* copied first: a file that shrank since it was opened fails here,
 	 * before its mapping is read */
 	if ((r = copy_original(pdf, fd, out_path)) != 0)
@@ -439,16 +430,11 @@ write_tmp(qes_pdf *pdf, const char *out_path, const qes_buf *body,
 	return r;
 }
 
+/* The output replaces out_path atomically (qes_file_commit), mode 0644. */
 static int
 commit_tmp(int fd, const char *tmp, const char *out_path)
 {
-	if (fsync(fd) != 0) {
-		close(fd);
-		return QES_ERR_IO;
-	}
-	if (close(fd) != 0 || rename(tmp, out_path) != 0)
-		return QES_ERR_IO;
-	return 0;
+	return qes_file_commit(fd, tmp, out_path, 0644);
 }
 
 /* ---- text strings ---- */
@@ -1060,7 +1046,6 @@ qes_pdf_sign_finish(qes_pdf_sign_ctx *ctx, const uint8_t *der, size_t len)
 	if (r != 0) {
 		r = pdf_err(ctx->pdf, r, "cannot move the signed PDF to %s",
 		    ctx->out_path);
-		unlink(ctx->tmp_path);
 		goto out;
 	}
 	free(ctx->tmp_path);
@@ -1165,10 +1150,8 @@ qes_pdf_add_dss(qes_pdf *pdf, const qes_ades_vdata *vd, const char *out_path)
 		goto out;
 	if ((r = write_tmp(pdf, out_path, u.body, NULL, 0, 0, &tmp, &fd)) != 0)
 		goto out;
-	if ((r = commit_tmp(fd, tmp, out_path)) != 0) {
-		unlink(tmp);
+	if ((r = commit_tmp(fd, tmp, out_path)) != 0)
 		r = pdf_err(pdf, r, "cannot move the PDF to %s", out_path);
-	}
  out:
 	free(tmp);
 	pdf_obj_free(dss);

@@ -23,7 +23,6 @@
 #define _GNU_SOURCE	/* mkostemp */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +32,7 @@
 
 #include <sqlite3.h>
 
+#include "qes/buf.h"
 #include "qes/err.h"
 #include "store_sqlite_backup.h"
 
@@ -40,7 +40,6 @@
 #define BUSY_TIMEOUT_MS 5000
 #define BUSY_RETRY_MS 20
 #define BUSY_RETRIES 250		/* 5 s of retries on a locked step */
-#define TMP_SUFFIX ".tmp.XXXXXX"
 
 static int64_t
 mono_ms(void)
@@ -149,29 +148,6 @@ remove_tmp(const char *tmp)
 	}
 }
 
-/* fsync the directory holding path, so a rename into it is durable. */
-static int
-sync_dir(const char *path, char *err, size_t err_len)
-{
-	char *copy;
-	int fd, r = 0;
-
-	if ((copy = strdup(path)) == NULL) {
-		snprintf(err, err_len, "out of memory");
-		return QES_ERR_ALLOC;
-	}
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) != 0) {
-		snprintf(err, err_len, "syncing the directory of %s: %s", path,
-		    strerror(errno));
-		r = QES_ERR_IO;
-	}
-	if (fd >= 0)
-		close(fd);
-	free(copy);
-	return r;
-}
-
 /* The source and the destination must differ, the destination be a
  * regular file or absent. */
 static int
@@ -180,8 +156,7 @@ check_paths(const char *db_path, const char *dest_path, char *err,
 {
 	struct stat src, dst;
 
-	if (dest_path[0] == '\0' || strlen(dest_path) > 4096 -
-	    sizeof(TMP_SUFFIX) - 16) {
+	if (dest_path[0] == '\0' || strlen(dest_path) > 4096 - 32) {
 		snprintf(err, err_len, "the backup file name is empty or too long");
 		return QES_ERR_INVALID_ARG;
 	}
@@ -274,7 +249,6 @@ qesd_sqlite_backup(const char *db_path, const char *dest_path,
 	sqlite3 *src = NULL, *dst = NULL;
 	char *tmp = NULL, check[64];
 	int64_t app_id = 0, page_size = 0;
-	size_t tlen;
 	int fd = -1, r, rc, in_tx = 0;
 
 	memset(&st, 0, sizeof(st));
@@ -289,22 +263,11 @@ qesd_sqlite_backup(const char *db_path, const char *dest_path,
 	}
 	if ((r = check_paths(db_path, dest_path, err, err_len)) != 0)
 		return r;
-	tlen = strlen(dest_path) + sizeof(TMP_SUFFIX);
-	if ((tmp = malloc(tlen)) == NULL) {
-		snprintf(err, err_len, "out of memory");
-		return QES_ERR_ALLOC;
-	}
-	snprintf(tmp, tlen, "%s%s", dest_path, TMP_SUFFIX);
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+	/* mode 0600 from the start, like the database */
+	if ((r = qes_file_tmp_beside(dest_path, &tmp, &fd)) != 0) {
 		snprintf(err, err_len, "cannot create a file beside %s: %s",
-		    dest_path, strerror(errno));
-		free(tmp);
-		return QES_ERR_IO;
-	}
-	if (fchmod(fd, 0600) != 0) {
-		snprintf(err, err_len, "chmod %s: %s", tmp, strerror(errno));
-		r = QES_ERR_IO;
-		goto fail;
+		    dest_path, r == QES_ERR_IO ? strerror(errno) : qes_strerror(r));
+		return r;
 	}
 
 	/* the source: no CREATE, so a wrong path never leaves a new file */
@@ -360,22 +323,14 @@ qesd_sqlite_backup(const char *db_path, const char *dest_path,
 		goto fail;
 	}
 	dst = NULL;
-	if (fsync(fd) != 0) {
-		snprintf(err, err_len, "fsync %s: %s", tmp, strerror(errno));
-		r = QES_ERR_IO;
-		goto fail;
-	}
-	close(fd);
+	r = qes_file_commit(fd, tmp, dest_path, 0600);
 	fd = -1;
-	if (rename(tmp, dest_path) != 0) {
-		snprintf(err, err_len, "rename %s to %s: %s", tmp, dest_path,
+	if (r != 0) {
+		snprintf(err, err_len, "moving the copy to %s: %s", dest_path,
 		    strerror(errno));
-		r = QES_ERR_IO;
 		goto fail;
 	}
 	free(tmp);
-	if ((r = sync_dir(dest_path, err, err_len)) != 0)
-		return r;
 	if (st_out != NULL)
 		*st_out = st;
 	return 0;

@@ -287,7 +287,7 @@ expect_eq "$(head -n 1 "$T/export.jsonl" | grep -c qes-audit-export)" 1 "one hea
 expect_eq "$(grep -c qes-audit-export "$T/export.jsonl")" 1 "one header line"
 run verify 0 "$QES_CLI" audit verify "$T/export.jsonl"
 expect_contains "$T/verify.out" "audit chain OK: "
-ls "$T"/export.jsonl.tmp.* > /dev/null 2>&1 && fail "temporary export file left behind"
+ls "$T"/export.jsonl.tmp* > /dev/null 2>&1 && fail "temporary export file left behind"
 ok "qes audit export (several pages) passes qes audit verify"
 
 # a single later JSON Lines page verifies on its own (its anchor is the cursor)
