@@ -19,6 +19,8 @@ packages=(
   ghostscript libnss3-tools python3-cairo python3-jwcrypto
   # the PostgreSQL store and its tests (a private cluster per test)
   postgresql
+  # the NATS bus between replicas (libnats) and its tests (a private nats-server per test)
+  libnats-dev nats-server
   # the deployment manifests' lint (tests/integration/deploy_lint.sh)
   yamllint
 )
