@@ -28,73 +28,21 @@
 #include "qes/jades.h"
 #include "testtsa.h"
 
-struct signer {
-	qes_sig_scheme scheme;
-	qes_md md;
-	EVP_PKEY *key;
-	qes_cert *cert;
-};
-
-static char pki[2048];
-static testtsa tsa;
-static qes_buf *issuing_der, *crl_der;
+static testades fx;
 static const char payload[] = "{\"invoice\":\"2026-0042\",\"total\":\"29.97\"}";
-
-static int
-load_signer(struct signer *s, const char *name, qes_sig_scheme scheme, qes_md md)
-{
-	char p[4200];
-
-	s->scheme = scheme;
-	s->md = md;
-	snprintf(p, sizeof(p), "%s/%s.key", pki, name);
-	s->key = testtsa_read_key(p);
-	snprintf(p, sizeof(p), "%s/%s.pem", pki, name);
-	if (s->key == NULL || qes_cert_from_file(p, &s->cert) != 0)
-		return -1;
-	return 0;
-}
-
-static void
-free_signer(struct signer *s)
-{
-	EVP_PKEY_free(s->key);
-	qes_cert_free(s->cert);
-}
 
 static int
 group_setup(void **state)
 {
-	const char *env = getenv("QES_TESTENV");
-	char p[4200];
-	X509 *x;
-	unsigned char *der = NULL;
-	int len;
-
 	(void)state;
-	if (env == NULL || strlen(env) > 1000)
-		return -1;
-	snprintf(pki, sizeof(pki), "%s/pki", env);
-	if (testtsa_init(&tsa, pki) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/issuing-ca.pem", pki);
-	if ((x = testtsa_read_cert(p)) == NULL || (len = i2d_X509(x, &der)) <= 0)
-		return -1;
-	issuing_der = qes_buf_new();
-	qes_buf_put(issuing_der, der, (size_t)len);
-	OPENSSL_free(der);
-	X509_free(x);
-	snprintf(p, sizeof(p), "%s/issuing-ca.crl", pki);
-	return qes_buf_read_file(p, 1 << 20, &crl_der);
+	return testades_setup(&fx);
 }
 
 static int
 group_teardown(void **state)
 {
 	(void)state;
-	testtsa_free(&tsa);
-	qes_buf_free(issuing_der);
-	qes_buf_free(crl_der);
+	testades_teardown(&fx);
 	return 0;
 }
 
@@ -140,7 +88,7 @@ json_of_b64u(const char *s, size_t n)
 
 /* the header checks every JAdES B-B signature must pass */
 static void
-assert_header(json_t *h, const struct signer *s, const char *alg, const char *typ)
+assert_header(json_t *h, const testsigner *s, const char *alg, const char *typ)
 {
 	const uint8_t *der;
 	size_t der_len;
@@ -178,7 +126,7 @@ assert_header(json_t *h, const struct signer *s, const char *alg, const char *ty
 }
 
 static void
-assert_sig(const struct signer *s, const char *input, size_t input_len, const char *sig64)
+assert_sig(const testsigner *s, const char *input, size_t input_len, const char *sig64)
 {
 	uint8_t dig[QES_MD_MAX_LEN];
 	qes_buf *sig = b64dec(sig64, strlen(sig64));
@@ -193,7 +141,7 @@ assert_sig(const struct signer *s, const char *input, size_t input_len, const ch
 }
 
 static int
-sign(const struct signer *s, qes_jades_params *p, int raw, qes_buf *out)
+sign(const testsigner *s, qes_jades_params *p, int raw, qes_buf *out)
 {
 	qes_jades_ctx *ctx = NULL;
 	const uint8_t *dig;
@@ -209,7 +157,7 @@ sign(const struct signer *s, qes_jades_params *p, int raw, qes_buf *out)
 	if (p->chain == NULL) {
 		static qes_ades_blob chain;
 
-		chain = (qes_ades_blob){ qes_buf_data(issuing_der), qes_buf_len(issuing_der) };
+		chain = (qes_ades_blob){ qes_buf_data(fx.issuing_der), qes_buf_len(fx.issuing_der) };
 		p->chain = &chain;
 		p->nchain = 1;
 	}
@@ -230,13 +178,13 @@ static void
 compact_case(const char *name, qes_sig_scheme scheme, qes_md md, const char *alg,
     int detached)
 {
-	struct signer s;
+	testsigner s;
 	qes_jades_params p = { 0 };
 	qes_buf *out = qes_buf_new(), *pl;
 	const char *jws, *dot1, *dot2;
 	json_t *h;
 
-	assert_int_equal(load_signer(&s, name, scheme, md), 0);
+	assert_int_equal(testsigner_load(&s, fx.pki, name, scheme, md), 0);
 	p.serialization = QES_JADES_COMPACT;
 	p.level = QES_ADES_B_B;
 	p.payload = (const uint8_t *)payload;
@@ -284,7 +232,7 @@ compact_case(const char *name, qes_sig_scheme scheme, qes_md md, const char *alg
 		assert_sig(&s, jws, (size_t)(dot2 - jws), dot2 + 1);
 	}
 	qes_buf_free(out);
-	free_signer(&s);
+	testsigner_free(&s);
 }
 
 static void
@@ -316,9 +264,9 @@ etsiu_get(json_t *jws, size_t i, const char *name, json_t **holder)
 static void
 test_json_levels(void **state)
 {
-	struct signer s;
+	testsigner s;
 	qes_jades_params p = { 0 };
-	qes_timestamper ts = { testtsa_stamp, &tsa };
+	qes_timestamper ts = { testtsa_stamp, &fx.tsa };
 	qes_ades_blob certs[1], crls[1];
 	qes_ades_vdata vd, tvd;
 	qes_buf *out = qes_buf_new(), *tok;
@@ -331,7 +279,7 @@ test_json_levels(void **state)
 	ASN1_OCTET_STRING *os;
 
 	(void)state;
-	assert_int_equal(load_signer(&s, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
+	assert_int_equal(testsigner_load(&s, fx.pki, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
 	p.serialization = QES_JADES_JSON;
 	p.payload = (const uint8_t *)payload;
 	p.payload_len = strlen(payload);
@@ -355,14 +303,14 @@ test_json_levels(void **state)
 	p.detached = 0;
 	p.level = QES_ADES_B_T;
 	qes_buf_reset(out);
-	tsa.calls = 0;
+	fx.tsa.calls = 0;
 	assert_int_equal(sign(&s, &p, 1, out), 0);
-	assert_int_equal(tsa.calls, 1);
+	assert_int_equal(fx.tsa.calls, 1);
 	jws = json_loadb((const char *)qes_buf_data(out), qes_buf_len(out), 0, NULL);
 	assert_non_null(jws);
 	sig64 = json_string_value(json_object_get(jws, "signature"));
 	assert_int_equal(qes_md_digest(QES_MD_SHA256, sig64, strlen(sig64), want), 0);
-	assert_memory_equal(tsa.last_imprint, want, 32);
+	assert_memory_equal(fx.tsa.last_imprint, want, 32);
 	v = etsiu_get(jws, 0, "sigTst", &holder);
 	val = json_string_value(json_object_get(json_array_get(json_object_get(v,
 	    "tstTokens"), 0), "val"));
@@ -391,8 +339,8 @@ test_json_levels(void **state)
 	json_decref(jws);
 
 	/* B-LT: xVals, rVals, tstVD after sigTst */
-	certs[0] = (qes_ades_blob){ qes_buf_data(issuing_der), qes_buf_len(issuing_der) };
-	crls[0] = (qes_ades_blob){ qes_buf_data(crl_der), qes_buf_len(crl_der) };
+	certs[0] = (qes_ades_blob){ qes_buf_data(fx.issuing_der), qes_buf_len(fx.issuing_der) };
+	crls[0] = (qes_ades_blob){ qes_buf_data(fx.crl_der), qes_buf_len(fx.crl_der) };
 	vd = (qes_ades_vdata){ certs, 1, NULL, 0, crls, 1 };
 	tvd = (qes_ades_vdata){ certs, 1, NULL, 0, NULL, 0 };
 	p.vdata = &vd;
@@ -408,15 +356,15 @@ test_json_levels(void **state)
 	val = json_string_value(json_object_get(json_object_get(json_array_get(v, 0),
 	    "x509Cert"), "val"));
 	tok = b64dec(val, strlen(val));
-	assert_int_equal(qes_buf_len(tok), qes_buf_len(issuing_der));
-	assert_memory_equal(qes_buf_data(tok), qes_buf_data(issuing_der), qes_buf_len(tok));
+	assert_int_equal(qes_buf_len(tok), qes_buf_len(fx.issuing_der));
+	assert_memory_equal(qes_buf_data(tok), qes_buf_data(fx.issuing_der), qes_buf_len(tok));
 	qes_buf_free(tok);
 	json_decref(holder);
 	v = etsiu_get(jws, 2, "rVals", &holder);
 	val = json_string_value(json_object_get(json_array_get(json_object_get(v, "crlVals"),
 	    0), "val"));
 	tok = b64dec(val, strlen(val));
-	assert_int_equal(qes_buf_len(tok), qes_buf_len(crl_der));
+	assert_int_equal(qes_buf_len(tok), qes_buf_len(fx.crl_der));
 	qes_buf_free(tok);
 	assert_null(json_object_get(v, "ocspVals"));
 	json_decref(holder);
@@ -426,16 +374,16 @@ test_json_levels(void **state)
 	json_decref(jws);
 
 	qes_buf_free(out);
-	free_signer(&s);
+	testsigner_free(&s);
 }
 
 static void
 test_refusals(void **state)
 {
-	struct signer s, rsa;
+	testsigner s, rsa;
 	qes_jades_params p = { 0 };
 	qes_jades_ctx *ctx = NULL;
-	qes_timestamper ts = { testtsa_stamp, &tsa };
+	qes_timestamper ts = { testtsa_stamp, &fx.tsa };
 	qes_buf *sig = qes_buf_new(), *out = qes_buf_new();
 	const uint8_t *dig;
 	size_t dig_len;
@@ -444,8 +392,8 @@ test_refusals(void **state)
 	uint8_t *m;
 
 	(void)state;
-	assert_int_equal(load_signer(&s, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
-	assert_int_equal(load_signer(&rsa, "qual-rsa2048", QES_SIG_RSA_PKCS1,
+	assert_int_equal(testsigner_load(&s, fx.pki, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
+	assert_int_equal(testsigner_load(&rsa, fx.pki, "qual-rsa2048", QES_SIG_RSA_PKCS1,
 	    QES_MD_SHA256), 0);
 	p.serialization = QES_JADES_COMPACT;
 	p.level = QES_ADES_B_B;
@@ -486,10 +434,10 @@ test_refusals(void **state)
 	assert_int_equal(qes_jades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig), out),
 	    QES_ERR_SIGNATURE_INVALID);
 	m[5] ^= 0x40;
-	tsa.fail = 1;
+	fx.tsa.fail = 1;
 	assert_int_equal(qes_jades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig), out),
 	    QES_ERR_TIMESTAMP);
-	tsa.fail = 0;
+	fx.tsa.fail = 0;
 	assert_int_equal(qes_buf_len(out), 0);
 	assert_int_equal(qes_jades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig), out), 0);
 	assert_true(qes_buf_len(out) > 0);
@@ -510,8 +458,8 @@ test_refusals(void **state)
 
 	qes_buf_free(sig);
 	qes_buf_free(out);
-	free_signer(&s);
-	free_signer(&rsa);
+	testsigner_free(&s);
+	testsigner_free(&rsa);
 }
 
 int

@@ -33,74 +33,20 @@
 #include "qes/xades.h"
 #include "testtsa.h"
 
-struct signer {
-	const char *name;
-	qes_sig_scheme scheme;
-	qes_md md;
-	EVP_PKEY *key;
-	qes_cert *cert;
-};
-
-static char pki[4096];
-static testtsa tsa;
-static qes_buf *issuing_der, *crl_der;
-
-static int
-load_signer(struct signer *s, const char *name, qes_sig_scheme scheme, qes_md md)
-{
-	char p[4200];
-
-	s->name = name;
-	s->scheme = scheme;
-	s->md = md;
-	snprintf(p, sizeof(p), "%s/%s.key", pki, name);
-	s->key = testtsa_read_key(p);
-	snprintf(p, sizeof(p), "%s/%s.pem", pki, name);
-	if (s->key == NULL || qes_cert_from_file(p, &s->cert) != 0)
-		return -1;
-	return 0;
-}
-
-static void
-free_signer(struct signer *s)
-{
-	EVP_PKEY_free(s->key);
-	qes_cert_free(s->cert);
-}
+static testades fx;
 
 static int
 group_setup(void **state)
 {
-	const char *env = getenv("QES_TESTENV");
-	char p[4200];
-	X509 *x;
-	unsigned char *der = NULL;
-	int len;
-
 	(void)state;
-	if (env == NULL)
-		return -1;
-	snprintf(pki, sizeof(pki), "%s/pki", env);
-	if (testtsa_init(&tsa, pki) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/issuing-ca.pem", pki);
-	if ((x = testtsa_read_cert(p)) == NULL || (len = i2d_X509(x, &der)) <= 0)
-		return -1;
-	issuing_der = qes_buf_new();
-	qes_buf_put(issuing_der, der, (size_t)len);
-	OPENSSL_free(der);
-	X509_free(x);
-	snprintf(p, sizeof(p), "%s/issuing-ca.crl", pki);
-	return qes_buf_read_file(p, 1 << 20, &crl_der);
+	return testades_setup(&fx);
 }
 
 static int
 group_teardown(void **state)
 {
 	(void)state;
-	testtsa_free(&tsa);
-	qes_buf_free(issuing_der);
-	qes_buf_free(crl_der);
+	testades_teardown(&fx);
 	return 0;
 }
 
@@ -224,7 +170,7 @@ assert_b64_digest(xmlDocPtr d, const char *expr, qes_md md, const qes_buf *data)
 
 /* SignedInfo canonicalised independently, its signature checked with OpenSSL */
 static void
-assert_signature(xmlDocPtr d, const struct signer *s, int exclusive)
+assert_signature(xmlDocPtr d, const testsigner *s, int exclusive)
 {
 	qes_buf *si = qes_buf_new(), *sv;
 	uint8_t dig[QES_MD_MAX_LEN];
@@ -247,7 +193,7 @@ assert_signature(xmlDocPtr d, const struct signer *s, int exclusive)
 /* ---- the two phases ---- */
 
 static int
-sign(const struct signer *s, qes_xades_params *p, int ecdsa_raw, qes_buf *out)
+sign(const testsigner *s, qes_xades_params *p, int ecdsa_raw, qes_buf *out)
 {
 	qes_xades_ctx *ctx = NULL;
 	const uint8_t *dig;
@@ -293,18 +239,18 @@ static void
 enveloped_case(const char *name, qes_sig_scheme scheme, qes_md md, int exclusive,
     int raw)
 {
-	struct signer s;
+	testsigner s;
 	qes_xades_params p = { 0 };
 	qes_buf *out = qes_buf_new(), *ref = qes_buf_new(), *sp = qes_buf_new();
 	xmlDocPtr d;
 
-	assert_int_equal(load_signer(&s, name, scheme, md), 0);
+	assert_int_equal(testsigner_load(&s, fx.pki, name, scheme, md), 0);
 	p.packaging = QES_XADES_ENVELOPED;
 	p.level = QES_ADES_B_B;
 	p.c14n = exclusive ? QES_XADES_C14N_EXCLUSIVE : QES_XADES_C14N_INCLUSIVE;
 	p.doc = (const uint8_t *)invoice;
 	p.doc_len = strlen(invoice);
-	p.chain = &(qes_ades_blob){ qes_buf_data(issuing_der), qes_buf_len(issuing_der) };
+	p.chain = &(qes_ades_blob){ qes_buf_data(fx.issuing_der), qes_buf_len(fx.issuing_der) };
 	p.nchain = 1;
 	assert_int_equal(sign(&s, &p, raw, out), 0);
 
@@ -339,7 +285,7 @@ enveloped_case(const char *name, qes_sig_scheme scheme, qes_md md, int exclusive
 	qes_buf_free(out);
 	qes_buf_free(ref);
 	qes_buf_free(sp);
-	free_signer(&s);
+	testsigner_free(&s);
 }
 
 static void
@@ -372,7 +318,7 @@ static void
 test_detached(void **state)
 {
 	static const uint8_t data[] = "%PDF-1.7 not really, any bytes \x00\x01\xff";
-	struct signer s;
+	testsigner s;
 	qes_xades_params p = { 0 };
 	qes_buf *a = qes_buf_new(), *b = qes_buf_new(), *raw = qes_buf_new();
 	uint8_t dig[QES_MD_MAX_LEN];
@@ -380,7 +326,7 @@ test_detached(void **state)
 	char *v1, *v2;
 
 	(void)state;
-	assert_int_equal(load_signer(&s, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
+	assert_int_equal(testsigner_load(&s, fx.pki, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
 	p.packaging = QES_XADES_DETACHED;
 	p.level = QES_ADES_B_B;
 	p.doc = data;
@@ -416,13 +362,13 @@ test_detached(void **state)
 	qes_buf_free(a);
 	qes_buf_free(b);
 	qes_buf_free(raw);
-	free_signer(&s);
+	testsigner_free(&s);
 }
 
 static void
 test_wrong_value_refused(void **state)
 {
-	struct signer s, other;
+	testsigner s, other;
 	qes_xades_params p = { 0 };
 	qes_xades_ctx *ctx = NULL;
 	qes_buf *sig = qes_buf_new(), *out = qes_buf_new();
@@ -433,8 +379,8 @@ test_wrong_value_refused(void **state)
 	uint8_t *m;
 
 	(void)state;
-	assert_int_equal(load_signer(&s, "qual-rsa2048", QES_SIG_RSA_PKCS1, QES_MD_SHA256), 0);
-	assert_int_equal(load_signer(&other, "qual-rsa3072", QES_SIG_RSA_PKCS1,
+	assert_int_equal(testsigner_load(&s, fx.pki, "qual-rsa2048", QES_SIG_RSA_PKCS1, QES_MD_SHA256), 0);
+	assert_int_equal(testsigner_load(&other, fx.pki, "qual-rsa3072", QES_SIG_RSA_PKCS1,
 	    QES_MD_SHA256), 0);
 	p.packaging = QES_XADES_ENVELOPED;
 	p.level = QES_ADES_B_B;
@@ -467,19 +413,19 @@ test_wrong_value_refused(void **state)
 	qes_xades_free(ctx);
 	qes_buf_free(sig);
 	qes_buf_free(out);
-	free_signer(&s);
-	free_signer(&other);
+	testsigner_free(&s);
+	testsigner_free(&other);
 }
 
 static int
 prepare_doc(const char *doc, size_t len, char *errmsg, size_t errlen)
 {
-	struct signer s;
+	testsigner s;
 	qes_xades_params p = { 0 };
 	qes_xades_ctx *ctx = NULL;
 	int r;
 
-	assert_int_equal(load_signer(&s, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
+	assert_int_equal(testsigner_load(&s, fx.pki, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
 	p.packaging = QES_XADES_ENVELOPED;
 	p.level = QES_ADES_B_B;
 	p.doc = (const uint8_t *)doc;
@@ -490,7 +436,7 @@ prepare_doc(const char *doc, size_t len, char *errmsg, size_t errlen)
 	r = qes_xades_prepare(&p, &ctx);
 	snprintf(errmsg, errlen, "%s", qes_xades_errmsg(ctx));
 	qes_xades_free(ctx);
-	free_signer(&s);
+	testsigner_free(&s);
 	return r;
 }
 
@@ -553,13 +499,13 @@ test_malformed_input(void **state)
 static void
 test_bad_params(void **state)
 {
-	struct signer s;
+	testsigner s;
 	qes_xades_params p = { 0 };
 	qes_xades_ctx *ctx = NULL;
 	uint8_t dig[32] = { 0 };
 
 	(void)state;
-	assert_int_equal(load_signer(&s, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
+	assert_int_equal(testsigner_load(&s, fx.pki, "qual-p256", QES_SIG_ECDSA, QES_MD_SHA256), 0);
 	p.packaging = QES_XADES_DETACHED;
 	p.level = QES_ADES_B_T;
 	p.detached_name = "x.bin";
@@ -579,11 +525,11 @@ test_bad_params(void **state)
 	/* B-LTA from a digest only */
 	p.scheme = QES_SIG_ECDSA;
 	p.level = QES_ADES_B_LTA;
-	p.tsa = &(qes_timestamper){ testtsa_stamp, &tsa };
+	p.tsa = &(qes_timestamper){ testtsa_stamp, &fx.tsa };
 	p.vdata = &(qes_ades_vdata){ 0 };
 	assert_int_equal(qes_xades_prepare(&p, &ctx), QES_ERR_INVALID_ARG);
 	qes_xades_free(ctx);
-	free_signer(&s);
+	testsigner_free(&s);
 }
 
 /* the imprint of the token in the EncapsulatedTimeStamp at expr */
@@ -612,9 +558,9 @@ token_imprint(xmlDocPtr d, const char *expr, uint8_t *out, size_t len)
 static void
 test_levels(void **state)
 {
-	struct signer s;
+	testsigner s;
 	qes_xades_params p = { 0 };
-	qes_timestamper ts = { testtsa_stamp, &tsa };
+	qes_timestamper ts = { testtsa_stamp, &fx.tsa };
 	qes_ades_blob certs[1], crls[1], ocsps[1];
 	static const qes_ades_vdata empty = { 0 };
 	qes_ades_vdata vd = { 0 }, tvd = { 0 };
@@ -626,7 +572,7 @@ test_levels(void **state)
 	int i;
 
 	(void)state;
-	assert_int_equal(load_signer(&s, "qual-p384", QES_SIG_ECDSA, QES_MD_SHA384), 0);
+	assert_int_equal(testsigner_load(&s, fx.pki, "qual-p384", QES_SIG_ECDSA, QES_MD_SHA384), 0);
 	p.packaging = QES_XADES_ENVELOPED;
 	p.doc = (const uint8_t *)invoice;
 	p.doc_len = strlen(invoice);
@@ -634,14 +580,14 @@ test_levels(void **state)
 
 	/* B-T: the token covers the canonical ds:SignatureValue element */
 	p.level = QES_ADES_B_T;
-	tsa.calls = 0;
+	fx.tsa.calls = 0;
 	assert_int_equal(sign(&s, &p, 1, out), 0);
-	assert_int_equal(tsa.calls, 1);
+	assert_int_equal(fx.tsa.calls, 1);
 	d = reparse(out);
 	c14n_subtree(d, "//ds:SignatureValue", 1, sv);
 	assert_int_equal(qes_md_digest(QES_MD_SHA384, qes_buf_data(sv), qes_buf_len(sv),
 	    want), 0);
-	assert_memory_equal(tsa.last_imprint, want, 48);
+	assert_memory_equal(fx.tsa.last_imprint, want, 48);
 	token_imprint(d, "//xades:SignatureTimeStamp/xades:EncapsulatedTimeStamp", got, 48);
 	assert_memory_equal(got, want, 48);
 	assert_int_equal(count(d, "//xades:SignatureTimeStamp/ds:CanonicalizationMethod"
@@ -664,12 +610,12 @@ test_levels(void **state)
 		assert_int_equal(qes_xades_prepare(&p, &ctx), 0);
 		assert_int_equal(qes_xades_tbs(ctx, &dig, &dig_len, &md, &scheme), 0);
 		assert_int_equal(testtsa_sign(s.key, scheme, md, dig, dig_len, 1, sig), 0);
-		tsa.fail = 1;
+		fx.tsa.fail = 1;
 		assert_int_equal(qes_xades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig),
 		    out), QES_ERR_TIMESTAMP);
 		assert_non_null(strstr(qes_xades_errmsg(ctx), "told to fail"));
 		assert_int_equal(qes_buf_len(out), 0);
-		tsa.fail = 0;
+		fx.tsa.fail = 0;
 		assert_int_equal(qes_xades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig),
 		    out), 0);
 		d = reparse(out);
@@ -683,8 +629,8 @@ test_levels(void **state)
 	}
 
 	/* B-LT: the values, and the TSA's in TimeStampValidationData */
-	certs[0] = (qes_ades_blob){ qes_buf_data(issuing_der), qes_buf_len(issuing_der) };
-	crls[0] = (qes_ades_blob){ qes_buf_data(crl_der), qes_buf_len(crl_der) };
+	certs[0] = (qes_ades_blob){ qes_buf_data(fx.issuing_der), qes_buf_len(fx.issuing_der) };
+	crls[0] = (qes_ades_blob){ qes_buf_data(fx.crl_der), qes_buf_len(fx.crl_der) };
 	ocsps[0] = (qes_ades_blob){ fake_ocsp, sizeof(fake_ocsp) };
 	vd = (qes_ades_vdata){ certs, 1, ocsps, 1, crls, 1 };
 	tvd = (qes_ades_vdata){ certs, 1, NULL, 0, NULL, 0 };
@@ -706,8 +652,8 @@ test_levels(void **state)
 		char *v = text_of(d, "//xades:EncapsulatedCRLValue");
 		qes_buf *b = b64dec(v);
 
-		assert_int_equal(qes_buf_len(b), qes_buf_len(crl_der));
-		assert_memory_equal(qes_buf_data(b), qes_buf_data(crl_der), qes_buf_len(b));
+		assert_int_equal(qes_buf_len(b), qes_buf_len(fx.crl_der));
+		assert_memory_equal(qes_buf_data(b), qes_buf_data(fx.crl_der), qes_buf_len(b));
 		qes_buf_free(b);
 		xmlFree(v);
 	}
@@ -720,9 +666,9 @@ test_levels(void **state)
 	 */
 	p.level = QES_ADES_B_LTA;
 	qes_buf_reset(out);
-	tsa.calls = 0;
+	fx.tsa.calls = 0;
 	assert_int_equal(sign(&s, &p, 1, out), 0);
-	assert_int_equal(tsa.calls, 2);
+	assert_int_equal(fx.tsa.calls, 2);
 	d = reparse(out);
 	c14n_set(d, "(//. | //@* | //namespace::*)[not(ancestor-or-self::ds:Signature)"
 	    " and not(self::comment())]", 1, arch);
@@ -743,7 +689,7 @@ test_levels(void **state)
 	    want), 0);
 	token_imprint(d, "//xades141:ArchiveTimeStamp/xades:EncapsulatedTimeStamp", got, 48);
 	assert_memory_equal(got, want, 48);
-	assert_memory_equal(tsa.imprints[1], want, 48);
+	assert_memory_equal(fx.tsa.imprints[1], want, 48);
 	assert_int_equal(count(d, "//xades:UnsignedSignatureProperties/*[last()]"
 	    "[self::xades141:ArchiveTimeStamp]"), 1);
 	assert_signature(d, &s, 1);
@@ -752,7 +698,7 @@ test_levels(void **state)
 	qes_buf_free(out);
 	qes_buf_free(sv);
 	qes_buf_free(arch);
-	free_signer(&s);
+	testsigner_free(&s);
 }
 
 int

@@ -31,6 +31,7 @@
 
 #include "qes/ades.h"
 #include "qes/buf.h"
+#include "qes/cert.h"
 #include "qes/err.h"
 #include "qes/sig.h"
 
@@ -226,6 +227,91 @@ testtsa_sign(EVP_PKEY *key, qes_sig_scheme scheme, qes_md md, const uint8_t *dig
 out:
 	EVP_PKEY_CTX_free(pc);
 	return r;
+}
+
+/* A signer of the test PKI: its certificate and its software key. */
+typedef struct testsigner {
+	const char *name;
+	qes_sig_scheme scheme;
+	qes_md md;
+	EVP_PKEY *key;
+	qes_cert *cert;
+} testsigner;
+
+/* NAME.key and NAME.pem of pki_dir; -1 when either does not load. */
+static inline int
+testsigner_load(testsigner *s, const char *pki_dir, const char *name,
+    qes_sig_scheme scheme, qes_md md)
+{
+	char p[4200];
+
+	memset(s, 0, sizeof(*s));
+	s->name = name;
+	s->scheme = scheme;
+	s->md = md;
+	snprintf(p, sizeof(p), "%s/%s.key", pki_dir, name);
+	s->key = testtsa_read_key(p);
+	snprintf(p, sizeof(p), "%s/%s.pem", pki_dir, name);
+	if (s->key == NULL || qes_cert_from_file(p, &s->cert) != 0)
+		return -1;
+	return 0;
+}
+
+static inline void
+testsigner_free(testsigner *s)
+{
+	EVP_PKEY_free(s->key);
+	qes_cert_free(s->cert);
+	memset(s, 0, sizeof(*s));
+}
+
+/*
+ * What the AdES format tests share: the test PKI of $QES_TESTENV, its TSA,
+ * the issuing CA's certificate (DER) and its CRL (DER), for the chains and
+ * validation data the formats embed.
+ */
+typedef struct testades {
+	char pki[2048];
+	testtsa tsa;
+	qes_buf *issuing_der, *crl_der;
+} testades;
+
+static inline int
+testades_setup(testades *fx)
+{
+	const char *env = getenv("QES_TESTENV");
+	char p[4200];
+	X509 *x;
+	unsigned char *der = NULL;
+	int len, r = -1;
+
+	memset(fx, 0, sizeof(*fx));
+	if (env == NULL || strlen(env) > 1000)
+		return -1;
+	snprintf(fx->pki, sizeof(fx->pki), "%s/pki", env);
+	if (testtsa_init(&fx->tsa, fx->pki) != 0)
+		return -1;
+	snprintf(p, sizeof(p), "%s/issuing-ca.pem", fx->pki);
+	if ((x = testtsa_read_cert(p)) == NULL || (len = i2d_X509(x, &der)) <= 0)
+		goto out;
+	if ((fx->issuing_der = qes_buf_new()) == NULL ||
+	    qes_buf_put(fx->issuing_der, der, (size_t)len) != 0)
+		goto out;
+	snprintf(p, sizeof(p), "%s/issuing-ca.crl", fx->pki);
+	r = qes_buf_read_file(p, 1 << 20, &fx->crl_der);
+out:
+	OPENSSL_free(der);
+	X509_free(x);
+	return r;
+}
+
+static inline void
+testades_teardown(testades *fx)
+{
+	testtsa_free(&fx->tsa);
+	qes_buf_free(fx->issuing_der);
+	qes_buf_free(fx->crl_der);
+	memset(fx, 0, sizeof(*fx));
 }
 
 #endif
