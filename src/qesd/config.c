@@ -72,6 +72,11 @@ static const struct key keys[] = {
 	{ "agent_dead_after_s", K_UINT, OFF(agent_dead_after_s), 2, 3600, "close an agent session silent this long (60)" },
 	/* at most the server's cap on a deferred response (http.h) */
 	{ "diagnostics_timeout_s", K_UINT, OFF(diagnostics_timeout_s), 1, 300, "seconds POST /v1/devices/{id}/diagnostics waits for the agent (30)" },
+	{ "bus", K_STR, OFF(bus), 0, 0, "local | nats:URL[,URL...]: how replicas reach each other's devices (local)" },
+	{ "bus_request_timeout_ms", K_UINT, OFF(bus_request_timeout_ms), 50, 60000, "a request to the replica holding a device waits this long (2000)" },
+	{ "bus_tls_ca_file", K_STR, OFF(bus_tls_ca_file), 0, 0, "NATS over TLS: CA certificates, PEM (unset: TLS only with tls:// URLs, system CAs)" },
+	{ "bus_credentials_file", K_STR, OFF(bus_credentials_file), 0, 0, "NATS user credentials (.creds: JWT and NKey seed), mode 0600 (unset)" },
+	{ "bus_token_file", K_STR, OFF(bus_token_file), 0, 0, "NATS authentication token in a file, mode 0600 (unset)" },
 };
 
 static int
@@ -130,6 +135,9 @@ qesd_config_init(qesd_config *c)
 	c->agent_ping_interval_s = 20;
 	c->agent_dead_after_s = 60;
 	c->diagnostics_timeout_s = 30;
+	c->bus_request_timeout_ms = 2000;
+	if (set_str(&c->bus, "local") != 0)
+		return QES_ERR_ALLOC;
 	return set_str(&c->store, "sqlite:/var/lib/qesd/qesd.db");
 }
 
@@ -145,6 +153,12 @@ qesd_config_free(qesd_config *c)
 	free(c->insecure_testing_clock_file);
 	free(c->server_name);
 	free(c->replica_name);
+	free(c->bus);
+	free(c->bus_tls_ca_file);
+	free(c->bus_credentials_file);
+	free(c->bus_token_file);
+	c->bus = c->bus_tls_ca_file = c->bus_credentials_file = NULL;
+	c->bus_token_file = NULL;
 	c->tls_cert = c->tls_key = c->pepper_file = c->store = NULL;
 	c->insecure_testing_clock_file = c->server_name = c->replica_name = NULL;
 }
@@ -438,6 +452,14 @@ qesd_config_validate(const qesd_config *c, int allow_testing, char *err,
 	if (c->store == NULL || (strncmp(c->store, "sqlite:", 7) != 0 &&
 	    strncmp(c->store, "postgres:", 9) != 0))
 		return errf(err, errlen, "store must be sqlite:PATH or postgres:URL");
+	if (c->bus == NULL || (strcmp(c->bus, "local") != 0 &&
+	    (strncmp(c->bus, "nats:", 5) != 0 || c->bus[5] == '\0')))
+		return errf(err, errlen, "bus must be local or nats:URL[,URL...] (e.g. nats:nats://nats:4222)");
+	if (strcmp(c->bus, "local") == 0 && (c->bus_tls_ca_file != NULL ||
+	    c->bus_credentials_file != NULL || c->bus_token_file != NULL))
+		return errf(err, errlen, "bus_tls_ca_file, bus_credentials_file and bus_token_file need bus = nats:URL");
+	if (c->bus_credentials_file != NULL && c->bus_token_file != NULL)
+		return errf(err, errlen, "bus_credentials_file and bus_token_file exclude each other: NATS authenticates a client one way");
 	if (c->max_uri_bytes > c->max_header_bytes)
 		return errf(err, errlen, "max_uri_bytes (%zu) must not exceed max_header_bytes (%zu)",
 		    c->max_uri_bytes, c->max_header_bytes);

@@ -65,6 +65,12 @@ typedef struct qesd_config {
 	unsigned agent_ping_interval_s;		/* WebSocket ping period */
 	unsigned agent_dead_after_s;		/* silence that closes a session */
 	unsigned diagnostics_timeout_s;		/* wait for a device's diagnose_result */
+	/* the bus between replicas (bus.h) */
+	char *bus;				/* "local" | "nats:URL[,URL...]" */
+	unsigned bus_request_timeout_ms;	/* a request to another replica */
+	char *bus_tls_ca_file;			/* NATS over TLS: trust anchors */
+	char *bus_credentials_file;		/* NATS user JWT + NKey seed (.creds) */
+	char *bus_token_file;			/* NATS token, mode 0600 */
 } qesd_config;
 
 /* Defaults for everything; strings NULL or defaults (owned). */
