@@ -20,6 +20,7 @@
 
 #include "qes/buf.h"
 #include "qes/err.h"
+#include "qes/fetch.h"
 #include "config.h"
 #include "log.h"
 
@@ -77,6 +78,13 @@ static const struct key keys[] = {
 	{ "bus_tls_ca_file", K_STR, OFF(bus_tls_ca_file), 0, 0, "NATS over TLS: CA certificates, PEM (unset: TLS only with tls:// URLs, system CAs)" },
 	{ "bus_credentials_file", K_STR, OFF(bus_credentials_file), 0, 0, "NATS user credentials (.creds: JWT and NKey seed), mode 0600 (unset)" },
 	{ "bus_token_file", K_STR, OFF(bus_token_file), 0, 0, "NATS authentication token in a file, mode 0600 (unset)" },
+	/* at most QESD_JOB_DOC_MAX (store_jobs.h), what the store seals */
+	{ "document_max_bytes", K_SIZE, OFF(document_max_bytes), 1024, 64ull << 20, "largest document POST /v1/signatures takes to sign (16777216)" },
+	{ "document_key_file", K_STR, OFF(document_key_file), 0, 0, "32-byte key (64 hex digits), mode 0600, sealing documents at rest (unset: document signing off)" },
+	{ "chain_file", K_STR, OFF(chain_file), 0, 0, "PEM CA certificates to build and embed signers' chains from (unset: none)" },
+	{ "tsa_url", K_STR, OFF(tsa_url), 0, 0, "RFC 3161 time-stamping authority for levels B-T and above (unset: B-B only)" },
+	{ "tsa_ca_file", K_STR, OFF(tsa_ca_file), 0, 0, "PEM trust anchors of the TSA's certificate (required with tsa_url)" },
+	{ "tsa_policy", K_STR, OFF(tsa_policy), 0, 0, "TSA policy OID to ask for and expect (unset: any)" },
 };
 
 static int
@@ -138,6 +146,7 @@ qesd_config_init(qesd_config *c)
 	c->bus_request_timeout_ms = 2000;
 	if (set_str(&c->bus, "local") != 0)
 		return QES_ERR_ALLOC;
+	c->document_max_bytes = 16u << 20;
 	return set_str(&c->store, "sqlite:/var/lib/qesd/qesd.db");
 }
 
@@ -159,8 +168,15 @@ qesd_config_free(qesd_config *c)
 	free(c->bus_token_file);
 	c->bus = c->bus_tls_ca_file = c->bus_credentials_file = NULL;
 	c->bus_token_file = NULL;
+	free(c->document_key_file);
+	free(c->chain_file);
+	free(c->tsa_url);
+	free(c->tsa_ca_file);
+	free(c->tsa_policy);
 	c->tls_cert = c->tls_key = c->pepper_file = c->store = NULL;
 	c->insecure_testing_clock_file = c->server_name = c->replica_name = NULL;
+	c->document_key_file = c->chain_file = c->tsa_url = NULL;
+	c->tsa_ca_file = c->tsa_policy = NULL;
 }
 
 int
@@ -474,6 +490,10 @@ qesd_config_validate(const qesd_config *c, int allow_testing, char *err,
 	if (c->agent_dead_after_s <= c->agent_ping_interval_s)
 		return errf(err, errlen, "agent_dead_after_s (%u) must exceed agent_ping_interval_s (%u): a live agent answers pings",
 		    c->agent_dead_after_s, c->agent_ping_interval_s);
+	if (c->tsa_url != NULL && !qes_fetch_url_ok(c->tsa_url))
+		return errf(err, errlen, "tsa_url must be an absolute http:// or https:// URL");
+	if (c->tsa_url != NULL && c->tsa_ca_file == NULL)
+		return errf(err, errlen, "tsa_url needs tsa_ca_file: the TSA's certificate must chain to an anchor qesd trusts");
 	if (c->testing_routes && !allow_testing)
 		return errf(err, errlen, "testing_routes = on is refused: it adds test-only routes and is allowed only with QESD_ALLOW_TESTING=1, never in production");
 	if (c->insecure_testing_clock_file != NULL && !c->insecure_testing)

@@ -71,6 +71,13 @@ typedef struct qesd_config {
 	char *bus_tls_ca_file;			/* NATS over TLS: trust anchors */
 	char *bus_credentials_file;		/* NATS user JWT + NKey seed (.creds) */
 	char *bus_token_file;			/* NATS token, mode 0600 */
+	/* documents the gateway signs (AdES, jobs_ades.c) */
+	size_t document_max_bytes;		/* one document, decoded */
+	char *document_key_file;		/* 32-byte key, mode 0600; NULL: off */
+	char *chain_file;			/* PEM CA certificates for chains */
+	char *tsa_url;				/* RFC 3161 TSA for B-T and above */
+	char *tsa_ca_file;			/* PEM trust anchors of the TSA */
+	char *tsa_policy;			/* dotted OID to ask for; NULL: any */
 } qesd_config;
 
 /* Defaults for everything; strings NULL or defaults (owned). */

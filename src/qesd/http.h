@@ -218,6 +218,11 @@ typedef void (*qesd_after_fn)(void *app, const qesd_request *req,
 #define QESD_ROUTE_BODY_OPTIONAL (1u << 1)	/* with JSON_BODY: empty allowed */
 #define QESD_ROUTE_DURING_DRAIN	(1u << 2)	/* still served while draining
 						 * (health probes, metrics) */
+#define QESD_ROUTE_DOCUMENT_BODY (1u << 3)	/* with JSON_BODY: a document may
+						 * come as a JSON string (base64)
+						 * or as the raw body of another
+						 * Content-Type (req->json NULL);
+						 * limit document_max_bytes */
 
 struct qesd_route {
 	unsigned method;	/* one qesd_method bit */

@@ -385,12 +385,57 @@ finish(struct txn *t)
 	push_done(srv, t);
 }
 
+/* base64 of a document of document_max_bytes, the longest JSON string a
+ * document route takes */
+static size_t
+document_b64_bytes(const qesd_config *cfg)
+{
+	return (cfg->document_max_bytes + 2) / 3 * 4;
+}
+
+/*
+ * The body limit of the request's route: max_body_bytes, except on a
+ * document route, where a raw upload may be document_max_bytes and a JSON
+ * body its base64 plus max_body_bytes for the other fields.
+ */
+static size_t
+body_max(const qesd_config *cfg, const qesd_request *r)
+{
+	if (!(r->route->flags & QESD_ROUTE_DOCUMENT_BODY))
+		return cfg->max_body_bytes;
+	if (!qesd_content_type_is_json(r->content_type))
+		return cfg->document_max_bytes;
+	return cfg->max_body_bytes + document_b64_bytes(cfg);
+}
+
+static void
+body_too_large(struct txn *t)
+{
+	if (t->req.route != NULL &&
+	    (t->req.route->flags & QESD_ROUTE_DOCUMENT_BODY))
+		early_problem(t, 413, "document_too_large", "Document too large",
+		    "the request body exceeds document_max_bytes (raw upload) or "
+		    "its base64 plus max_body_bytes (JSON)");
+	else
+		early_problem(t, 413, "body_too_large", "Request body too large",
+		    "the request body exceeds max_body_bytes");
+	t->resp.close_connection = 1;
+}
+
 static int
 body_checks(struct txn *t)
 {
 	const qesd_config *cfg = t->srv->cfg;
 	qesd_body_limits lim = { cfg->max_json_depth, cfg->max_string_bytes };
 	unsigned flags = t->req.route->flags;
+
+	if ((flags & QESD_ROUTE_DOCUMENT_BODY) && t->req.body_len > 0) {
+		/* a raw upload is the handler's to read */
+		if (!qesd_content_type_is_json(t->req.content_type))
+			return 0;
+		if (lim.max_string_bytes < document_b64_bytes(cfg))
+			lim.max_string_bytes = document_b64_bytes(cfg);
+	}
 
 	if (!(flags & QESD_ROUTE_JSON_BODY)) {
 		if (t->req.body_len == 0)
@@ -1069,16 +1114,14 @@ on_http(qesd_server *srv, struct lws *wsi, struct conn *c)
 		t->resp.close_connection = 1;
 		return 0;
 	}
-	if (cl > cfg->max_body_bytes) {
-		early_problem(t, 413, "body_too_large", "Request body too large",
-		    "the request body exceeds max_body_bytes");
-		t->resp.close_connection = 1;
+	if (cl > body_max(cfg, r)) {
+		body_too_large(t);
 		return 0;
 	}
 	if (cl > 0) {
 		if ((t->body = qes_buf_new()) == NULL)
 			return -1;
-		qes_buf_set_max(t->body, cfg->max_body_bytes);
+		qes_buf_set_max(t->body, body_max(cfg, r));
 		if (qes_buf_reserve(t->body, cl) != 0)
 			return -1;
 		return 0;	/* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
@@ -1097,11 +1140,8 @@ on_body(struct conn *c, const void *in, size_t len)
 
 	if (t == NULL || t->early || t->owner != OWNER_LOOP || t->body == NULL)
 		return 0;	/* answered already: discard */
-	if (qes_buf_put(t->body, in, len) != 0) {
-		early_problem(t, 413, "body_too_large", "Request body too large",
-		    "the request body exceeds max_body_bytes");
-		t->resp.close_connection = 1;
-	}
+	if (qes_buf_put(t->body, in, len) != 0)
+		body_too_large(t);
 	return 0;
 }
 
