@@ -10,7 +10,9 @@
  * kind (transport, status, job state, count, encoding) stops the run and
  * no figure is printed. Every (digest, value) pair is kept and verified
  * with OpenSSL against the certificate after the timed window, so the
- * checks do not take CPU from the system being measured.
+ * checks do not take CPU from the system being measured. With --server
+ * given for several replicas of one store, client i sends its POSTs and
+ * long-polls to replica i mod n (bench/replicas.sh).
  *
  * Hand-written: the strict base64 wrapper around EVP_DecodeBlock, which
  * itself accepts non-canonical text and counts padding as data.
@@ -45,11 +47,12 @@
 #define POLL_WAIT_S		30
 #define JOB_TIMEOUT_S		300	/* timeout_seconds of every job */
 #define CONNECT_TIMEOUT_MS	10000L
+#define SERVERS_MAX		8	/* --server given several times: replicas */
 
 struct path_run {
 	struct common c;
-	const char *server, *ca, *credential;
-	int batch;
+	const char *servers[SERVERS_MAX], *ca, *credential;
+	int n_servers, batch;
 	long busy_backoff_ms;	/* > 0: token_busy is a refusal, not a failure */
 	qes_secret *api_key;
 	struct window w;
@@ -59,6 +62,7 @@ struct path_run {
 
 struct client {
 	struct path_run *pr;
+	const char *server;	/* servers[index % n_servers] */
 	pthread_t th;
 	CURL *curl;
 	struct curl_slist *post_hdrs, *get_hdrs;
@@ -153,7 +157,7 @@ http(struct client *cl, const char *method, const char *path, const char *body,
 
 	*status = 0;
 	qes_buf_reset(cl->resp);
-	if ((size_t)snprintf(url, sizeof(url), "%s%s", cl->pr->server, path) >= sizeof(url)) {
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", cl->server, path) >= sizeof(url)) {
 		path_fail(cl, "URL too long");
 		return -1;
 	}
@@ -458,14 +462,15 @@ static void
 path_usage(void)
 {
 	fprintf(stderr,
-	    "usage: qes-bench-sign path --server https://HOST:PORT --ca PEM --credential ID\n"
+	    "usage: qes-bench-sign path --server https://HOST:PORT... --ca PEM --credential ID\n"
 	    "           --cert PEM [--scheme ecdsa|rsa-pkcs1|rsa-pss] [--md sha256|sha384|sha512]\n"
 	    "           [--concurrency N] [--batch N] [--warmup S] [--duration S] [--min JOBS]\n"
 	    "           [--max-seconds S] [--busy-backoff-ms MS]\n"
 	    "The API key is read from QES_API_KEY (scope sign). With --busy-backoff-ms a\n"
 	    "job that fails with token_busy (the agent's queue for the token is full)\n"
 	    "is counted as refused and its client waits MS before the next job; without\n"
-	    "it, as every other failure, it stops the run.\n");
+	    "it, as every other failure, it stops the run. --server given several times\n"
+	    "(replicas of one store, at most 8): client i uses the (i mod n)-th.\n");
 }
 
 int
@@ -508,7 +513,12 @@ bench_run_path(int argc, char **argv)
 			continue;
 		switch (ch) {
 		case OPT_SERVER:
-			pr.server = optarg;
+			if (pr.n_servers == SERVERS_MAX || strncmp(optarg, "https://", 8) != 0 ||
+			    strlen(optarg) > URL_MAX) {
+				path_usage();
+				goto out;
+			}
+			pr.servers[pr.n_servers++] = optarg;
 			break;
 		case OPT_CA:
 			pr.ca = optarg;
@@ -531,8 +541,7 @@ bench_run_path(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (optind != argc || pr.server == NULL || pr.ca == NULL || pr.credential == NULL ||
-	    strncmp(pr.server, "https://", 8) != 0 || strlen(pr.server) > URL_MAX) {
+	if (optind != argc || pr.n_servers == 0 || pr.ca == NULL || pr.credential == NULL) {
 		path_usage();
 		goto out;
 	}
@@ -549,6 +558,7 @@ bench_run_path(int argc, char **argv)
 		goto nomem;
 	for (i = 0; i < pr.c.concurrency; i++) {
 		cls[i].pr = &pr;
+		cls[i].server = pr.servers[i % pr.n_servers];
 		if ((cls[i].curl = curl_easy_init()) == NULL ||
 		    (cls[i].post_hdrs = make_headers(pr.api_key, 1)) == NULL ||
 		    (cls[i].get_hdrs = make_headers(pr.api_key, 0)) == NULL ||
