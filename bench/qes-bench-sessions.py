@@ -102,6 +102,14 @@ def read_status(pid):
     return out["VmRSS"], out["VmHWM"]
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    # after the command: state is field 3, utime 14 and stime 15 (1-based)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # ---------------------------------------------------------------------------
 # enroll
 
@@ -214,7 +222,7 @@ def worker_main(args):
     url = "wss://%s:%d%s" % (host, port, PATH)
     expect_name = host.lower().rstrip(".")
     st = {"opened": 0, "failed": 0, "errors": [], "closed_early": 0, "close_codes": {},
-          "pings": 0, "unexpected": 0, "heartbeat_s": 0}
+          "pings": 0, "unexpected": 0, "heartbeat_s": 0, "done_at": []}
     conns = []
 
     def report(ev, **kw):
@@ -288,6 +296,7 @@ def worker_main(args):
                     await ws.close()
                 return
         st["opened"] += 1
+        st["done_at"].append(time.time())
         conns.append(ws)
         asyncio.get_running_loop().create_task(reader(ws))
 
@@ -299,7 +308,7 @@ def worker_main(args):
         t0 = time.time()
         await asyncio.gather(*(open_one(d, sem) for d in devices))
         report("up", opened=st["opened"], failed=st["failed"], errors=st["errors"],
-               t0=t0, t1=time.time(), heartbeat_s=st["heartbeat_s"])
+               t0=t0, t1=time.time(), heartbeat_s=st["heartbeat_s"], done_at=st["done_at"])
         while True:
             line = (await stdin.readline()).decode().strip()
             if line == "check":
@@ -374,18 +383,29 @@ def cmd_hold(args):
         t0 = min(u["t0"] for u in ups)
         t1 = max(u["t1"] for u in ups)
         errors = [e for u in ups for e in u["errors"]][:5]
+        # the rate over the first and the last tenth of the sessions: does
+        # a handshake cost more when many sessions are open already?
+        done = sorted(t for u in ups for t in u["done_at"])
+        tenth = len(done) // 10
+        if tenth >= 2:
+            rate_first = (tenth - 1) / max(1e-6, done[tenth - 1] - done[0])
+            rate_last = (tenth - 1) / max(1e-6, done[-1] - done[-tenth])
+        else:
+            rate_first = rate_last = 0.0
         for e in errors:
             print("qes-bench-sessions: handshake failed: %s" % e, file=sys.stderr)
         print("qes-bench-sessions: %d sessions open in %.1f s (%.0f/s), %d failed; holding %d s"
               % (opened, t1 - t0, opened / (t1 - t0), failed, args.hold_s), file=sys.stderr)
         time.sleep(2)      # the last inventories and session rows land
         rss1, hwm1 = read_status(args.qesd_pid)
-        t_end = time.monotonic() + args.hold_s
+        cpu1, m1 = cpu_seconds(args.qesd_pid), time.monotonic()
+        t_end = m1 + args.hold_s
         rss_max = rss1
         while time.monotonic() < t_end:
             time.sleep(min(5.0, max(0.0, t_end - time.monotonic())))
             rss_max = max(rss_max, read_status(args.qesd_pid)[0])
         rss2, hwm2 = read_status(args.qesd_pid)
+        idle_cpu = (cpu_seconds(args.qesd_pid) - cpu1) / (time.monotonic() - m1)
         for w in workers:
             w.send("check")
         checks = [w.expect("checked") for w in workers]
@@ -402,11 +422,11 @@ def cmd_hold(args):
             w.expect("closed")
         per = (rss2 - rss0) * 1024 / opened if opened else 0
         print("result sessions=%d opened=%d failed=%d procs=%d handshake_s=%.2f rate_per_s=%.1f"
-              " rss_before_kib=%d rss_with_kib=%d rss_end_kib=%d rss_max_kib=%d hwm_kib=%d"
-              " bytes_per_session=%.0f hold_s=%d heartbeat_s=%d live_api=%d devices=%d"
+              " rate_first_tenth=%.1f rate_last_tenth=%.1f rss_before_kib=%d rss_with_kib=%d rss_end_kib=%d rss_max_kib=%d hwm_kib=%d"
+              " bytes_per_session=%.0f idle_cpu_pct=%.1f hold_s=%d heartbeat_s=%d live_api=%d devices=%d"
               " open_after_hold=%d closed_early=%d close_codes=%s app_pings=%d unexpected=%d"
-              % (n, opened, failed, procs, t1 - t0, opened / (t1 - t0), rss0, rss1, rss2, rss_max,
-                 hwm2, per, args.hold_s, max(u["heartbeat_s"] for u in ups), live, total,
+              % (n, opened, failed, procs, t1 - t0, opened / (t1 - t0), rate_first, rate_last, rss0, rss1, rss2, rss_max,
+                 hwm2, per, 100.0 * idle_cpu, args.hold_s, max(u["heartbeat_s"] for u in ups), live, total,
                  open_after, closed_early,
                  ",".join("%s:%d" % kv for kv in sorted(codes.items())) or "-",
                  sum(c["pings"] for c in checks), sum(c["unexpected"] for c in checks)))

@@ -128,8 +128,10 @@ mib = lambda kib: int(kib) / 1024.0
 print()
 print("Enrollment:  %s devices in %.1f s (%.0f/s: POST /v1/enrollments + POST /v1/devices/enroll)"
       % (e["enrolled"], float(e["enroll_s"]), float(e["enroll_per_s"])))
-print("Handshakes:  %s of %d sessions authenticated in %.1f s: %.0f sessions/s (%s failed)"
-      % (r["opened"], n, float(r["handshake_s"]), float(r["rate_per_s"]), r["failed"]))
+print("Handshakes:  %s of %d sessions authenticated in %.1f s: %.0f sessions/s (%s failed);"
+      " first tenth %.0f/s, last tenth %.0f/s"
+      % (r["opened"], n, float(r["handshake_s"]), float(r["rate_per_s"]), r["failed"],
+         float(r["rate_first_tenth"]), float(r["rate_last_tenth"])))
 print("qesd memory: VmRSS %.1f MiB before, %.1f MiB with the sessions (%.1f MiB after the hold),"
       " VmHWM %.1f MiB" % (mib(r["rss_before_kib"]), mib(r["rss_with_kib"]), mib(r["rss_end_kib"]),
                           mib(r["hwm_kib"])))
@@ -139,6 +141,8 @@ print("Held idle:   %s s (heartbeat %s s): %s sessions still open, %s closed ear
       " GET /v1/devices: %s of %s devices live"
       % (r["hold_s"], r["heartbeat_s"], r["open_after_hold"], r["closed_early"], r["close_codes"],
          r["live_api"], r["devices"]))
+print("qesd CPU while idle: %.1f %% of one CPU (pings, pongs, last-seen writes, the poll loop)"
+      % float(r["idle_cpu_pct"]))
 ok = (int(r["failed"]) == 0 and int(r["closed_early"]) == 0 and int(r["open_after_hold"]) == n
       and int(r["live_api"]) == n)
 print("Target (issue 6): %d sessions, qesd under 1 GiB: %s (VmHWM %.0f MiB)"
