@@ -71,6 +71,8 @@ static const struct key keys[] = {
 	{ "replica_name", K_STR, OFF(replica_name), 0, 0, "this replica's name in device sessions (the host name)" },
 	{ "agent_ping_interval_s", K_UINT, OFF(agent_ping_interval_s), 1, 300, "WebSocket ping to agents every this many seconds (20)" },
 	{ "agent_dead_after_s", K_UINT, OFF(agent_dead_after_s), 2, 3600, "close an agent session silent this long (60)" },
+	{ "replica_heartbeat_s", K_UINT, OFF(replica_heartbeat_s), 1, 300, "write this replica's heartbeat to the store every this many seconds (5)" },
+	{ "replica_dead_after_s", K_UINT, OFF(replica_dead_after_s), 3, 3600, "a replica whose heartbeat is this old is gone: its sessions close, their jobs fail (20)" },
 	/* at most the server's cap on a deferred response (http.h) */
 	{ "diagnostics_timeout_s", K_UINT, OFF(diagnostics_timeout_s), 1, 300, "seconds POST /v1/devices/{id}/diagnostics waits for the agent (30)" },
 	{ "bus", K_STR, OFF(bus), 0, 0, "local | nats:URL[,URL...]: how replicas reach each other's devices (local)" },
@@ -142,6 +144,8 @@ qesd_config_init(qesd_config *c)
 	c->log_level = QESD_LOG_INFO;
 	c->agent_ping_interval_s = 20;
 	c->agent_dead_after_s = 60;
+	c->replica_heartbeat_s = 5;
+	c->replica_dead_after_s = 20;
 	c->diagnostics_timeout_s = 30;
 	c->bus_request_timeout_ms = 2000;
 	if (set_str(&c->bus, "local") != 0)
@@ -490,6 +494,9 @@ qesd_config_validate(const qesd_config *c, int allow_testing, char *err,
 	if (c->agent_dead_after_s <= c->agent_ping_interval_s)
 		return errf(err, errlen, "agent_dead_after_s (%u) must exceed agent_ping_interval_s (%u): a live agent answers pings",
 		    c->agent_dead_after_s, c->agent_ping_interval_s);
+	if (c->replica_dead_after_s <= 2 * c->replica_heartbeat_s)
+		return errf(err, errlen, "replica_dead_after_s (%u) must exceed twice replica_heartbeat_s (%u): one late beat must not declare a live replica gone",
+		    c->replica_dead_after_s, c->replica_heartbeat_s);
 	if (c->tsa_url != NULL && !qes_fetch_url_ok(c->tsa_url))
 		return errf(err, errlen, "tsa_url must be an absolute http:// or https:// URL");
 	if (c->tsa_url != NULL && c->tsa_ca_file == NULL)

@@ -64,6 +64,9 @@ typedef struct qesd_config {
 						 * NULL: the host name */
 	unsigned agent_ping_interval_s;		/* WebSocket ping period */
 	unsigned agent_dead_after_s;		/* silence that closes a session */
+	unsigned replica_heartbeat_s;		/* this replica's beat in the store */
+	unsigned replica_dead_after_s;		/* a replica silent this long is
+						 * gone: its sessions are reaped */
 	unsigned diagnostics_timeout_s;		/* wait for a device's diagnose_result */
 	/* the bus between replicas (bus.h) */
 	char *bus;				/* "local" | "nats:URL[,URL...]" */
