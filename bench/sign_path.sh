@@ -70,8 +70,10 @@
 # python3, softhsm2.
 set -euo pipefail
 
-root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
-build=${QES_BUILD_DIR:-$root/build-bench}
+BENCH_NAME=sign_path
+# shellcheck source=lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
 key=${QES_BENCH_KEY:-p256}
 duration=${QES_BENCH_DURATION:-5}
 warmup=${QES_BENCH_WARMUP:-1}
@@ -82,11 +84,7 @@ batches=${QES_BENCH_BATCHES:-1 16 64}
 workers=${QES_BENCH_WORKERS:-4}
 busy_backoff_ms=100
 
-die() { echo "sign_path: $*" >&2; exit 1; }
-
-for tool in openssl curl python3 cmake; do
-    command -v "$tool" >/dev/null || die "$tool is needed (scripts/deps.sh)"
-done
+bench_need openssl curl python3 cmake
 case $key in
 p256) key_id=02 cert_name=qual-p256 scheme=ecdsa ;;
 rsa2048) key_id=01 cert_name=qual-rsa2048 scheme=rsa-pkcs1 ;;
@@ -94,50 +92,15 @@ rsa2048) key_id=01 cert_name=qual-rsa2048 scheme=rsa-pkcs1 ;;
 esac
 md=sha256
 
-# ---------------------------------------------------------------------------
-# Build (only what is missing).
-programs="qesd qes-agent qes bench/qes-bench-sign tests/qes-test-pinentry"
-missing=
-for p in $programs; do [ -x "$build/$p" ] || missing=1; done
-if [ -n "$missing" ]; then
-    echo "sign_path: building in $build"
-    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    if ! cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" --target qesd \
-        qes-agent qes qes-bench-sign qes-test-pinentry >"$build/sign_path-build.log" 2>&1; then
-        tail -n 20 "$build/sign_path-build.log" >&2
-        die "the build failed (log: $build/sign_path-build.log)"
-    fi
-fi
-for p in $programs; do [ -x "$build/$p" ] || die "no $p in $build after the build"; done
-QESD=$build/qesd AGENT=$build/qes-agent CLI=$build/qes
+# Build (only what is missing), the scratch directory $T (removed at exit;
+# the servers are always stopped: bench/lib.sh), the test PKI and SoftHSM2
+# tokens private to this run.
+bench_build qesd qes-agent qes bench/qes-bench-sign tests/qes-test-pinentry
+QESD=$build/qesd
 BENCH=$build/bench/qes-bench-sign PE=$build/tests/qes-test-pinentry
-
-# ---------------------------------------------------------------------------
-# Scratch directory and cleanup: the servers are always stopped.
-T=$(mktemp -d "${TMPDIR:-/tmp}/qes-bench-sign.XXXXXX")
 OUT=${QES_BENCH_OUT:-$T/out}
 mkdir -p "$OUT"
-SERVER_PID= AGENT_PID=
-stop_pid() { # PID: SIGTERM, then SIGKILL after 10 s
-    local i
-    [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
-    kill -TERM "$1" 2>/dev/null || true
-    for i in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
-}
-cleanup() {
-    stop_pid "$AGENT_PID"
-    stop_pid "$SERVER_PID"
-    rm -rf -- "$T"
-}
-trap cleanup EXIT
-
-# The test PKI and SoftHSM2 tokens, private to this run.
-bash "$root/tests/setup-testenv.sh" "$T/testenv" >"$T/testenv.log" 2>&1 ||
-    { tail -n 20 "$T/testenv.log" >&2; die "tests/setup-testenv.sh failed"; }
-# shellcheck disable=SC1091
-. "$T/testenv/tokens/tokens.env"
-PKI=$T/testenv/pki
+bench_testenv
 CERT=$PKI/$cert_name.pem
 SERIAL=$QES_TOKEN_A_SERIAL
 
@@ -184,95 +147,25 @@ print("result label=pinentry mode=pinentry dialogs=%d sig_p50_ms=%.3f sig_p99_ms
 EOF
 
 # ---------------------------------------------------------------------------
-# qesd with a localhost certificate from the test PKI.
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/server.key" \
-    -out "$T/server.csr" -subj "/CN=qesd bench" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-    >"$T/server.ext"
-openssl x509 -req -in "$T/server.csr" -CA "$PKI/root-ca.pem" -CAkey "$PKI/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 12)" -days 2 -extfile "$T/server.ext" \
-    -out "$T/server.pem" 2>/dev/null
-chmod 600 "$T/server.key"
-(umask 077 && openssl rand -hex 32 >"$T/pepper")
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$T/qesd.conf" <<EOF
-# bench/sign_path.sh - NOT a production configuration
-listen = 127.0.0.1:$PORT
-tls_cert = $T/server.pem
-tls_key = $T/server.key
-pepper_file = $T/pepper
-store = sqlite:$T/qesd.db
-workers = $workers
-log_level = info
-server_name = localhost
-drain_timeout_s = 5
-# raised for the benchmark: one key and one address send all the load
-rate_key_per_s = 1000000
-rate_key_burst = 1000000
-rate_ip_per_s = 1000000
-rate_ip_burst = 1000000
-EOF
-"$QESD" admin --config "$T/qesd.conf" tenant create bench >"$T/tenant.out" 2>"$T/tenant.err" ||
-    { cat "$T/tenant.err" >&2; die "qesd admin tenant create failed"; }
-(umask 077 && awk '$1 == "api_key:" { print $2 }' "$T/tenant.out" >"$T/admin.key")
-rm -f -- "$T/tenant.out"
-[ -s "$T/admin.key" ] || die "no api_key line from qesd admin tenant create"
-
-"$QESD" serve --config "$T/qesd.conf" 2>"$OUT/qesd.log" &
-SERVER_PID=$!
-BASE=https://localhost:$PORT
-up=0
-for _ in $(seq 1 200); do
-    if curl -sS --fail --tlsv1.3 --cacert "$PKI/root-ca.pem" -o /dev/null "$BASE/healthz" 2>/dev/null; then
-        up=1
-        break
-    fi
-    kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$OUT/qesd.log" >&2; die "qesd died at start"; }
-    sleep 0.05
-done
-[ "$up" = 1 ] || { tail -n 20 "$OUT/qesd.log" >&2; die "/healthz does not answer"; }
-
-# A key with scopes sign and devices (kept in a 0600 file and this shell).
-QES_SERVER=$BASE QES_CA=$PKI/root-ca.pem "$CLI" keys create --name bench \
-    --scope sign,devices --key-file "$T/admin.key" >"$T/key.out" 2>"$T/key.err" ||
-    { cat "$T/key.err" >&2; die "qes keys create failed"; }
-API_KEY=$(awk '$1 == "api_key:" { print $2 }' "$T/key.out")
-rm -f -- "$T/key.out"
-[ -n "$API_KEY" ] || die "no API key from qes keys create"
-api() { # METHOD PATH [JSON]: the answer on stdout, fails on a non-2xx
-    curl -sS --fail-with-body --tlsv1.3 --cacert "$PKI/root-ca.pem" -X "$1" \
-        -H @- -H 'Content-Type: application/json' ${3:+--data-binary "$3"} "$BASE$2" \
-        <<<"Authorization: Bearer $API_KEY"
-}
+# qesd with a localhost certificate from the test PKI, a tenant and a key
+# with scopes sign and devices (kept in this shell).
+bench_tls "$PKI/root-ca.pem" "$PKI/root-ca.key"
+bench_qesd_conf "$T/qesd.conf" "sqlite:$T/qesd.db"
+PORT=$BENCH_PORT
+bench_tenant "$T/qesd.conf"
+bench_qesd_start "$T/qesd.conf" "$OUT/qesd.log"
+SERVER_PID=$BENCH_PID BASE=$BENCH_BASE
+API_KEY=$(bench_api_key "$BASE" sign,devices)
 
 # ---------------------------------------------------------------------------
 # The agent: enrolled with a one-time code, run against the private tokens
-# with the test pinentry.
-CODE=$(api POST /v1/enrollments '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])') ||
-    die "POST /v1/enrollments failed"
-"$AGENT" enroll --server "$BASE" --code "$CODE" --ca "$PKI/root-ca.pem" --config "$T/agent" \
-    --name "bench desktop" >"$T/enroll.out" 2>"$T/enroll.err" ||
-    { cat "$T/enroll.err" >&2; die "qes-agent enroll failed"; }
-printf 'pin %s\n' "$QES_TOKEN_A_PIN" >"$T/pinentry.script"
-mkdir "$T/pinentry.script.pos"	# the cursor never advances: see the top
-export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$OUT/pinentry.log
-: >"$QES_TEST_PINENTRY_LOG"
-"$AGENT" run --config "$T/agent" --module "$QES_TEST_MODULE" --only-module --pinentry "$PE" \
-    2>"$OUT/agent.log" &
-AGENT_PID=$!
-CRED=
-for _ in $(seq 1 100); do
-    CRED=$(api GET /v1/credentials 2>/dev/null | python3 -c '
-import json, sys
-for c in json.load(sys.stdin)["items"]:
-    if c["token_serial"] == sys.argv[1] and c["key_id"] == sys.argv[2]:
-        print(c["id"])
-' "$SERIAL" "$key_id") || true
-    [ -n "$CRED" ] && break
-    kill -0 "$AGENT_PID" 2>/dev/null || { tail -n 20 "$OUT/agent.log" >&2; die "qes-agent died"; }
-    sleep 0.2
-done
-[ -n "$CRED" ] || { tail -n 20 "$OUT/agent.log" >&2; die "the agent's credential $SERIAL:$key_id is not listed"; }
+# with the test pinentry answering every dialog with the PIN.
+bench_agent_enroll "$BASE" "$API_KEY" "$T/agent" "bench desktop"
+export QES_TEST_PINENTRY_LOG=$OUT/pinentry.log
+bench_agent_start "$T/agent" "$OUT/agent.log" "$QES_TOKEN_A_PIN"
+AGENT_PID=$BENCH_AGENT_PID
+CRED=$(bench_credential_wait "$BASE" "$API_KEY" "$SERIAL" "$key_id") ||
+    { tail -n 20 "$OUT/agent.log" >&2; exit 1; }
 
 cpus=$(nproc 2>/dev/null || echo '?')
 echo "sign_path: qesd $("$QESD" --version | awk '{print $2}') on 127.0.0.1:$PORT (TLS 1.3, SQLite WAL," \
@@ -290,7 +183,7 @@ path() { # LABEL ARGS...
     shift
     before=$(grep -c '^START' "$QES_TEST_PINENTRY_LOG" || true)
     q0=$(lines "$OUT/qesd.log") a0=$(lines "$OUT/agent.log")
-    QES_API_KEY=$API_KEY "$BENCH" path --server "$BASE" --ca "$PKI/root-ca.pem" \
+    QES_API_KEY=$API_KEY "$BENCH" path --server "$BASE" --ca "$BENCH_CA" \
         --credential "$CRED" --cert "$CERT" --scheme "$scheme" --md "$md" \
         --warmup "$warmup" --duration "$duration" --min "$min_jobs" --max-seconds "$max_s" \
         --busy-backoff-ms "$busy_backoff_ms" "$@" >"$T/path.out" 2>"$T/path.err" ||
@@ -466,13 +359,8 @@ if bs1:
 EOF
 
 # Stop the agent and the server the way an orchestrator does.
-stop_pid "$AGENT_PID"
-AGENT_PID=
-kill -TERM "$SERVER_PID"
-rc=0
-wait "$SERVER_PID" || rc=$?
-SERVER_PID=
-[ "$rc" = 0 ] || die "qesd exited with $rc after SIGTERM"
+bench_stop "$AGENT_PID"
+bench_qesd_stop "$SERVER_PID"
 if [ -n "${QES_BENCH_OUT:-}" ]; then
     echo "sign_path: logs, results and perf data in $OUT"
 fi
