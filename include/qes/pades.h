@@ -31,7 +31,12 @@
  * received.
  *
  * out_path is written once, atomically, at the end of finish: every step
- * writes a temporary file beside it; a failure removes them all.
+ * writes a temporary file beside it; a failure removes them all. With
+ * out_buf instead, every step writes a buffer of its own and the last one
+ * is appended to out_buf; a failure leaves out_buf as it was.
+ *
+ * The same parameters with an explicit signing_time give the same digest
+ * to sign: nothing in the incremental update is random.
  */
 #ifndef QES_PADES_H
 #define QES_PADES_H
@@ -41,6 +46,7 @@
 #include <time.h>
 
 #include "qes/ades.h"
+#include "qes/buf.h"
 #include "qes/cert.h"
 #include "qes/pdf.h"
 #include "qes/revocation.h"
@@ -59,8 +65,17 @@ extern "C" {
 
 /* Pointers are borrowed until qes_pades_free(); strings only for prepare. */
 typedef struct qes_pades_params {
-	const char *in_path;		/* the PDF to sign */
-	const char *out_path;		/* written at the end of finish */
+	/* the PDF to sign, exactly one of: a file, or bytes in memory (read in
+	 * place, borrowed until qes_pades_free()) */
+	const char *in_path;
+	const uint8_t *in_data;
+	size_t in_len;
+	/* the result, exactly one of: a file written at the end of finish, or
+	 * appended to out_buf by a successful finish (every step then builds
+	 * its document in memory: no file at all) */
+	const char *out_path;
+	qes_buf *out_buf;
+	const char *id_seed;		/* mixed into the update's /ID (pdf.h) */
 	const qes_pdf_limits *limits;	/* NULL: qes_pdf_limits_default() */
 	qes_ades_level level;		/* QES_ADES_B_B .. QES_ADES_B_LTA */
 	const qes_cert *signer;		/* borrowed until qes_pades_free() */

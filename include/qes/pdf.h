@@ -25,10 +25,14 @@
  * A handle (and its signing contexts) is used by one thread at a time.
  *
  * The input is mapped: it must not be truncated by someone else while the
- * handle is open (as with any mapped file, that would be SIGBUS).
+ * handle is open (as with any mapped file, that would be SIGBUS). A
+ * document in memory (qes_pdf_open_mem) is read in place instead, and the
+ * _buf variants of the writers append their output to a qes_buf, so a
+ * document can be signed without any file.
  *
  * out_path never holds a half-written file: a failed or abandoned signing
- * (qes_pdf_sign_free() before finish) removes the temporary file.
+ * (qes_pdf_sign_free() before finish) removes the temporary file; an output
+ * buffer is truncated back to its length before the prepare.
  */
 #ifndef QES_PDF_H
 #define QES_PDF_H
@@ -38,6 +42,7 @@
 #include <time.h>
 
 #include "qes/ades.h"
+#include "qes/buf.h"
 #include "qes/sig.h"
 
 #ifdef __cplusplus
@@ -72,6 +77,12 @@ int qes_pdf_open(const char *path, const qes_pdf_limits *limits, qes_pdf **out,
 /* Same over an open descriptor (not closed, not needed after return). */
 int qes_pdf_open_fd(int fd, const qes_pdf_limits *limits, qes_pdf **out,
     char *err, size_t errlen);
+/*
+ * Same over bytes in memory, read in place: borrowed, they must stay
+ * unchanged until qes_pdf_free().
+ */
+int qes_pdf_open_mem(const uint8_t *data, size_t len,
+    const qes_pdf_limits *limits, qes_pdf **out, char *err, size_t errlen);
 void qes_pdf_free(qes_pdf *pdf);
 
 /* The last error of an operation on this handle; never NULL. */
@@ -98,6 +109,9 @@ typedef struct qes_pdf_sign_params {
 	const char *contact_info;
 	const char *name;
 	size_t contents_bytes;	/* DER bytes reserved for /Contents (>0) */
+	/* mixed into the update's /ID, which is derived from the update's
+	 * content, not random (the same parameters write the same bytes) */
+	const char *id_seed;
 } qes_pdf_sign_params;
 
 /* Largest contents_bytes accepted (the placeholder is twice as long). */
@@ -111,6 +125,14 @@ typedef struct qes_pdf_sign_params {
  */
 int qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
     const char *out_path, qes_md md, qes_pdf_sign_ctx **out);
+/*
+ * Same, the prepared document appended to out (borrowed until finish or
+ * free; its offsets are those of the document, whatever out held before)
+ * instead of a file. Finish puts the DER into it; a failed finish, or a
+ * free before finish, truncates out back to its length before the call.
+ */
+int qes_pdf_sign_prepare_buf(qes_pdf *pdf, const qes_pdf_sign_params *params,
+    qes_buf *out, qes_md md, qes_pdf_sign_ctx **out_ctx);
 /* The digest of the signed byte ranges; *len set to qes_md_len(md). */
 int qes_pdf_sign_digest(const qes_pdf_sign_ctx *ctx, uint8_t *out,
     size_t outsz, size_t *len);
@@ -126,7 +148,8 @@ int qes_pdf_sign_write_signed(const qes_pdf_sign_ctx *ctx, int fd);
 const char *qes_pdf_sign_field_name(const qes_pdf_sign_ctx *ctx);
 /*
  * Put der (a CMS ContentInfo, or a TimeStampToken for a document
- * timestamp) into /Contents and move the file to out_path. QES_ERR_LIMIT
+ * timestamp) into /Contents and move the file to out_path (or leave it
+ * complete in the output buffer). QES_ERR_LIMIT
  * when it does not fit the reserved space; the temporary file is then
  * removed and out_path untouched. Only one finish per context.
  */
@@ -141,6 +164,9 @@ void qes_pdf_sign_free(qes_pdf_sign_ctx *ctx);
  */
 int qes_pdf_add_dss(qes_pdf *pdf, const qes_ades_vdata *vdata,
     const char *out_path);
+/* Same, the updated document appended to out (untouched on failure). */
+int qes_pdf_add_dss_buf(qes_pdf *pdf, const qes_ades_vdata *vdata,
+    qes_buf *out);
 
 #ifdef __cplusplus
 }

@@ -83,6 +83,9 @@ typedef struct qes_xades_params {
 	 * TSA's (xades141:TimeStampValidationData); borrowed until finish */
 	const qes_ades_vdata *vdata;
 	const qes_ades_vdata *tsa_vdata;
+	/* mixed into the Id attributes, which are derived, not random: the
+	 * same parameters give the same signed data (NULL: "") */
+	const char *id_seed;
 } qes_xades_params;
 
 typedef struct qes_xades_ctx qes_xades_ctx;

@@ -3,11 +3,13 @@
  * cades.c, pades.c, xades.c and jades.c.
  *
  * It decides what each format is given (a file path, the document in
- * memory within the format's limit, or a digest), adds the levels the
+ * memory - the caller's or read from the file within the format's limit -
+ * or a digest), adds the levels the
  * formats leave to their caller (CAdES timestamp and validation data; the
  * B-LT data of XAdES and JAdES, gathered here for the signer's chain and,
  * through a wrapped timestamper, for the TSA of the token actually
- * received) and writes the result atomically. Which TSA and which
+ * received) and writes the result atomically, or appends it to the
+ * caller's buffer. Which TSA and which
  * revocation sources are used is the caller's choice: nothing here picks a
  * URL.
  */
@@ -42,6 +44,7 @@ struct qes_ades_ctx {
 	qes_timestamper user_tsa;
 	qes_timestamper tsa;		/* wraps user_tsa, gathers the TSA's data */
 	char *out_path;
+	qes_buf *out_buf;		/* the caller's, instead of out_path */
 	unsigned mode;
 	qes_buf *doc;
 	qes_ades_blob chain_blobs[QES_ADES_SIGN_MAX_CHAIN];
@@ -200,9 +203,27 @@ static int
 check_input(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 {
 	int hash_only = p->doc_digest != NULL;
+	const char *c;
 
-	if ((p->in_path == NULL) == !hash_only)
-		return fail(ctx, QES_ERR_INVALID_ARG, "give either in_path or doc_digest");
+	if ((p->in_path != NULL) + (p->in_data != NULL) + hash_only != 1)
+		return fail(ctx, QES_ERR_INVALID_ARG, "give exactly one of in_path, in_data "
+		    "and doc_digest");
+	if ((p->out_path == NULL) == (p->out_buf == NULL))
+		return fail(ctx, QES_ERR_INVALID_ARG, "give exactly one of out_path and "
+		    "out_buf");
+	if (p->id_seed != NULL) {
+		if (strlen(p->id_seed) > QES_ADES_MAX_ID_SEED)
+			return fail(ctx, QES_ERR_LIMIT, "id_seed has at most %d bytes",
+			    QES_ADES_MAX_ID_SEED);
+		for (c = p->id_seed; *c != '\0'; c++)
+			if (*c < 0x21 || *c > 0x7e)
+				return fail(ctx, QES_ERR_INVALID_ARG, "id_seed must be "
+				    "printable ASCII without spaces");
+	}
+	if (p->in_data != NULL && p->format == QES_ADES_XADES &&
+	    ctx->packaging == QES_ADES_PKG_DETACHED && p->doc_name == NULL)
+		return fail(ctx, QES_ERR_INVALID_ARG, "a detached XAdES signature of a "
+		    "document in memory needs doc_name for its reference");
 	if (!hash_only)
 		return 0;
 	if (p->doc_digest_len != qes_md_len(p->md))
@@ -279,6 +300,8 @@ prepare_cades(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 	cp.scheme = p->scheme;
 	cp.enveloping = ctx->packaging == QES_ADES_PKG_ENVELOPING;
 	cp.content_path = p->in_path;
+	cp.content = p->in_data;
+	cp.content_len = p->in_data != NULL ? p->in_len : 0;
 	cp.content_digest = p->doc_digest;
 	cp.content_digest_len = p->doc_digest_len;
 	cp.signing_time = p->signing_time;
@@ -294,7 +317,11 @@ prepare_pades(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 	int r;
 
 	pp.in_path = p->in_path;
+	pp.in_data = p->in_data;
+	pp.in_len = p->in_data != NULL ? p->in_len : 0;
 	pp.out_path = p->out_path;
+	pp.out_buf = p->out_buf;
+	pp.id_seed = p->id_seed;
 	pp.level = p->level;
 	pp.signer = p->signer;
 	pp.chain = p->chain;
@@ -323,6 +350,8 @@ prepare_xml_json(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 	const qes_ades_vdata *vd = p->level >= QES_ADES_B_LT ? &ctx->vd_view : NULL;
 	const qes_ades_vdata *tvd = p->level >= QES_ADES_B_LT ? &ctx->tsa_view : NULL;
 	const qes_timestamper *ts = p->level >= QES_ADES_B_T ? &ctx->tsa : NULL;
+	const uint8_t *doc = NULL;
+	size_t doc_len = 0;
 	int r;
 
 	for (i = 0; i < p->nchain; i++) {
@@ -333,16 +362,26 @@ prepare_xml_json(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 		return fail(ctx, r, r == QES_ERR_LIMIT ? "%s: larger than the %zu bytes %s "
 		    "signs" : "cannot read %s (%zu bytes at most for %s)", p->in_path, max,
 		    format_title(p->format));
+	if (p->in_data != NULL && p->in_len > max)
+		return fail(ctx, QES_ERR_LIMIT, "the document (%zu bytes) is larger than the "
+		    "%zu bytes %s signs", p->in_len, max, format_title(p->format));
+	if (p->in_data != NULL) {
+		doc = p->in_data;
+		doc_len = p->in_len;
+	} else if (ctx->doc != NULL) {
+		doc = qes_buf_data(ctx->doc);
+		doc_len = qes_buf_len(ctx->doc);
+	} else if (p->in_path != NULL) {
+		doc = (const uint8_t *)"";	/* an empty file */
+	}
 	if (p->format == QES_ADES_XADES) {
 		qes_xades_params xp = { 0 };
 
 		xp.packaging = ctx->packaging == QES_ADES_PKG_DETACHED ? QES_XADES_DETACHED :
 		    QES_XADES_ENVELOPED;
 		xp.level = p->level;
-		xp.doc = ctx->doc != NULL ? qes_buf_data(ctx->doc) : NULL;
-		xp.doc_len = ctx->doc != NULL ? qes_buf_len(ctx->doc) : 0;
-		if (xp.doc == NULL && p->in_path != NULL)
-			xp.doc = (const uint8_t *)"";	/* an empty file */
+		xp.doc = doc;
+		xp.doc_len = doc_len;
 		xp.detached_digest = p->doc_digest;
 		xp.detached_name = p->doc_name != NULL ? p->doc_name :
 		    (p->in_path != NULL ? base_name(p->in_path) : NULL);
@@ -356,6 +395,7 @@ prepare_xml_json(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 		xp.tsa = ts;
 		xp.vdata = vd;
 		xp.tsa_vdata = tvd;
+		xp.id_seed = p->id_seed;
 		if ((r = qes_xades_prepare(&xp, &ctx->xades)) != 0)
 			return fail(ctx, r, "XAdES: %s", qes_xades_errmsg(ctx->xades));
 		return 0;
@@ -366,8 +406,8 @@ prepare_xml_json(qes_ades_ctx *ctx, const qes_ades_sign_params *p)
 		jp.serialization = ctx->packaging == QES_ADES_PKG_COMPACT ? QES_JADES_COMPACT :
 		    QES_JADES_JSON;
 		jp.level = p->level;
-		jp.payload = ctx->doc != NULL ? qes_buf_data(ctx->doc) : NULL;
-		jp.payload_len = ctx->doc != NULL ? qes_buf_len(ctx->doc) : 0;
+		jp.payload = doc;
+		jp.payload_len = doc_len;
 		jp.detached = ctx->packaging == QES_ADES_PKG_DETACHED;
 		jp.cty = p->mime_type;
 		jp.signer = p->signer;
@@ -399,9 +439,9 @@ qes_ades_prepare(const qes_ades_sign_params *p, qes_ades_ctx **out)
 	if ((ctx = calloc(1, sizeof(*ctx))) == NULL)
 		return QES_ERR_ALLOC;
 	*out = ctx;
-	if (p->out_path == NULL || p->signer == NULL || (p->chain == NULL && p->nchain) ||
-	    (p->extra == NULL && p->nextra))
-		return fail(ctx, QES_ERR_INVALID_ARG, "out_path and signer are required");
+	if (p->signer == NULL || (p->chain == NULL && p->nchain) ||
+	    (p->extra == NULL && p->nextra) || (p->in_data == NULL && p->in_len != 0))
+		return fail(ctx, QES_ERR_INVALID_ARG, "signer is required");
 	if (p->nchain > QES_ADES_SIGN_MAX_CHAIN || p->nextra > QES_ADES_SIGN_MAX_EXTRA)
 		return fail(ctx, QES_ERR_LIMIT, "at most %d chain and %d extra certificates",
 		    QES_ADES_SIGN_MAX_CHAIN, QES_ADES_SIGN_MAX_EXTRA);
@@ -410,10 +450,11 @@ qes_ades_prepare(const qes_ades_sign_params *p, qes_ades_ctx **out)
 	if ((r = check_packaging(ctx, p)) != 0 || (r = check_level(ctx, p)) != 0 ||
 	    (r = check_input(ctx, p)) != 0)
 		return r;
-	if (p->in_path != NULL && strcmp(p->in_path, p->out_path) == 0)
+	if (p->in_path != NULL && p->out_path != NULL && strcmp(p->in_path, p->out_path) == 0)
 		return fail(ctx, QES_ERR_INVALID_ARG, "the output must not be the input file");
-	if ((ctx->out_path = strdup(p->out_path)) == NULL)
+	if (p->out_path != NULL && (ctx->out_path = strdup(p->out_path)) == NULL)
 		return QES_ERR_ALLOC;
+	ctx->out_buf = p->out_buf;
 	ctx->format = p->format;
 	ctx->level = p->level;
 	ctx->md = p->md;
@@ -491,6 +532,23 @@ gather_signer_vdata(qes_ades_ctx *ctx)
 	return 0;
 }
 
+/* The result to out_path (atomically) or appended to out_buf. */
+static int
+put_output(qes_ades_ctx *ctx, const qes_buf *res)
+{
+	int r;
+
+	if (ctx->out_buf != NULL) {
+		if ((r = qes_buf_put(ctx->out_buf, qes_buf_data(res), qes_buf_len(res))) != 0)
+			return fail(ctx, r, "the result (%zu bytes) does not fit the output "
+			    "buffer", qes_buf_len(res));
+		return 0;
+	}
+	if ((r = qes_buf_write_file(res, ctx->out_path, ctx->mode)) != 0)
+		return fail(ctx, r, "cannot write %s: %s", ctx->out_path, qes_strerror(r));
+	return 0;
+}
+
 static int
 finish_cades(qes_ades_ctx *ctx, const uint8_t *sig, size_t len)
 {
@@ -504,7 +562,7 @@ finish_cades(qes_ades_ctx *ctx, const uint8_t *sig, size_t len)
 	}
 	/* B-B enveloping streams the content to the file; B-T and above
 	 * rewrite the CMS and so hold it */
-	if (ctx->level == QES_ADES_B_B) {
+	if (ctx->level == QES_ADES_B_B && ctx->out_path != NULL) {
 		if ((r = qes_cades_finish_file(ctx->cades, sig, len, ctx->out_path,
 		    ctx->mode)) != 0)
 			fail(ctx, r, r == QES_ERR_SIGNATURE_INVALID ? "the signature value does "
@@ -515,6 +573,10 @@ finish_cades(qes_ades_ctx *ctx, const uint8_t *sig, size_t len)
 	if ((r = qes_cades_finish(ctx->cades, sig, len, cms)) != 0) {
 		fail(ctx, r, r == QES_ERR_SIGNATURE_INVALID ? "the signature value does not "
 		    "verify with the signer's certificate" : "CAdES: %s", qes_strerror(r));
+		goto out;
+	}
+	if (ctx->level == QES_ADES_B_B) {
+		r = put_output(ctx, cms);
 		goto out;
 	}
 	err[0] = '\0';
@@ -538,8 +600,7 @@ finish_cades(qes_ades_ctx *ctx, const uint8_t *sig, size_t len)
 		cms = next;
 		next = t;
 	}
-	if ((r = qes_buf_write_file(cms, ctx->out_path, ctx->mode)) != 0)
-		fail(ctx, r, "cannot write %s: %s", ctx->out_path, qes_strerror(r));
+	r = put_output(ctx, cms);
  out:
 	qes_buf_free(cms);
 	qes_buf_free(next);
@@ -583,8 +644,8 @@ qes_ades_finish(qes_ades_ctx *ctx, const uint8_t *sig, size_t len)
 			fail(ctx, r, "XAdES: %s", qes_xades_errmsg(ctx->xades));
 	} else if ((r = qes_jades_finish(ctx->jades, sig, len, out)) != 0)
 		fail(ctx, r, "JAdES: %s", qes_jades_errmsg(ctx->jades));
-	if (r == 0 && (r = qes_buf_write_file(out, ctx->out_path, ctx->mode)) != 0)
-		fail(ctx, r, "cannot write %s: %s", ctx->out_path, qes_strerror(r));
+	if (r == 0)
+		r = put_output(ctx, out);
 	qes_buf_free(out);
 	return r;
 }

@@ -15,6 +15,11 @@
  * reserved with mkstemp), the PDF layer replacing it atomically; the last
  * one is renamed onto out_path. A failure at any step unlinks them all, so
  * out_path holds either the old file or the complete signed one.
+ *
+ * With an output buffer (the gateway, which keeps no plaintext on disk)
+ * the steps are the same with a buffer per step instead of a file (a
+ * "slot"), the document read from memory at each step, and the last slot
+ * appended to the caller's buffer.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,8 +39,10 @@
 #include "qes/pades.h"
 #include "qes/tsp.h"
 
-/* Temporary files of one signature: signed, DSS, document timestamp. */
+/* Temporary files (or buffers) of one signature: signed, DSS, document
+ * timestamp; FINAL is out_path (or the caller's buffer). */
 #define MAX_TMP 3
+#define FINAL MAX_TMP
 /* structure of the document timestamp's CMS beyond the received token */
 #define DOC_TST_SLACK ((size_t)1024)
 
@@ -52,6 +59,9 @@ struct qes_pades_ctx {
 	const qes_pdf_limits *limits;
 	char *out_path;
 	char *tmp[MAX_TMP];		/* reserved names; NULL once gone */
+	qes_buf *out_buf;		/* the caller's, instead of out_path */
+	qes_buf *stage[MAX_TMP];	/* with out_buf: the steps' documents */
+	char *id_seed;
 	qes_pdf *pdf;
 	qes_pdf_sign_ctx *sctx;
 	qes_cades_ctx *cctx;
@@ -160,15 +170,26 @@ drop_tmp(qes_pades_ctx *ctx)
 			(void)unlink(ctx->tmp[i]);
 		free(ctx->tmp[i]);
 		ctx->tmp[i] = NULL;
+		qes_buf_free(ctx->stage[i]);
+		ctx->stage[i] = NULL;
 	}
 }
 
-/* Reserve a name beside out_path (an empty file the PDF layer replaces). */
+/* Reserve a name beside out_path (an empty file the PDF layer replaces),
+ * or with out_buf an empty buffer. */
 static int
 make_tmp(qes_pades_ctx *ctx, size_t i)
 {
 	int fd, r;
 
+	if (ctx->out_buf != NULL) {
+		qes_buf_free(ctx->stage[i]);
+		if ((ctx->stage[i] = qes_buf_new()) == NULL)
+			return QES_ERR_ALLOC;
+		/* bounded by the input's limit plus what the steps add */
+		qes_buf_set_max(ctx->stage[i], SIZE_MAX / 2);
+		return 0;
+	}
 	if ((r = qes_file_tmp_beside(ctx->out_path, &ctx->tmp[i], &fd)) != 0) {
 		if (r == QES_ERR_IO)
 			set_err(ctx, "cannot create a temporary file beside %s: %s",
@@ -190,6 +211,7 @@ qes_pades_free(qes_pades_ctx *ctx)
 	qes_pdf_free(ctx->pdf);
 	drop_tmp(ctx);
 	free(ctx->out_path);
+	free(ctx->id_seed);
 	free(ctx);
 }
 
@@ -214,9 +236,11 @@ qes_pades_field_name(const qes_pades_ctx *ctx)
 static int
 check_params(const qes_pades_params *p, qes_pades_ctx *ctx)
 {
-	if (p->in_path == NULL || p->out_path == NULL || p->signer == NULL ||
+	if ((p->in_path == NULL) == (p->in_data == NULL) ||
+	    (p->out_path == NULL) == (p->out_buf == NULL) || p->signer == NULL ||
 	    (p->chain == NULL && p->nchain != 0) || (p->extra == NULL && p->nextra != 0)) {
-		set_err(ctx, "in_path, out_path and signer are required");
+		set_err(ctx, "one of in_path and in_data, one of out_path and out_buf, "
+		    "and signer are required");
 		return QES_ERR_INVALID_ARG;
 	}
 	if (p->level < QES_ADES_B_B || p->level > QES_ADES_B_LTA) {
@@ -241,7 +265,7 @@ check_params(const qes_pades_params *p, qes_pades_ctx *ctx)
 		    QES_PDF_MAX_CONTENTS_BYTES / 2);
 		return QES_ERR_LIMIT;
 	}
-	if (strcmp(p->in_path, p->out_path) == 0) {
+	if (p->in_path != NULL && p->out_path != NULL && strcmp(p->in_path, p->out_path) == 0) {
 		set_err(ctx, "the output must not be the input file");
 		return QES_ERR_INVALID_ARG;
 	}
@@ -269,8 +293,11 @@ qes_pades_prepare(const qes_pades_params *p, qes_pades_ctx **out)
 	*out = ctx;
 	if ((r = check_params(p, ctx)) != 0)
 		return r;
-	if ((ctx->out_path = strdup(p->out_path)) == NULL)
+	if (p->out_path != NULL && (ctx->out_path = strdup(p->out_path)) == NULL)
 		return QES_ERR_ALLOC;
+	if (p->id_seed != NULL && (ctx->id_seed = strdup(p->id_seed)) == NULL)
+		return QES_ERR_ALLOC;
+	ctx->out_buf = p->out_buf;
 	ctx->level = p->level;
 	ctx->md = p->md;
 	ctx->scheme = p->scheme;
@@ -294,12 +321,15 @@ qes_pades_prepare(const qes_pades_params *p, qes_pades_ctx **out)
 		set_err(ctx, "the signer's key is of a kind PAdES cannot size");
 		return QES_ERR_KEY_UNSUITABLE;
 	}
-	if ((r = qes_pdf_open(p->in_path, p->limits, &ctx->pdf, perr, sizeof(perr))) != 0) {
+	if ((r = p->in_data != NULL ? qes_pdf_open_mem(p->in_data, p->in_len, p->limits,
+	    &ctx->pdf, perr, sizeof(perr)) : qes_pdf_open(p->in_path, p->limits, &ctx->pdf,
+	    perr, sizeof(perr))) != 0) {
 		set_err(ctx, "%s", perr);
 		return r;
 	}
-	/* B-LT and above write the signed file to a temporary name first */
-	if (p->level >= QES_ADES_B_LT && (r = make_tmp(ctx, 0)) != 0)
+	/* B-LT and above write the signed file to a temporary name first; a
+	 * buffer is filled by a step and appended to out_buf on success only */
+	if ((p->level >= QES_ADES_B_LT || ctx->out_buf != NULL) && (r = make_tmp(ctx, 0)) != 0)
 		return r;
 	sp.field_name = p->field_name;
 	sp.signing_time = p->signing_time;
@@ -308,7 +338,9 @@ qes_pades_prepare(const qes_pades_params *p, qes_pades_ctx **out)
 	sp.contact_info = p->contact_info;
 	sp.name = p->name;
 	sp.contents_bytes = ctx->reserve;
-	if ((r = qes_pdf_sign_prepare(ctx->pdf, &sp,
+	sp.id_seed = ctx->id_seed;
+	if ((r = ctx->out_buf != NULL ? qes_pdf_sign_prepare_buf(ctx->pdf, &sp, ctx->stage[0],
+	    p->md, &ctx->sctx) : qes_pdf_sign_prepare(ctx->pdf, &sp,
 	    ctx->tmp[0] != NULL ? ctx->tmp[0] : ctx->out_path, p->md, &ctx->sctx)) != 0) {
 		set_err(ctx, "%s", qes_pdf_errmsg(ctx->pdf));
 		return r;
@@ -360,19 +392,59 @@ tsa_rev(const qes_rev_config *rev)
 	return c;
 }
 
-/* Add the DSS of vd to the file at in, written atomically to out. */
+/* Open the document of slot i (the file tmp[i] or the buffer stage[i]). */
 static int
-add_dss(qes_pades_ctx *ctx, const char *in, qes_vdata *vd, const char *outp)
+open_slot(qes_pades_ctx *ctx, size_t i, qes_pdf **pdf, char *perr, size_t perrlen)
+{
+	if (ctx->out_buf != NULL)
+		return qes_pdf_open_mem(qes_buf_data(ctx->stage[i]), qes_buf_len(ctx->stage[i]),
+		    ctx->limits, pdf, perr, perrlen);
+	return qes_pdf_open(ctx->tmp[i], ctx->limits, pdf, perr, perrlen);
+}
+
+/* Slot i's document becomes the output: renamed onto out_path, or
+ * appended to out_buf. */
+static int
+move_final(qes_pades_ctx *ctx, size_t i)
+{
+	int r;
+
+	if (ctx->out_buf != NULL) {
+		if ((r = qes_buf_put(ctx->out_buf, qes_buf_data(ctx->stage[i]),
+		    qes_buf_len(ctx->stage[i]))) != 0)
+			set_err(ctx, "the signed PDF (%zu bytes) does not fit the output buffer",
+			    qes_buf_len(ctx->stage[i]));
+		return r;
+	}
+	if (rename(ctx->tmp[i], ctx->out_path) != 0) {
+		set_err(ctx, "cannot rename onto %s: %s", ctx->out_path, strerror(errno));
+		return QES_ERR_IO;
+	}
+	free(ctx->tmp[i]);
+	ctx->tmp[i] = NULL;
+	return 0;
+}
+
+/* Add the DSS of vd to the document of slot from, written atomically to
+ * slot to (FINAL: out_path or out_buf). */
+static int
+add_dss(qes_pades_ctx *ctx, size_t from, qes_vdata *vd, size_t to)
 {
 	qes_pdf *pdf = NULL;
 	char perr[256];
 	int r;
 
-	if ((r = qes_pdf_open(in, ctx->limits, &pdf, perr, sizeof(perr))) != 0) {
+	if ((r = open_slot(ctx, from, &pdf, perr, sizeof(perr))) != 0) {
 		set_err(ctx, "cannot reopen the signed file: %s", perr);
 		return r;
 	}
-	if ((r = qes_pdf_add_dss(pdf, qes_vdata_view(vd), outp)) != 0)
+	if (ctx->out_buf != NULL)
+		r = qes_pdf_add_dss_buf(pdf, qes_vdata_view(vd), to == FINAL ? ctx->out_buf :
+		    ctx->stage[to]);
+	else
+		r = qes_pdf_add_dss(pdf, qes_vdata_view(vd), to == FINAL ? ctx->out_path :
+		    ctx->tmp[to]);
+	if (r != 0)
 		set_err(ctx, "cannot add the DSS: %s", qes_pdf_errmsg(pdf));
 	qes_pdf_free(pdf);
 	return r;
@@ -414,12 +486,12 @@ token_brings_certs(const uint8_t *token, size_t len, qes_vdata *vd)
 }
 
 /*
- * B-LTA: a document timestamp over the file at in, to the file tmp[2];
- * then a DSS for its TSA when that one is new, to out_path, else the
- * rename. token_len sizes the reservation.
+ * B-LTA: a document timestamp over the document of slot from, to slot 2;
+ * then a DSS for its TSA when that one is new, to the output, else slot 2
+ * becomes the output. token_len sizes the reservation.
  */
 static int
-add_doc_timestamp(qes_pades_ctx *ctx, const char *in, size_t token_len, qes_vdata *vd)
+add_doc_timestamp(qes_pades_ctx *ctx, size_t from, size_t token_len, qes_vdata *vd)
 {
 	qes_pdf *pdf = NULL;
 	qes_pdf_sign_ctx *sctx = NULL;
@@ -436,12 +508,15 @@ add_doc_timestamp(qes_pades_ctx *ctx, const char *in, size_t token_len, qes_vdat
 		return QES_ERR_ALLOC;
 	if ((r = make_tmp(ctx, 2)) != 0)
 		goto out;
-	if ((r = qes_pdf_open(in, ctx->limits, &pdf, perr, sizeof(perr))) != 0) {
+	if ((r = open_slot(ctx, from, &pdf, perr, sizeof(perr))) != 0) {
 		set_err(ctx, "cannot reopen the file for the document timestamp: %s", perr);
 		goto out;
 	}
 	sp.contents_bytes = token_len + DOC_TST_SLACK;
-	if ((r = qes_pdf_sign_prepare(pdf, &sp, ctx->tmp[2], ctx->md, &sctx)) != 0 ||
+	sp.id_seed = ctx->id_seed;
+	if ((r = ctx->out_buf != NULL ? qes_pdf_sign_prepare_buf(pdf, &sp, ctx->stage[2],
+	    ctx->md, &sctx) : qes_pdf_sign_prepare(pdf, &sp, ctx->tmp[2], ctx->md,
+	    &sctx)) != 0 ||
 	    (r = qes_pdf_sign_digest(sctx, dig, sizeof(dig), &dlen)) != 0) {
 		set_err(ctx, "document timestamp: %s", qes_pdf_errmsg(pdf));
 		goto out;
@@ -479,16 +554,10 @@ add_doc_timestamp(qes_pades_ctx *ctx, const char *in, size_t token_len, qes_vdat
 			set_err(ctx, "validation data for the document timestamp's TSA: %s", perr);
 			goto out;
 		}
-		r = add_dss(ctx, ctx->tmp[2], vd2, ctx->out_path);
+		r = add_dss(ctx, 2, vd2, FINAL);
 		goto out;
 	}
-	if (rename(ctx->tmp[2], ctx->out_path) != 0) {
-		set_err(ctx, "cannot rename onto %s: %s", ctx->out_path, strerror(errno));
-		r = QES_ERR_IO;
-		goto out;
-	}
-	free(ctx->tmp[2]);
-	ctx->tmp[2] = NULL;
+	r = move_final(ctx, 2);
  out:
 	qes_vdata_free(vd2);
 	qes_buf_free(token);
@@ -551,7 +620,7 @@ qes_pades_finish(qes_pades_ctx *ctx, const uint8_t *sig, size_t sig_len)
 		goto out;
 	}
 	if (ctx->level < QES_ADES_B_LT) {
-		r = 0;
+		r = ctx->out_buf != NULL ? move_final(ctx, 0) : 0;
 		goto out;
 	}
 	if ((vd = qes_vdata_new()) == NULL) {
@@ -565,12 +634,12 @@ qes_pades_finish(qes_pades_ctx *ctx, const uint8_t *sig, size_t sig_len)
 		goto out;
 	}
 	if (ctx->level == QES_ADES_B_LT) {
-		r = add_dss(ctx, ctx->tmp[0], vd, ctx->out_path);
+		r = add_dss(ctx, 0, vd, FINAL);
 		goto out;
 	}
-	if ((r = make_tmp(ctx, 1)) != 0 || (r = add_dss(ctx, ctx->tmp[0], vd, ctx->tmp[1])) != 0)
+	if ((r = make_tmp(ctx, 1)) != 0 || (r = add_dss(ctx, 0, vd, 1)) != 0)
 		goto out;
-	r = add_doc_timestamp(ctx, ctx->tmp[1], qes_buf_len(tok), vd);
+	r = add_doc_timestamp(ctx, 1, qes_buf_len(tok), vd);
  out:
 	if (r != 0 && r != QES_ERR_ALLOC && ctx->err[0] == '\0')
 		set_err(ctx, "%s", qes_strerror(r));

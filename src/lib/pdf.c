@@ -7,6 +7,8 @@
  * The file is mapped, not read: the lexer only touches the pages around
  * the few objects it parses, so the resident memory of a 200 MB document
  * stays small. Writers (pdf_write.c) copy the bytes with pread instead.
+ * A document already in memory (the gateway's, which never goes to disk)
+ * is read in place, the caller's bytes standing in for the mapping.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +40,7 @@ qes_pdf_free(qes_pdf *pdf)
 {
 	if (pdf == NULL)
 		return;
-	if (pdf->map != NULL)
+	if (pdf->map != NULL && !pdf->borrowed)
 		munmap((void *)(uintptr_t)pdf->map, pdf->size);
 	if (pdf->fd >= 0)
 		close(pdf->fd);
@@ -164,13 +166,14 @@ check_header(qes_pdf *pdf)
 	    "no %%PDF- header in the first 1024 bytes");
 }
 
+static int load(qes_pdf *pdf);
+
 int
 qes_pdf_open_fd(int fd, const qes_pdf_limits *limits, qes_pdf **out,
     char *err, size_t errlen)
 {
 	qes_pdf *pdf;
 	struct stat st;
-	const pdf_obj *root;
 	void *map;
 	int r;
 
@@ -214,22 +217,72 @@ qes_pdf_open_fd(int fd, const qes_pdf_limits *limits, qes_pdf **out,
 		goto fail;
 	}
 	pdf->map = map;
+	if ((r = load(pdf)) != 0)
+		goto fail;
+	*out = pdf;
+	return 0;
+ fail:
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s", pdf->err[0] ? pdf->err : "cannot open the PDF");
+	qes_pdf_free(pdf);
+	return r;
+}
+
+/* What both openers do once the bytes are in pdf->map. */
+static int
+load(qes_pdf *pdf)
+{
+	const pdf_obj *root;
+	int r;
+
 	if ((r = check_header(pdf)) != 0 || (r = pdf_xref_load(pdf)) != 0)
-		goto fail;
+		return r;
 	root = pdf_dict_get(pdf->trailer, "Root");
-	if (root == NULL || root->type != PDF_REF) {
-		r = pdf_err(pdf, QES_ERR_PDF_MALFORMED, "the trailer has no /Root reference");
-		goto fail;
-	}
+	if (root == NULL || root->type != PDF_REF)
+		return pdf_err(pdf, QES_ERR_PDF_MALFORMED, "the trailer has no /Root reference");
 	pdf->root_num = root->u.r.num;
 	pdf->root_gen = root->u.r.gen;
 	if ((r = pdf_load(pdf, root->u.r.num, &pdf->catalog)) != 0)
-		goto fail;
-	if (pdf->catalog->type != PDF_DICT) {
-		r = pdf_err(pdf, QES_ERR_PDF_MALFORMED, "/Root is not a dictionary");
+		return r;
+	if (pdf->catalog->type != PDF_DICT)
+		return pdf_err(pdf, QES_ERR_PDF_MALFORMED, "/Root is not a dictionary");
+	if ((r = find_first_page(pdf)) != 0 || (r = count_signatures(pdf)) != 0)
+		return r;
+	return 0;
+}
+
+int
+qes_pdf_open_mem(const uint8_t *data, size_t len, const qes_pdf_limits *limits,
+    qes_pdf **out, char *err, size_t errlen)
+{
+	qes_pdf *pdf;
+	int r;
+
+	*out = NULL;
+	if (err != NULL && errlen > 0)
+		err[0] = 0;
+	if (data == NULL && len != 0)
+		return pdf_set_err(err, errlen, QES_ERR_INVALID_ARG, "no PDF bytes");
+	if ((pdf = calloc(1, sizeof(*pdf))) == NULL)
+		return QES_ERR_ALLOC;
+	pdf->fd = -1;
+	pdf->borrowed = true;
+	if (limits != NULL)
+		pdf->lim = *limits;
+	else
+		qes_pdf_limits_default(&pdf->lim);
+	if (len < 16) {
+		r = pdf_err(pdf, QES_ERR_PDF_MALFORMED, "the document is too short for a PDF");
 		goto fail;
 	}
-	if ((r = find_first_page(pdf)) != 0 || (r = count_signatures(pdf)) != 0)
+	if ((uint64_t)len > pdf->lim.max_file_bytes || len > SIZE_MAX / 2) {
+		r = pdf_err(pdf, QES_ERR_LIMIT, "the PDF is larger than %llu bytes",
+		    (unsigned long long)pdf->lim.max_file_bytes);
+		goto fail;
+	}
+	pdf->map = data;
+	pdf->size = len;
+	if ((r = load(pdf)) != 0)
 		goto fail;
 	*out = pdf;
 	return 0;

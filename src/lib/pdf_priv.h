@@ -120,8 +120,9 @@ typedef struct pdf_objstm_cache {
 
 struct qes_pdf {
 	qes_pdf_limits lim;
-	int fd;			/* our descriptor of the file (pread copies) */
-	const uint8_t *map;	/* the whole file, read-only mapping */
+	int fd;			/* our descriptor of the file (pread copies); -1 in memory */
+	const uint8_t *map;	/* the whole file, read-only mapping, or the caller's bytes */
+	bool borrowed;		/* map is the caller's memory: no munmap, no madvise */
 	size_t size;
 	pdf_xent *xref;
 	uint32_t nxref;		/* entries allocated (= /Size) */

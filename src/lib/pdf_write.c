@@ -12,6 +12,10 @@
  * of the input, so a large file is read once (from the page cache) and
  * never copied through a buffer; the second range is in the update. Finish
  * puts the DER in the placeholder with pwrite and renames.
+ *
+ * A document in memory, or an output buffer instead of a file (the
+ * gateway's case: no plaintext on disk), takes the same path with the
+ * copy being a memcpy into the buffer and the placeholder filled in place.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,7 +29,6 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "qes/err.h"
 #include "pdf_priv.h"
@@ -55,13 +58,16 @@ typedef struct upd {
 	uint32_t next_num;
 	upd_ent *ents;
 	size_t nents, cap;
+	const char *seed;	/* mixed into the new /ID; NULL: none */
 } upd;
 
 struct qes_pdf_sign_ctx {
 	qes_pdf *pdf;
 	char *tmp_path, *out_path;
 	int fd;
-	bool done;
+	qes_buf *obuf;		/* the output buffer instead of a file */
+	size_t obase;		/* the document's first byte in obuf */
+	bool done, committed;
 	uint64_t br[4];
 	size_t contents_bytes;
 	uint8_t digest[EVP_MAX_MD_SIZE];
@@ -154,6 +160,36 @@ ent_cmp(const void *a, const void *b)
 	return x->num < y->num ? -1 : x->num > y->num;
 }
 
+/*
+ * The second /ID of this update (14.4: it changes with every update). It is
+ * derived, not random, so that preparing the same signature twice writes
+ * the same bytes and so the same digest to sign: SHA-256 over the seed, the
+ * original's size and last cross-reference offset and the update's objects
+ * so far (the new dictionaries: /M, field name, DSS data), first 16 bytes.
+ */
+static int
+update_id(const upd *u, uint8_t id[16])
+{
+	EVP_MD_CTX *h = EVP_MD_CTX_new();
+	uint8_t d[EVP_MAX_MD_SIZE];
+	char pos[64];
+	unsigned int len;
+	int ok, n;
+
+	n = snprintf(pos, sizeof(pos), "qes-pdf-id %zu %llu %zu ", u->pdf->size,
+	    (unsigned long long)u->pdf->startxref, u->seed != NULL ? strlen(u->seed) : 0);
+	ok = h != NULL && n > 0 && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(h, pos, (size_t)n) == 1 &&
+	    (u->seed == NULL || EVP_DigestUpdate(h, u->seed, strlen(u->seed)) == 1) &&
+	    EVP_DigestUpdate(h, qes_buf_data(u->body), qes_buf_len(u->body)) == 1 &&
+	    EVP_DigestFinal_ex(h, d, &len) == 1;
+	EVP_MD_CTX_free(h);
+	if (!ok)
+		return QES_ERR_CRYPTO;
+	memcpy(id, d, 16);
+	return 0;
+}
+
 /* /Size /Root /Info /ID /Prev, shared by both kinds of section. */
 static int
 trailer_entries(upd *u, qes_buf *b)
@@ -164,8 +200,8 @@ trailer_entries(upd *u, qes_buf *b)
 	uint32_t size = u->next_num > u->pdf->nxref ? u->next_num : u->pdf->nxref;
 	int r;
 
-	if (RAND_bytes(fresh, sizeof(fresh)) != 1)
-		return QES_ERR_CRYPTO;
+	if ((r = update_id(u, fresh)) != 0)
+		return r;
 	if ((r = qes_buf_putf(b, "/Size %u/Root %u %u R/Prev %llu", size,
 	    u->pdf->root_num, u->pdf->root_gen,
 	    (unsigned long long)u->pdf->startxref)) != 0)
@@ -309,6 +345,8 @@ hash_update(EVP_MD_CTX *md, const uint8_t *p, size_t len)
 static void
 map_done(const qes_pdf *pdf, size_t off, size_t len)
 {
+	if (pdf->borrowed)	/* the caller's memory: DONTNEED could zero it */
+		return;
 	(void)madvise((void *)(uintptr_t)(pdf->map + off), len, MADV_DONTNEED);
 }
 
@@ -346,6 +384,9 @@ copy_original(qes_pdf *pdf, int fd, const char *out_path)
 	ssize_t n;
 	int r;
 
+	if (pdf->fd < 0)	/* in memory */
+		return copy_from_map(pdf, fd, 0) != 0 ? pdf_err(pdf, QES_ERR_IO,
+		    "cannot write beside %s: %s", out_path, strerror(errno)) : 0;
 	/* the mapping and the copy must be the bytes the reader parsed */
 	if (fstat(pdf->fd, &st) != 0 || (uint64_t)st.st_size != pdf->size)
 		return pdf_err(pdf, QES_ERR_IO, "the input PDF changed or cannot be read");
@@ -380,14 +421,16 @@ hash_original(qes_pdf *pdf, EVP_MD_CTX *md)
 	size_t off, n;
 	int r = 0;
 
-	(void)madvise((void *)(uintptr_t)pdf->map, pdf->size, MADV_SEQUENTIAL);
+	if (!pdf->borrowed)
+		(void)madvise((void *)(uintptr_t)pdf->map, pdf->size, MADV_SEQUENTIAL);
 	for (off = 0; r == 0 && off < pdf->size; off += n) {
 		n = pdf->size - off < MAP_STEP ? pdf->size - off : MAP_STEP;
 		r = hash_update(md, pdf->map + off, n);
 		map_done(pdf, off, n);
 	}
 	/* the reader goes on reading objects here and there */
-	(void)madvise((void *)(uintptr_t)pdf->map, pdf->size, MADV_NORMAL);
+	if (!pdf->borrowed)
+		(void)madvise((void *)(uintptr_t)pdf->map, pdf->size, MADV_NORMAL);
 	return r;
 }
 
@@ -428,6 +471,36 @@ write_tmp(qes_pdf *pdf, const char *out_path, const qes_buf *body,
 	unlink(tmp);
 	free(tmp);
 	return r;
+}
+
+/*
+ * The same into memory: the original bytes and the update appended to out
+ * (hashed when md is set, [skip_from, skip_to) of the body left out); out
+ * is truncated back on failure.
+ */
+static int
+write_buf(qes_pdf *pdf, qes_buf *out, const qes_buf *body, EVP_MD_CTX *md,
+    size_t skip_from, size_t skip_to)
+{
+	size_t base = qes_buf_len(out);
+	int r;
+
+	if ((r = qes_buf_reserve(out, pdf->size + qes_buf_len(body))) != 0 ||
+	    (r = qes_buf_put(out, pdf->map, pdf->size)) != 0 ||
+	    (r = qes_buf_put(out, qes_buf_data(body), qes_buf_len(body))) != 0) {
+		(void)qes_buf_truncate(out, base);
+		return r == QES_ERR_LIMIT ? pdf_err(pdf, r, "the signed PDF would be "
+		    "larger than the output buffer's limit") : r;
+	}
+	if (md != NULL && ((r = hash_update(md, qes_buf_data(out) + base,
+	    pdf->size)) != 0 ||
+	    (r = hash_update(md, qes_buf_data(body), skip_from)) != 0 ||
+	    (r = hash_update(md, qes_buf_data(body) + skip_to,
+	    qes_buf_len(body) - skip_to)) != 0)) {
+		(void)qes_buf_truncate(out, base);
+		return r;
+	}
+	return 0;
 }
 
 /* The output replaces out_path atomically (qes_file_commit), mode 0644. */
@@ -804,9 +877,9 @@ evp_md(qes_md md)
 	return NULL;
 }
 
-int
-qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
-    const char *out_path, qes_md md, qes_pdf_sign_ctx **out)
+static int
+sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
+    const char *out_path, qes_buf *obuf, qes_md md, qes_pdf_sign_ctx **out)
 {
 	qes_pdf_sign_ctx *ctx = NULL;
 	pdf_obj *catalog = NULL, *name = NULL, *widget = NULL;
@@ -823,7 +896,7 @@ qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
 	*out = NULL;
 	memset(&u, 0, sizeof(u));
 	pdf->err[0] = 0;
-	if (params == NULL || out_path == NULL || evp == NULL ||
+	if (params == NULL || (out_path == NULL) == (obuf == NULL) || evp == NULL ||
 	    (params->subfilter != QES_PDF_CADES_DETACHED &&
 	    params->subfilter != QES_PDF_RFC3161))
 		return pdf_err(pdf, QES_ERR_INVALID_ARG, "bad signing parameters");
@@ -853,8 +926,10 @@ qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
 		}
 		snprintf(ctx->field, sizeof(ctx->field), "%s", params->field_name);
 	}
-	if ((r = upd_init(&u, pdf)) != 0 ||
-	    (r = upd_new_num(&u, &sig_num)) != 0 ||
+	if ((r = upd_init(&u, pdf)) != 0)
+		goto fail;
+	u.seed = params->id_seed;
+	if ((r = upd_new_num(&u, &sig_num)) != 0 ||
 	    (r = upd_new_num(&u, &field_num)) != 0)
 		goto fail;
 	if ((catalog = pdf_obj_clone(pdf->catalog)) == NULL) {
@@ -928,7 +1003,12 @@ qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
 		r = QES_ERR_CRYPTO;
 		goto fail;
 	}
-	if ((r = write_tmp(pdf, out_path, u.body, mdctx, lt_pos, skip_to,
+	if (obuf != NULL) {
+		ctx->obase = qes_buf_len(obuf);
+		if ((r = write_buf(pdf, obuf, u.body, mdctx, lt_pos, skip_to)) != 0)
+			goto fail;
+		ctx->obuf = obuf;
+	} else if ((r = write_tmp(pdf, out_path, u.body, mdctx, lt_pos, skip_to,
 	    &ctx->tmp_path, &ctx->fd)) != 0)
 		goto fail;
 	if (EVP_DigestFinal_ex(mdctx, ctx->digest, &dlen) != 1) {
@@ -936,7 +1016,7 @@ qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
 		goto fail;
 	}
 	ctx->digest_len = dlen;
-	if ((ctx->out_path = strdup(out_path)) == NULL) {
+	if (out_path != NULL && (ctx->out_path = strdup(out_path)) == NULL) {
 		r = QES_ERR_ALLOC;
 		goto fail;
 	}
@@ -951,6 +1031,28 @@ qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
 	upd_free(&u);
 	qes_pdf_sign_free(ctx);
 	return r;
+}
+
+int
+qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
+    const char *out_path, qes_md md, qes_pdf_sign_ctx **out)
+{
+	if (out_path == NULL) {
+		*out = NULL;
+		return pdf_err(pdf, QES_ERR_INVALID_ARG, "no output path");
+	}
+	return sign_prepare(pdf, params, out_path, NULL, md, out);
+}
+
+int
+qes_pdf_sign_prepare_buf(qes_pdf *pdf, const qes_pdf_sign_params *params,
+    qes_buf *out, qes_md md, qes_pdf_sign_ctx **out_ctx)
+{
+	if (out == NULL) {
+		*out_ctx = NULL;
+		return pdf_err(pdf, QES_ERR_INVALID_ARG, "no output buffer");
+	}
+	return sign_prepare(pdf, params, NULL, out, md, out_ctx);
 }
 
 int
@@ -979,8 +1081,15 @@ qes_pdf_sign_write_signed(const qes_pdf_sign_ctx *ctx, int fd)
 	ssize_t n;
 	int i, r = 0;
 
-	if (ctx == NULL || ctx->fd < 0)
+	if (ctx == NULL || (ctx->fd < 0 && ctx->obuf == NULL))
 		return QES_ERR_INVALID_ARG;
+	if (ctx->obuf != NULL) {
+		const uint8_t *doc = qes_buf_data(ctx->obuf) + ctx->obase;
+
+		for (i = 0; r == 0 && i < 4; i += 2)
+			r = write_all(fd, doc + ctx->br[i], (size_t)ctx->br[i + 1]);
+		return r;
+	}
 	if ((chunk = malloc(COPY_CHUNK)) == NULL)
 		return QES_ERR_ALLOC;
 	for (i = 0; r == 0 && i < 4; i += 2) {
@@ -1015,7 +1124,8 @@ qes_pdf_sign_finish(qes_pdf_sign_ctx *ctx, const uint8_t *der, size_t len)
 	ssize_t n;
 	int r;
 
-	if (ctx == NULL || ctx->done || ctx->fd < 0 || der == NULL || len == 0)
+	if (ctx == NULL || ctx->done || (ctx->fd < 0 && ctx->obuf == NULL) ||
+	    der == NULL || len == 0)
 		return QES_ERR_INVALID_ARG;
 	ctx->done = true;	/* one attempt: a failure removes the file */
 	if (len > ctx->contents_bytes) {
@@ -1030,6 +1140,12 @@ qes_pdf_sign_finish(qes_pdf_sign_ctx *ctx, const uint8_t *der, size_t len)
 	}
 	if ((r = qes_buf_put_hex(hex, der, len)) != 0)
 		goto fail;
+	if (ctx->obuf != NULL) {
+		memcpy(qes_buf_mutable(ctx->obuf) + ctx->obase + ctx->br[1] + 1,
+		    qes_buf_data(hex), qes_buf_len(hex));
+		ctx->committed = true;
+		goto out;
+	}
 	while (off < qes_buf_len(hex)) {
 		n = pwrite(ctx->fd, qes_buf_data(hex) + off, qes_buf_len(hex) - off,
 		    (off_t)(ctx->br[1] + 1 + off));
@@ -1050,8 +1166,14 @@ qes_pdf_sign_finish(qes_pdf_sign_ctx *ctx, const uint8_t *der, size_t len)
 	}
 	free(ctx->tmp_path);
 	ctx->tmp_path = NULL;
+	ctx->committed = true;
 	goto out;
  fail:
+	if (ctx->obuf != NULL) {
+		(void)qes_buf_truncate(ctx->obuf, ctx->obase);
+		ctx->obuf = NULL;
+		goto out;
+	}
 	close(ctx->fd);
 	ctx->fd = -1;
 	unlink(ctx->tmp_path);
@@ -1065,6 +1187,8 @@ qes_pdf_sign_free(qes_pdf_sign_ctx *ctx)
 {
 	if (ctx == NULL)
 		return;
+	if (ctx->obuf != NULL && !ctx->committed)
+		(void)qes_buf_truncate(ctx->obuf, ctx->obase);
 	if (ctx->fd >= 0)
 		close(ctx->fd);
 	if (ctx->tmp_path != NULL)
@@ -1110,8 +1234,8 @@ dss_array(upd *u, pdf_obj *dss, const char *key, const qes_ades_blob *blobs,
 	return r;
 }
 
-int
-qes_pdf_add_dss(qes_pdf *pdf, const qes_ades_vdata *vd, const char *out_path)
+static int
+add_dss(qes_pdf *pdf, const qes_ades_vdata *vd, const char *out_path, qes_buf *obuf)
 {
 	pdf_obj *catalog = NULL, *dss = NULL;
 	char *tmp = NULL;
@@ -1121,7 +1245,7 @@ qes_pdf_add_dss(qes_pdf *pdf, const qes_ades_vdata *vd, const char *out_path)
 
 	memset(&u, 0, sizeof(u));
 	pdf->err[0] = 0;
-	if (vd == NULL || out_path == NULL || vd->ncerts + vd->nocsps + vd->ncrls == 0)
+	if (vd == NULL || vd->ncerts + vd->nocsps + vd->ncrls == 0)
 		return pdf_err(pdf, QES_ERR_INVALID_ARG, "no validation data to add");
 	if ((r = upd_init(&u, pdf)) != 0)
 		goto out;
@@ -1148,6 +1272,10 @@ qes_pdf_add_dss(qes_pdf *pdf, const qes_ades_vdata *vd, const char *out_path)
 	    (r = upd_obj(&u, pdf->root_num, pdf->root_gen, catalog)) != 0 ||
 	    (r = upd_xref(&u)) != 0)
 		goto out;
+	if (obuf != NULL) {
+		r = write_buf(pdf, obuf, u.body, NULL, 0, 0);
+		goto out;
+	}
 	if ((r = write_tmp(pdf, out_path, u.body, NULL, 0, 0, &tmp, &fd)) != 0)
 		goto out;
 	if ((r = commit_tmp(fd, tmp, out_path)) != 0)
@@ -1158,4 +1286,20 @@ qes_pdf_add_dss(qes_pdf *pdf, const qes_ades_vdata *vd, const char *out_path)
 	pdf_obj_free(catalog);
 	upd_free(&u);
 	return r;
+}
+
+int
+qes_pdf_add_dss(qes_pdf *pdf, const qes_ades_vdata *vd, const char *out_path)
+{
+	if (out_path == NULL)
+		return pdf_err(pdf, QES_ERR_INVALID_ARG, "no output path");
+	return add_dss(pdf, vd, out_path, NULL);
+}
+
+int
+qes_pdf_add_dss_buf(qes_pdf *pdf, const qes_ades_vdata *vd, qes_buf *out)
+{
+	if (out == NULL)
+		return pdf_err(pdf, QES_ERR_INVALID_ARG, "no output buffer");
+	return add_dss(pdf, vd, NULL, out);
 }

@@ -21,6 +21,12 @@
  *         canonical SignedInfo, SignatureValue, KeyInfo and every unsigned
  *         signature property before it (EN 319 132-1 clause 5.5.2)
  *
+ * The Id attributes are not random: they are derived from a hash of
+ * everything prepare is given (id_seed, signing time, signer, document), so
+ * that preparing twice with the same parameters gives the same digest to
+ * sign (a gateway prepares and finishes in different processes), and two
+ * different signatures still get different Ids.
+ *
  * Parsing untrusted XML (no DTD, no network, limits) and the C14N node sets
  * are in xml.c.
  */
@@ -35,7 +41,6 @@
 #include <libxml/uri.h>
 #include <libxml/xmlsave.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -78,6 +83,9 @@ struct qes_xades_ctx {
 	EVP_MD_CTX *archive;		/* B-LTA: the references' octets so far */
 	uint8_t tbs[QES_MD_MAX_LEN];
 	size_t tbs_len;
+	int64_t signing_time;		/* the one time prepare uses */
+	uint8_t id_key[32];		/* what the Ids are derived from */
+	unsigned nids;			/* Ids made so far */
 	int finished;
 	char errmsg[256];
 };
@@ -252,17 +260,84 @@ add_alg(xmlNodePtr parent, xmlNsPtr ns, const char *name, const char *uri,
 	return set_attr(n, "Algorithm", uri);
 }
 
+/* One field of the Id key: its length (8 bytes, big-endian), then its bytes. */
 static int
-random_id(const char *prefix, char *out, size_t outlen)
+id_field(EVP_MD_CTX *h, const void *data, uint64_t len)
 {
-	uint8_t rnd[8];
-	size_t i, n;
+	uint8_t n[8];
+	size_t i;
 
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+	for (i = 0; i < 8; i++)
+		n[i] = (uint8_t)(len >> (56 - 8 * i));
+	if (EVP_DigestUpdate(h, n, sizeof(n)) != 1 ||
+	    (data != NULL && len > 0 && EVP_DigestUpdate(h, data, (size_t)len) != 1))
 		return QES_ERR_CRYPTO;
-	n = (size_t)snprintf(out, outlen, "%s-", prefix);
-	for (i = 0; i < sizeof(rnd) && n + 2 < outlen; i++, n += 2)
-		snprintf(out + n, outlen - n, "%02x", rnd[i]);
+	return 0;
+}
+
+/*
+ * The key of the Ids: SHA-256 over the id_seed and every input of the
+ * signed data, each field preceded by its length so no two run together.
+ */
+static int
+id_key(qes_xades_ctx *ctx, const qes_xades_params *p, int64_t when)
+{
+	EVP_MD_CTX *h = EVP_MD_CTX_new();
+	const char *seed = p->id_seed != NULL ? p->id_seed : "";
+	const uint8_t *der;
+	size_t der_len;
+	unsigned int len;
+	int r = QES_ERR_CRYPTO;
+
+	der = qes_cert_der(p->signer, &der_len);
+	if (h == NULL || EVP_DigestInit_ex(h, EVP_sha256(), NULL) != 1)
+		goto out;
+	if ((r = id_field(h, "qes-xades-id", 12)) != 0 ||
+	    (r = id_field(h, seed, strlen(seed))) != 0 ||
+	    (r = id_field(h, NULL, (uint64_t)when)) != 0 ||
+	    (r = id_field(h, NULL, ((uint64_t)p->packaging << 16) |
+	    ((uint64_t)p->level << 8) | (uint64_t)p->md)) != 0 ||
+	    (r = id_field(h, der, der_len)) != 0 ||
+	    (r = id_field(h, p->doc, p->doc != NULL ? p->doc_len : 0)) != 0 ||
+	    (r = id_field(h, p->detached_digest, p->detached_digest != NULL ?
+	    qes_md_len(p->md) : 0)) != 0 ||
+	    (r = id_field(h, p->detached_name, p->detached_name != NULL ?
+	    strlen(p->detached_name) : 0)) != 0)
+		goto out;
+	r = EVP_DigestFinal_ex(h, ctx->id_key, &len) == 1 ? 0 : QES_ERR_CRYPTO;
+ out:
+	EVP_MD_CTX_free(h);
+	return r;
+}
+
+/* prefix-<16 hex digits>: the first 8 bytes of SHA-256(key, n, prefix) */
+static int
+make_id(qes_xades_ctx *ctx, const char *prefix, char *out, size_t outlen)
+{
+	uint8_t d[32], n[4];
+	size_t i, k;
+
+	n[0] = (uint8_t)(ctx->nids >> 24);
+	n[1] = (uint8_t)(ctx->nids >> 16);
+	n[2] = (uint8_t)(ctx->nids >> 8);
+	n[3] = (uint8_t)ctx->nids;
+	ctx->nids++;
+	{
+		EVP_MD_CTX *h = EVP_MD_CTX_new();
+		unsigned int len;
+		int ok = h != NULL && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1 &&
+		    EVP_DigestUpdate(h, ctx->id_key, sizeof(ctx->id_key)) == 1 &&
+		    EVP_DigestUpdate(h, n, sizeof(n)) == 1 &&
+		    EVP_DigestUpdate(h, prefix, strlen(prefix)) == 1 &&
+		    EVP_DigestFinal_ex(h, d, &len) == 1;
+
+		EVP_MD_CTX_free(h);
+		if (!ok)
+			return QES_ERR_CRYPTO;
+	}
+	k = (size_t)snprintf(out, outlen, "%s-", prefix);
+	for (i = 0; i < 8 && k + 2 < outlen; i++, k += 2)
+		snprintf(out + k, outlen - k, "%02x", d[i]);
 	return 0;
 }
 
@@ -356,7 +431,7 @@ build_signed_props(qes_xades_ctx *ctx, const qes_xades_params *p, const char *sp
 		return r;
 	if ((ssp = add(sp, xa, "SignedSignatureProperties", NULL)) == NULL)
 		return QES_ERR_ALLOC;
-	utc_time(p->signing_time != 0 ? p->signing_time : (int64_t)time(NULL), when,
+	utc_time(ctx->signing_time, when,
 	    sizeof(when));
 	if (add(ssp, xa, "SigningTime", when) == NULL ||
 	    (scv2 = add(ssp, xa, "SigningCertificateV2", NULL)) == NULL ||
@@ -504,6 +579,9 @@ qes_xades_prepare(const qes_xades_params *p, qes_xades_ctx **out)
 	ctx->tsa = p->tsa;
 	ctx->vdata = p->vdata;
 	ctx->tsa_vdata = p->tsa_vdata;
+	ctx->signing_time = p->signing_time != 0 ? p->signing_time : (int64_t)time(NULL);
+	if ((r = id_key(ctx, p, ctx->signing_time)) != 0)
+		goto out;
 	if (p->level >= QES_ADES_B_LTA) {
 		if ((ctx->archive = EVP_MD_CTX_new()) == NULL) {
 			r = QES_ERR_ALLOC;
@@ -541,10 +619,10 @@ qes_xades_prepare(const qes_xades_params *p, qes_xades_ctx **out)
 		goto out;
 	}
 	xmlSetNs(ctx->sig, ctx->ns_ds);
-	if ((r = random_id("S", sig_id, sizeof(sig_id))) != 0 ||
-	    (r = random_id("SP", sp_id, sizeof(sp_id))) != 0 ||
-	    (r = random_id("R", ref_id, sizeof(ref_id))) != 0 ||
-	    (r = random_id("SV", sv_id, sizeof(sv_id))) != 0 ||
+	if ((r = make_id(ctx, "S", sig_id, sizeof(sig_id))) != 0 ||
+	    (r = make_id(ctx, "SP", sp_id, sizeof(sp_id))) != 0 ||
+	    (r = make_id(ctx, "R", ref_id, sizeof(ref_id))) != 0 ||
+	    (r = make_id(ctx, "SV", sv_id, sizeof(sv_id))) != 0 ||
 	    (r = set_attr(ctx->sig, "Id", sig_id)) != 0)
 		goto out;
 
@@ -661,7 +739,7 @@ add_timestamp(qes_xades_ctx *ctx, xmlNodePtr parent, xmlNsPtr ns, const char *na
 	r = QES_ERR_ALLOC;
 	if ((ts = add(parent, ns, name, NULL)) == NULL)
 		goto out;
-	if ((r = random_id("TS", id, sizeof(id))) != 0 ||
+	if ((r = make_id(ctx, "TS", id, sizeof(id))) != 0 ||
 	    (r = set_attr(ts, "Id", id)) != 0 ||
 	    (r = add_alg(ts, ctx->ns_ds, "CanonicalizationMethod", c14n_uri(ctx->c14n),
 	    NULL)) != 0 ||

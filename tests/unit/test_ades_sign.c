@@ -151,7 +151,7 @@ test_refusals(void **state)
 	params(&p, QES_ADES_CADES, QES_ADES_B_B, doc);
 	p.doc_digest = dig;
 	p.doc_digest_len = sizeof(dig);
-	refused(&p, QES_ERR_INVALID_ARG, "either in_path or doc_digest");
+	refused(&p, QES_ERR_INVALID_ARG, "exactly one of in_path, in_data and doc_digest");
 	params(&p, QES_ADES_XADES, QES_ADES_B_LTA, NULL);
 	p.packaging = QES_ADES_PKG_DETACHED;
 	p.doc_digest = dig;
