@@ -52,7 +52,7 @@
 
 #include "qes/audit.h"
 
-#define QESD_SCHEMA_VERSION 4		/* latest migration this code knows */
+#define QESD_SCHEMA_VERSION 5		/* latest migration this code knows */
 #define QESD_ID_SIZE 48			/* buffer for any id, NUL included */
 #define QESD_NAME_MAX 128		/* tenant and key names: bytes */
 #define QESD_CURSOR_SIZE 96		/* buffer for a pagination cursor */

@@ -654,3 +654,74 @@ qesd_sessions_open_on_replica(qesd_tx *tx, const char *replica, size_t limit,
 	*n = got;
 	return 0;
 }
+
+/* ---- replicas ---- */
+
+int
+qesd_replica_beat(qesd_tx *tx, const char *replica, int64_t started_at_ms,
+    int64_t now_ms, int *reaped)
+{
+	int r, mark = 0;
+
+	if (reaped != NULL)
+		*reaped = 0;
+	if ((r = qesd_tx_check(tx, 1)) != 0)
+		return r;
+	if (!ascii_ok(replica, QESD_REPLICA_MAX, 0) || started_at_ms <= 0 ||
+	    now_ms <= 0)
+		return QES_ERR_INVALID_ARG;
+	if ((r = qesd_tx_result(tx, DOPS(tx)->replica_beat(tx, replica,
+	    started_at_ms, now_ms, &mark))) != 0)
+		return r;
+	if (reaped != NULL)
+		*reaped = mark;
+	return 0;
+}
+
+int
+qesd_sessions_of_lost_replicas(qesd_tx *tx, int64_t dead_before_ms,
+    int64_t orphan_before_ms, size_t limit, qesd_device_session **items,
+    size_t *n)
+{
+	qesd_device_session *v = NULL;
+	size_t got = 0;
+	int r;
+
+	if (items != NULL)
+		*items = NULL;
+	if (n != NULL)
+		*n = 0;
+	if ((r = qesd_tx_check(tx, 0)) != 0)
+		return r;
+	if (items == NULL || n == NULL || dead_before_ms <= 0 ||
+	    orphan_before_ms <= 0)
+		return QES_ERR_INVALID_ARG;
+	limit = clamp_limit(limit);
+	if ((v = calloc(limit, sizeof(*v))) == NULL)
+		return QES_ERR_ALLOC;
+	if ((r = qesd_tx_result(tx, DOPS(tx)->sessions_of_lost_replicas(tx,
+	    dead_before_ms, orphan_before_ms, limit, v, &got))) != 0 ||
+	    got == 0) {
+		free(v);
+		return r;
+	}
+	*items = v;
+	*n = got;
+	return 0;
+}
+
+int
+qesd_session_reap(qesd_tx *tx, const char *tenant_id, const char *session_id,
+    int64_t dead_before_ms, int64_t orphan_before_ms, int64_t now_ms)
+{
+	int r;
+
+	if ((r = qesd_tx_check(tx, 1)) != 0)
+		return r;
+	if (dead_before_ms <= 0 || orphan_before_ms <= 0 || now_ms <= 0)
+		return QES_ERR_INVALID_ARG;
+	if (!ten_ok(tenant_id) || !qesd_id_valid("ses", session_id))
+		return QES_ERR_NOT_FOUND;
+	return qesd_tx_result(tx, DOPS(tx)->session_reap(tx, tenant_id,
+	    session_id, dead_before_ms, orphan_before_ms, now_ms));
+}

@@ -17,6 +17,9 @@
  *                                out->tenant_id
  *   qesd_sessions_close_replica  start-up clean-up of one replica's
  *                                sessions, whatever their tenants
+ *   qesd_sessions_of_lost_replicas, qesd_replica_beat
+ *                                replica liveness: a replica's sessions
+ *                                belong to every tenant
  */
 #ifndef QESD_STORE_DEVICES_H
 #define QESD_STORE_DEVICES_H
@@ -225,6 +228,46 @@ int qesd_session_list(qesd_tx *tx, const char *tenant_id,
 int qesd_sessions_open_on_replica(qesd_tx *tx, const char *replica,
     size_t limit, qesd_device_session **items, size_t *n);
 
+/*
+ * ---- replicas (migration 5): who is alive, for failover ----
+ *
+ * Every qesd process writes one row under its replica name: when it
+ * started and when it last beat (replicas.c, every replica_heartbeat_s).
+ * A replica whose beat is older than replica_dead_after_s is gone (a
+ * SIGKILL, a lost node): any other replica closes its open sessions with
+ * reason "replica_lost". A newer process of the same name replaces the row
+ * (its own start time), so its predecessor's row never makes it look dead.
+ */
+
+/*
+ * The beat of replica (this process, started at started_at_ms) at now_ms.
+ * *reaped (optional): 1 when another replica declared this very process
+ * gone since its previous beat (and closed its sessions in the store); the
+ * mark is cleared by this beat. Write transaction.
+ */
+int qesd_replica_beat(qesd_tx *tx, const char *replica, int64_t started_at_ms,
+    int64_t now_ms, int *reaped);
+/*
+ * Up to limit open sessions, any tenant, of replicas that are gone: the
+ * replica's beat is older than dead_before_ms, or it has no row at all
+ * (a qesd before migration 5, or a row lost) and the session was last seen
+ * before orphan_before_ms. Oldest first.
+ */
+int qesd_sessions_of_lost_replicas(qesd_tx *tx, int64_t dead_before_ms,
+    int64_t orphan_before_ms, size_t limit, qesd_device_session **items,
+    size_t *n);
+/*
+ * Close one session of a lost replica (reason "replica_lost"),
+ * compare-and-set: only while it is open and its replica still counts as
+ * gone by the same cutoffs; the replica's row is marked reaped. So two
+ * replicas reaping at once close it once, and a replica that beat again
+ * meanwhile keeps it. QES_ERR_NOT_FOUND when nothing changed. Write
+ * transaction.
+ */
+int qesd_session_reap(qesd_tx *tx, const char *tenant_id,
+    const char *session_id, int64_t dead_before_ms, int64_t orphan_before_ms,
+    int64_t now_ms);
+
 /* ==== backend interface: for store_devices.c and store_*.c only ==== */
 
 struct qesd_store_device_ops {
@@ -274,6 +317,16 @@ struct qesd_store_device_ops {
 	    size_t limit, qesd_device_session *out, size_t *n);
 	int (*sessions_open_on_replica)(qesd_tx *tx, const char *replica,
 	    size_t limit, qesd_device_session *out, size_t *n);
+
+	int (*replica_beat)(qesd_tx *tx, const char *replica,
+	    int64_t started_at_ms, int64_t now_ms, int *reaped);
+	int (*sessions_of_lost_replicas)(qesd_tx *tx, int64_t dead_before_ms,
+	    int64_t orphan_before_ms, size_t limit, qesd_device_session *out,
+	    size_t *n);
+	/* NOT_FOUND when nothing changed */
+	int (*session_reap)(qesd_tx *tx, const char *tenant_id,
+	    const char *session_id, int64_t dead_before_ms,
+	    int64_t orphan_before_ms, int64_t now_ms);
 };
 
 extern const struct qesd_store_device_ops qesd_store_sqlite_device_ops;

@@ -252,6 +252,8 @@ static const char migration_2[] =
 
 /* Migration 3 (devices): qesd_pg_migration_devices, store_pg_devices.c. */
 /* Migration 4 (AdES job documents): qesd_pg_migration_docs, store_pg_jobs.c. */
+/* Migration 5 (replica heartbeats): qesd_pg_migration_replicas,
+ * store_pg_devices.c. */
 
 /* Append only; the same versions as SQLite's. */
 static const struct {
@@ -262,10 +264,11 @@ static const struct {
 	{ 2, migration_2 },
 	{ 3, qesd_pg_migration_devices },
 	{ 4, qesd_pg_migration_docs },
+	{ 5, qesd_pg_migration_replicas },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-_Static_assert(QESD_SCHEMA_VERSION == 4,
+_Static_assert(QESD_SCHEMA_VERSION == 5,
     "QESD_SCHEMA_VERSION must be the version of the last migration");
 
 /* ---- statements ---- */

@@ -73,6 +73,7 @@ extern const struct qesd_store_job_ops qesd_store_pg_job_ops;
 extern const struct qesd_store_ops qesd_store_pg_ops;
 extern const char qesd_pg_migration_devices[];
 extern const char qesd_pg_migration_docs[];
+extern const char qesd_pg_migration_replicas[];
 extern const struct qesd_store_device_ops qesd_store_pg_device_ops;
 
 #endif

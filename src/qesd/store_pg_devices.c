@@ -151,6 +151,50 @@ static const char sql_ses_open_replica[] =
     "WHERE replica_id = $1 AND closed_at_ms IS NULL "
     "ORDER BY last_seen_at_ms LIMIT $2";
 
+/*
+ * Migration 5 (failover, issue 6): store_sqlite_devices.c's replicas
+ * table in PostgreSQL's words.
+ */
+const char qesd_pg_migration_replicas[] =
+"CREATE TABLE replicas (\n"
+"  name text NOT NULL PRIMARY KEY,\n"
+"  started_at_ms bigint NOT NULL,\n"
+"  last_beat_at_ms bigint NOT NULL,\n"
+"  reaped_at_ms bigint\n"
+");\n";
+
+/* the row as it was before this beat: FOR UPDATE orders concurrent beats */
+static const char sql_rep_beat_read[] =
+    "SELECT started_at_ms, reaped_at_ms FROM replicas WHERE name = $1 "
+    "FOR UPDATE";
+static const char sql_rep_beat[] =
+    "INSERT INTO replicas (name, started_at_ms, last_beat_at_ms, "
+    "reaped_at_ms) VALUES ($1, $2, $3, NULL) ON CONFLICT (name) DO UPDATE "
+    "SET started_at_ms = excluded.started_at_ms, last_beat_at_ms = "
+    "greatest(excluded.last_beat_at_ms, CASE WHEN replicas.started_at_ms = "
+    "excluded.started_at_ms THEN replicas.last_beat_at_ms ELSE 0 END), "
+    "reaped_at_ms = NULL";
+/* $1 dead before, $2 orphan before: the one definition of "gone" */
+#define LOST_SQL(s) "(EXISTS (SELECT 1 FROM replicas r " \
+	"WHERE r.name = " s ".replica_id AND r.last_beat_at_ms < $1) OR " \
+	"(NOT EXISTS (SELECT 1 FROM replicas r WHERE r.name = " s \
+	".replica_id) AND " s ".last_seen_at_ms < $2))"
+static const char sql_ses_lost[] =
+    "SELECT " SES_COLS " FROM device_sessions s "
+    "WHERE s.closed_at_ms IS NULL AND " LOST_SQL("s") " "
+    "ORDER BY s.connected_at_ms, s.id LIMIT $3";
+/* two reapers: the second waits for the first's row lock, then finds the
+ * session closed and changes nothing */
+static const char sql_ses_reap[] =
+    "UPDATE device_sessions SET closed_at_ms = $5, "
+    "close_reason = 'replica_lost' "
+    "WHERE tenant_id = $3 AND id = $4 AND closed_at_ms IS NULL AND "
+    LOST_SQL("device_sessions");
+static const char sql_rep_mark[] =
+    "UPDATE replicas SET reaped_at_ms = $3 WHERE name = (SELECT replica_id "
+    "FROM device_sessions WHERE tenant_id = $1 AND id = $2) "
+    "AND reaped_at_ms IS NULL";
+
 /* An UPDATE (or INSERT ... SELECT); NOT_FOUND when it changed no row. */
 static int
 run_update(qesd_tx *tx, const char *sql, const qesd_pg_params *p,
@@ -712,6 +756,74 @@ pg_sessions_open_on_replica(qesd_tx *tx, const char *replica, size_t limit,
 	    "listing open device sessions");
 }
 
+/* ---- replicas ---- */
+
+static int
+pg_replica_beat(qesd_tx *tx, const char *replica, int64_t started_at_ms,
+    int64_t now_ms, int *reaped)
+{
+	static const char what[] = "recording the replica heartbeat";
+	qesd_pg_params p = { 0 }, q = { 0 };
+	PGresult *res = NULL;
+	int64_t started = 0, mark = 0;
+	int r;
+
+	*reaped = 0;
+	qesd_pg_text(&p, replica);
+	if ((r = query_one(tx, sql_rep_beat_read, &p, what, &res)) < 0)
+		return r;
+	if (r == 1) {
+		if (qesd_pg_col_i64(res, 0, 0, 0, &started) != 0 ||
+		    qesd_pg_col_i64(res, 0, 1, 1, &mark) != 0) {
+			PQclear(res);
+			return qesd_pg_corrupt(tx, "replicas");
+		}
+		/* reaped_at_ms NULL reads as 0 */
+		*reaped = started == started_at_ms && mark != 0;
+		PQclear(res);
+	}
+	qesd_pg_text(&q, replica);
+	qesd_pg_i64(&q, started_at_ms);
+	qesd_pg_i64(&q, now_ms);
+	return qesd_pg_exec(tx, sql_rep_beat, &q, what, NULL, NULL);
+}
+
+static int
+pg_sessions_of_lost_replicas(qesd_tx *tx, int64_t dead_before_ms,
+    int64_t orphan_before_ms, size_t limit, qesd_device_session *out,
+    size_t *n)
+{
+	qesd_pg_params p = { 0 };
+
+	*n = 0;
+	qesd_pg_i64(&p, dead_before_ms);
+	qesd_pg_i64(&p, orphan_before_ms);
+	qesd_pg_i64(&p, (int64_t)limit);
+	return read_sessions(tx, sql_ses_lost, &p, limit, out, n,
+	    "listing sessions of lost replicas");
+}
+
+static int
+pg_session_reap(qesd_tx *tx, const char *tenant_id, const char *session_id,
+    int64_t dead_before_ms, int64_t orphan_before_ms, int64_t now_ms)
+{
+	static const char what[] = "closing a session of a lost replica";
+	qesd_pg_params p = { 0 }, q = { 0 };
+	int r;
+
+	qesd_pg_i64(&p, dead_before_ms);
+	qesd_pg_i64(&p, orphan_before_ms);
+	qesd_pg_text(&p, tenant_id);
+	qesd_pg_text(&p, session_id);
+	qesd_pg_i64(&p, now_ms);
+	if ((r = run_update(tx, sql_ses_reap, &p, what)) != 0)
+		return r;
+	qesd_pg_text(&q, tenant_id);
+	qesd_pg_text(&q, session_id);
+	qesd_pg_i64(&q, now_ms);
+	return qesd_pg_exec(tx, sql_rep_mark, &q, what, NULL, NULL);
+}
+
 const struct qesd_store_device_ops qesd_store_pg_device_ops = {
 	.enrollment_insert = pg_enrollment_insert,
 	.enrollment_get_by_code = pg_enrollment_get_by_code,
@@ -730,4 +842,7 @@ const struct qesd_store_device_ops qesd_store_pg_device_ops = {
 	.session_get = pg_session_get,
 	.session_list = pg_session_list,
 	.sessions_open_on_replica = pg_sessions_open_on_replica,
+	.replica_beat = pg_replica_beat,
+	.sessions_of_lost_replicas = pg_sessions_of_lost_replicas,
+	.session_reap = pg_session_reap,
 };

@@ -242,6 +242,8 @@ static const char migration_2[] =
 extern const char qesd_sq_migration_devices[];
 /* Migration 4 (AdES job documents, issue 5): in store_sqlite_jobs.c. */
 extern const char qesd_sq_migration_docs[];
+/* Migration 5 (replica heartbeats, issue 6): in store_sqlite_devices.c. */
+extern const char qesd_sq_migration_replicas[];
 
 /* Append only; a version once released never changes. */
 static const struct {
@@ -252,10 +254,11 @@ static const struct {
 	{ 2, migration_2 },
 	{ 3, qesd_sq_migration_devices },
 	{ 4, qesd_sq_migration_docs },
+	{ 5, qesd_sq_migration_replicas },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-_Static_assert(QESD_SCHEMA_VERSION == 4,
+_Static_assert(QESD_SCHEMA_VERSION == 5,
     "QESD_SCHEMA_VERSION must be the version of the last migration");
 
 /* ---- statements ---- */

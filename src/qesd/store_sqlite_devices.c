@@ -65,6 +65,19 @@ const char qesd_sq_migration_devices[] =
 "CREATE INDEX device_sessions_live\n"
 "  ON device_sessions (tenant_id, device_id) WHERE closed_at_ms IS NULL;\n";
 
+/*
+ * Migration 5 (failover, issue 6): one heartbeat row per replica name
+ * (store_devices.h "replicas"). reaped_at_ms: another replica declared the
+ * process that started at started_at_ms gone and closed its sessions.
+ */
+const char qesd_sq_migration_replicas[] =
+"CREATE TABLE replicas (\n"
+"  name TEXT NOT NULL PRIMARY KEY,\n"
+"  started_at_ms INTEGER NOT NULL,\n"
+"  last_beat_at_ms INTEGER NOT NULL,\n"
+"  reaped_at_ms INTEGER\n"
+") STRICT;\n";
+
 #define LIVE_SQL(d) "EXISTS (SELECT 1 FROM device_sessions s " \
 	"WHERE s.tenant_id = " d ".tenant_id AND s.device_id = " d ".id " \
 	"AND s.closed_at_ms IS NULL)"
@@ -163,6 +176,34 @@ static const char sql_ses_open_replica[] =
     "SELECT " SES_COLS " FROM device_sessions "
     "WHERE replica_id = ?1 AND closed_at_ms IS NULL "
     "ORDER BY last_seen_at_ms LIMIT ?2";
+/* a newer process of the same name replaces the row and its mark */
+static const char sql_rep_beat_read[] =
+    "SELECT started_at_ms, reaped_at_ms FROM replicas WHERE name = ?1";
+static const char sql_rep_beat[] =
+    "INSERT INTO replicas (name, started_at_ms, last_beat_at_ms, "
+    "reaped_at_ms) VALUES (?1, ?2, ?3, NULL) ON CONFLICT (name) DO UPDATE "
+    "SET started_at_ms = excluded.started_at_ms, last_beat_at_ms = "
+    "max(excluded.last_beat_at_ms, CASE WHEN started_at_ms = "
+    "excluded.started_at_ms THEN last_beat_at_ms ELSE 0 END), "
+    "reaped_at_ms = NULL";
+/* ?1 dead before, ?2 orphan before: the one definition of "gone" */
+#define LOST_SQL(s) "(EXISTS (SELECT 1 FROM replicas r " \
+	"WHERE r.name = " s ".replica_id AND r.last_beat_at_ms < ?1) OR " \
+	"(NOT EXISTS (SELECT 1 FROM replicas r WHERE r.name = " s \
+	".replica_id) AND " s ".last_seen_at_ms < ?2))"
+static const char sql_ses_lost[] =
+    "SELECT " SES_COLS " FROM device_sessions s "
+    "WHERE s.closed_at_ms IS NULL AND " LOST_SQL("s") " "
+    "ORDER BY s.connected_at_ms, s.id LIMIT ?3";
+static const char sql_ses_reap[] =
+    "UPDATE device_sessions SET closed_at_ms = ?5, "
+    "close_reason = 'replica_lost' "
+    "WHERE tenant_id = ?3 AND id = ?4 AND closed_at_ms IS NULL AND "
+    LOST_SQL("device_sessions");
+static const char sql_rep_mark[] =
+    "UPDATE replicas SET reaped_at_ms = ?3 WHERE name = (SELECT replica_id "
+    "FROM device_sessions WHERE tenant_id = ?1 AND id = ?2) "
+    "AND reaped_at_ms IS NULL";
 
 /* ---- helpers ---- */
 
@@ -810,6 +851,83 @@ sq_sessions_open_on_replica(qesd_tx *tx, const char *replica, size_t limit,
 	return read_sessions(tx, s, limit, out, n, what);
 }
 
+/* ---- replicas ---- */
+
+static int
+sq_replica_beat(qesd_tx *tx, const char *replica, int64_t started_at_ms,
+    int64_t now_ms, int *reaped)
+{
+	static const char what[] = "recording the replica heartbeat";
+	sqlite3_stmt *s;
+	int rc, r;
+
+	*reaped = 0;
+	if ((r = qesd_sq_stmt(tx, sql_rep_beat_read, &s)) != 0)
+		return r;
+	if ((rc = qesd_sq_bind_text(s, 1, replica)) != SQLITE_OK)
+		return bind_fail(tx, s, rc, what);
+	if ((r = step_one(tx, s, what)) < 0)
+		return r;
+	if (r == 1) {
+		*reaped = sqlite3_column_int64(s, 0) == started_at_ms &&
+		    sqlite3_column_type(s, 1) != SQLITE_NULL;
+		qesd_sq_done(s);
+	}
+	if ((r = qesd_sq_stmt(tx, sql_rep_beat, &s)) != 0)
+		return r;
+	if ((rc = qesd_sq_bind_text(s, 1, replica)) != SQLITE_OK ||
+	    (rc = bind_i64(s, 2, started_at_ms)) != SQLITE_OK ||
+	    (rc = bind_i64(s, 3, now_ms)) != SQLITE_OK)
+		return bind_fail(tx, s, rc, what);
+	return qesd_sq_run(tx, s, what);
+}
+
+static int
+sq_sessions_of_lost_replicas(qesd_tx *tx, int64_t dead_before_ms,
+    int64_t orphan_before_ms, size_t limit, qesd_device_session *out,
+    size_t *n)
+{
+	static const char what[] = "listing sessions of lost replicas";
+	sqlite3_stmt *s;
+	int rc, r;
+
+	*n = 0;
+	if ((r = qesd_sq_stmt(tx, sql_ses_lost, &s)) != 0)
+		return r;
+	if ((rc = bind_i64(s, 1, dead_before_ms)) != SQLITE_OK ||
+	    (rc = bind_i64(s, 2, orphan_before_ms)) != SQLITE_OK ||
+	    (rc = bind_i64(s, 3, (int64_t)limit)) != SQLITE_OK)
+		return bind_fail(tx, s, rc, what);
+	return read_sessions(tx, s, limit, out, n, what);
+}
+
+static int
+sq_session_reap(qesd_tx *tx, const char *tenant_id, const char *session_id,
+    int64_t dead_before_ms, int64_t orphan_before_ms, int64_t now_ms)
+{
+	static const char what[] = "closing a session of a lost replica";
+	sqlite3_stmt *s;
+	int rc, r;
+
+	if ((r = qesd_sq_stmt(tx, sql_ses_reap, &s)) != 0)
+		return r;
+	if ((rc = bind_i64(s, 1, dead_before_ms)) != SQLITE_OK ||
+	    (rc = bind_i64(s, 2, orphan_before_ms)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 3, tenant_id)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 4, session_id)) != SQLITE_OK ||
+	    (rc = bind_i64(s, 5, now_ms)) != SQLITE_OK)
+		return bind_fail(tx, s, rc, what);
+	if ((r = run_update(tx, s, what)) != 0)
+		return r;
+	if ((r = qesd_sq_stmt(tx, sql_rep_mark, &s)) != 0)
+		return r;
+	if ((rc = qesd_sq_bind_text(s, 1, tenant_id)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 2, session_id)) != SQLITE_OK ||
+	    (rc = bind_i64(s, 3, now_ms)) != SQLITE_OK)
+		return bind_fail(tx, s, rc, what);
+	return qesd_sq_run(tx, s, what);
+}
+
 const struct qesd_store_device_ops qesd_store_sqlite_device_ops = {
 	.enrollment_insert = sq_enrollment_insert,
 	.enrollment_get_by_code = sq_enrollment_get_by_code,
@@ -828,4 +946,7 @@ const struct qesd_store_device_ops qesd_store_sqlite_device_ops = {
 	.session_get = sq_session_get,
 	.session_list = sq_session_list,
 	.sessions_open_on_replica = sq_sessions_open_on_replica,
+	.replica_beat = sq_replica_beat,
+	.sessions_of_lost_replicas = sq_sessions_of_lost_replicas,
+	.session_reap = sq_session_reap,
 };
