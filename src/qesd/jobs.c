@@ -48,6 +48,8 @@
  *   jobs_format.c  the API's base64, the idempotency hash, the stored
  *                  request, the public JSON
  *   jobs_certs.c   parsed signer certificates, shared by the jobs
+ *   jobs_ades.c    documents the gateway signs: prepare at submit, the
+ *                  finisher of signed document jobs, the result's fetch
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -372,6 +374,14 @@ qesd_jobs_new(qesd_app *app, const qesd_jobs_config *cfg, qesd_jobs **out)
 		return QES_ERR_INTERNAL;
 	}
 	pthread_condattr_destroy(&ca);
+	if (jobs_ades_init(j) != 0) {
+		pthread_cond_destroy(&j->sweep_cv);
+		pthread_mutex_destroy(&j->sweep_mu);
+		pthread_mutex_destroy(&j->wait_mu);
+		jobs_certs_destroy(&j->certs);
+		free(j);
+		return QES_ERR_INVALID_ARG;
+	}
 	*out = j;
 	return 0;
 }
@@ -384,7 +394,7 @@ qesd_jobs_start(qesd_jobs *j)
 	if (pthread_create(&j->thread, NULL, jobs_sweeper_main, j) != 0)
 		return QES_ERR_INTERNAL;
 	j->thread_started = 1;
-	return 0;
+	return jobs_ades_start(j);
 }
 
 void
@@ -392,6 +402,7 @@ qesd_jobs_free(qesd_jobs *j)
 {
 	if (j == NULL)
 		return;
+	jobs_ades_destroy(j);
 	pthread_mutex_lock(&j->sweep_mu);
 	j->stop = 1;
 	pthread_cond_signal(&j->sweep_cv);

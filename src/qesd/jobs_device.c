@@ -138,7 +138,8 @@ value_json(const qes_cert *cert, qes_sig_scheme scheme, const uint8_t *sig,
  */
 static int
 verify_signatures(qesd_jobs *j, const qesd_job *job,
-    const qes_proto_sign_result *sr, qes_sig_scheme *scheme_out, char **result)
+    const qes_proto_sign_result *sr, qes_sig_scheme *scheme_out, char **result,
+    int *is_document)
 {
 	struct jobs_request q;
 	struct jobs_cert *entry = NULL;
@@ -151,6 +152,7 @@ verify_signatures(qesd_jobs *j, const qesd_job *job,
 	if ((r = jobs_request_parse(job->request, &q)) != 0)
 		return r;
 	*scheme_out = q.scheme;
+	*is_document = q.document != NULL;
 	if (sr->n_signatures != q.n) {
 		r = QES_ERR_SIGNATURE_INVALID;
 		goto out;
@@ -199,7 +201,7 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
 	json_t *extra = NULL;
 	char *result = NULL;
 	const char *reason = NULL;
-	int r, applied = 0, v;
+	int r, applied = 0, v, is_document = 0;
 
 	memset(&job, 0, sizeof(job));
 	memset(&t, 0, sizeof(t));
@@ -233,13 +235,16 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
 	t.version = job.version;
 	t.device_id = device_id;
 	if (sr->status == QES_PROTO_STATUS_OK) {
-		v = verify_signatures(j, &job, sr, &scheme, &result);
+		v = verify_signatures(j, &job, sr, &scheme, &result,
+		    &is_document);
 		if (v == QES_ERR_ALLOC)
 			goto out;	/* the job stays open: a retry or its timeout */
 		if (v == 0) {
-			t.to = QESD_JOB_COMPLETED;
+			/* a document job is the finisher's to complete */
+			t.to = is_document ? QESD_JOB_SIGNED : QESD_JOB_COMPLETED;
 			t.result = result;
-			t.type = "signature.completed";
+			t.type = is_document ? "signature.signed" :
+			    "signature.completed";
 			extra = json_pack("{s:I}", "signatures",
 			    (json_int_t)sr->n_signatures);
 		} else {
@@ -282,8 +287,11 @@ on_sign_result(qesd_jobs *j, const char *tenant_id, const char *device_id,
 		    "job_moved_on");
 		goto out;
 	}
-	qesd_log(QESD_LOG_INFO, reason == NULL ? "signature job completed" :
-	    "signature job failed", QLS("tenant", tenant_id),
+	if (reason == NULL && is_document)
+		jobs_ades_kick(j, tenant_id, job.id);
+	qesd_log(QESD_LOG_INFO, reason == NULL ? (is_document ?
+	    "signature job signed: the document is being finished" :
+	    "signature job completed") : "signature job failed", QLS("tenant", tenant_id),
 	    QLS("job_id", job.id), QLS("device_id", device_id),
 	    QLS("reason", reason), QLS("scheme", reason == NULL ?
 	    qes_sig_scheme_name(scheme) : NULL),

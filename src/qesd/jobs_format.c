@@ -115,30 +115,50 @@ qesd_jobs_request_hash(const qesd_sign_request *sr,
 	unsigned int olen = 0;
 	int ok, k;
 
+	const qesd_sign_document *doc;
+	uint8_t doc_hash[32];
+	size_t n;
+
 	if (sr == NULL || out == NULL || sr->credential_id == NULL ||
 	    sr->title == NULL || (dlen = qes_md_len(sr->md)) == 0 ||
-	    sr->n_digests == 0 || sr->n_digests > QES_PROTO_DIGESTS_MAX ||
-	    sr->digests == NULL || sr->timeout_s < 0)
+	    sr->timeout_s < 0)
 		return QES_ERR_INVALID_ARG;
+	doc = sr->document;
+	if (doc != NULL ? doc->data == NULL || doc->len == 0 :
+	    sr->n_digests == 0 || sr->n_digests > QES_PROTO_DIGESTS_MAX ||
+	    sr->digests == NULL)
+		return QES_ERR_INVALID_ARG;
+	n = doc != NULL ? 0 : sr->n_digests;
+	if (doc != NULL && EVP_Digest(doc->data, doc->len, doc_hash, NULL,
+	    EVP_sha256(), NULL) != 1)
+		return QES_ERR_CRYPTO;
 	if ((c = EVP_MD_CTX_new()) == NULL)
 		return QES_ERR_ALLOC;
 	ok = EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
 	    lp(c, tag, sizeof(tag) - 1) && lps(c, sr->credential_id) &&
 	    lps(c, qes_md_name(sr->md)) &&
 	    lps(c, sr->has_scheme ? qes_sig_scheme_name(sr->scheme) : NULL);
-	be[0] = (uint8_t)(sr->n_digests >> 24);
-	be[1] = (uint8_t)(sr->n_digests >> 16);
-	be[2] = (uint8_t)(sr->n_digests >> 8);
-	be[3] = (uint8_t)sr->n_digests;
+	be[0] = (uint8_t)(n >> 24);
+	be[1] = (uint8_t)(n >> 16);
+	be[2] = (uint8_t)(n >> 8);
+	be[3] = (uint8_t)n;
 	ok = ok && EVP_DigestUpdate(c, be, 4) == 1;
-	for (i = 0; ok && i < sr->n_digests; i++)
+	for (i = 0; ok && i < n; i++)
 		ok = lp(c, sr->digests + i * dlen, dlen);
 	ok = ok && lps(c, sr->title) && lps(c, sr->description) &&
 	    lps(c, sr->application);
 	for (k = 0; k < 8; k++)
 		be[k] = (uint8_t)((uint64_t)sr->timeout_s >> (56 - 8 * k));
-	ok = ok && EVP_DigestUpdate(c, be, 8) == 1 &&
-	    EVP_DigestFinal_ex(c, out, &olen) == 1 && olen == QESD_JOB_HASH_LEN;
+	ok = ok && EVP_DigestUpdate(c, be, 8) == 1;
+	if (ok && doc != NULL)
+		ok = lps(c, "document") &&
+		    lps(c, qes_ades_format_name(doc->format)) &&
+		    lps(c, qes_ades_level_name(doc->level)) &&
+		    lps(c, qes_ades_packaging_name(doc->packaging)) &&
+		    lps(c, doc->name) && lps(c, doc->mime_type) &&
+		    lp(c, doc_hash, sizeof(doc_hash));
+	ok = ok && EVP_DigestFinal_ex(c, out, &olen) == 1 &&
+	    olen == QESD_JOB_HASH_LEN;
 	EVP_MD_CTX_free(c);
 	return ok ? 0 : QES_ERR_CRYPTO;
 }
@@ -186,6 +206,9 @@ jobs_request_parse(const char *text, struct jobs_request *q)
 	    q->n > QES_PROTO_DIGESTS_MAX ||
 	    (s = json_string_value(json_object_get(q->root, "certificate"))) == NULL)
 		goto out;
+	q->document = json_object_get(q->root, "document");
+	if (q->document != NULL && (!json_is_object(q->document) || q->n != 1))
+		goto out;
 	q->timeout_s = (int64_t)json_integer_value(v);
 	r = QES_ERR_ALLOC;
 	if ((q->digests = qes_buf_new()) == NULL ||
@@ -218,7 +241,8 @@ jobs_request_parse(const char *text, struct jobs_request *q)
  * verify against. */
 char *
 jobs_request_text(const qesd_sign_request *sr, qes_sig_scheme scheme,
-    const char *application, const qesd_jobs_credential *cred)
+    const char *application, const qesd_jobs_credential *cred,
+    int64_t signing_time_s)
 {
 	size_t dlen = qes_md_len(sr->md), i;
 	json_t *o, *digests;
@@ -232,6 +256,10 @@ jobs_request_text(const qesd_sign_request *sr, qes_sig_scheme scheme,
 			json_decref(digests);
 			return NULL;
 		}
+	if (sr->document != NULL && sr->n_digests != 1) {
+		json_decref(digests);
+		return NULL;
+	}
 	o = json_pack("{s:i, s:s, s:s, s:o, s:s, s:s, s:s, s:I, s:s, s:o}",
 	    "v", REQUEST_VERSION,
 	    "digest_algorithm", qes_md_name(sr->md),
@@ -243,6 +271,32 @@ jobs_request_text(const qesd_sign_request *sr, qes_sig_scheme scheme,
 	    "timeout_seconds", (json_int_t)sr->timeout_s,
 	    "credential", cred->credential,
 	    "certificate", qesd_b64_json(cred->cert_der, cred->cert_der_len));
+	if (o != NULL && sr->document != NULL) {
+		const qesd_sign_document *d = sr->document;
+		json_t *dj = json_pack("{s:s, s:s, s:s, s:I, s:I}",
+		    "format", qes_ades_format_name(d->format),
+		    "level", qes_ades_level_name(d->level),
+		    "packaging", d->packaging != QES_ADES_PKG_DEFAULT ?
+		    qes_ades_packaging_name(d->packaging) : "",
+		    "bytes", (json_int_t)d->len,
+		    "signing_time", (json_int_t)signing_time_s);
+
+		if (dj != NULL && d->name != NULL &&
+		    json_object_set_new(dj, "name", json_string(d->name)) != 0) {
+			json_decref(dj);
+			dj = NULL;
+		}
+		if (dj != NULL && d->mime_type != NULL &&
+		    json_object_set_new(dj, "mime_type",
+		    json_string(d->mime_type)) != 0) {
+			json_decref(dj);
+			dj = NULL;
+		}
+		if (dj == NULL || json_object_set_new(o, "document", dj) != 0) {
+			json_decref(o);
+			o = NULL;
+		}
+	}
 	if (o != NULL)
 		s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
@@ -275,7 +329,7 @@ token_flags_json(unsigned flags)
 json_t *
 qesd_job_json(const qesd_job *job)
 {
-	json_t *o = NULL, *req = NULL, *res = NULL, *v;
+	json_t *o = NULL, *req = NULL, *res = NULL, *v, *doc;
 
 	if (job == NULL || job->request == NULL)
 		return NULL;
@@ -304,6 +358,21 @@ qesd_job_json(const qesd_job *job)
 	    (v = json_object_get(res, "signatures")) != NULL &&
 	    json_object_set(o, "signatures", v) != 0)
 		goto fail;
+	if ((doc = json_object_get(req, "document")) != NULL) {
+		char url[96];
+		const char *pkg = json_string_value(json_object_get(doc,
+		    "packaging"));
+
+		if (json_object_set(o, "format", json_object_get(doc, "format")) != 0 ||
+		    json_object_set(o, "level", json_object_get(doc, "level")) != 0 ||
+		    (pkg != NULL && pkg[0] != '\0' &&
+		    json_object_set_new(o, "packaging", json_string(pkg)) != 0))
+			goto fail;
+		snprintf(url, sizeof(url), "/v1/signatures/%s/result", job->id);
+		if (job->state == QESD_JOB_COMPLETED &&
+		    json_object_set_new(o, "result_url", json_string(url)) != 0)
+			goto fail;
+	}
 	if (json_is_integer(v = json_object_get(res, "pin_flags")) &&
 	    json_object_set_new(o, "token_flags",
 	    token_flags_json((unsigned)json_integer_value(v))) != 0)
@@ -316,4 +385,49 @@ qesd_job_json(const qesd_job *job)
 	json_decref(req);
 	json_decref(res);
 	return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* the signed document's media type */
+
+void
+qesd_job_result_type(const qesd_job *job, const char **content_type,
+    const char **suffix)
+{
+	json_t *req = job != NULL && job->request != NULL ?
+	    json_loads(job->request, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	json_t *doc = json_object_get(req, "document");
+	const char *f = json_string_value(json_object_get(doc, "format"));
+	const char *p = json_string_value(json_object_get(doc, "packaging"));
+
+	*content_type = "application/octet-stream";
+	*suffix = ".bin";
+	if (f == NULL)
+		;
+	else if (strcmp(f, "pades") == 0) {
+		*content_type = "application/pdf";
+		*suffix = ".pdf";
+	} else if (strcmp(f, "cades") == 0) {
+		/* detached (the default): only the signature; enveloping: the
+		 * CMS that holds the document too */
+		if (p != NULL && strcmp(p, "enveloping") == 0) {
+			*content_type = "application/cms";
+			*suffix = ".p7m";
+		} else {
+			*content_type = "application/pkcs7-signature";
+			*suffix = ".p7s";
+		}
+	} else if (strcmp(f, "xades") == 0) {
+		*content_type = "application/xml";
+		*suffix = ".xml";
+	} else if (strcmp(f, "jades") == 0) {
+		if (p != NULL && strcmp(p, "compact") == 0) {
+			*content_type = "application/jose";
+			*suffix = ".jws";
+		} else {
+			*content_type = "application/jose+json";
+			*suffix = ".json";
+		}
+	}
+	json_decref(req);
 }

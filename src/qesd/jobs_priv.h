@@ -15,6 +15,8 @@
 #include "qes/cert.h"
 #include "qes/proto.h"
 #include "qes/sig.h"
+#include "qes/sign.h"
+#include "qes/tsp.h"
 #include "http.h"
 #include "jobs.h"
 #include "store.h"
@@ -64,8 +66,37 @@ const qes_cert *jobs_cert_get(const struct jobs_cert *e);
 /* NULL is a no-op. */
 void jobs_cert_release(struct jobs_certs *c, struct jobs_cert *e);
 
+/* ---- jobs_ades.c: documents the gateway signs ---- */
+
+#define FINISH_QUEUE 64		/* jobs kicked, waiting for the finisher */
+#define FINISH_SCAN_MS 5000	/* the finisher looks for signed jobs this often */
+#define FINISH_GRACE_MS (10LL * 60 * 1000)	/* a signed job still unfinished this
+					 * long after expires_at fails */
+#define JOBS_CHAIN_MAX 64	/* certificates in chain_file */
+
+struct jobs_ades {
+	int enabled;			/* the document key is loaded */
+	uint8_t doc_key[QESD_DOC_KEY_LEN];
+	size_t document_max;
+	qes_cert *chain[JOBS_CHAIN_MAX];	/* chain_file */
+	size_t nchain;
+	int has_tsa;
+	qes_tsp_config tsa;		/* strings borrowed from the config */
+	qes_rev_config rev;		/* the certificates' AIA and CDP */
+
+	/* the finisher thread */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;			/* mu */
+	int started;
+	pthread_t thread;
+	struct { char tenant[QESD_ID_SIZE], job[QESD_ID_SIZE]; } queue[FINISH_QUEUE];
+	size_t qhead, qlen;		/* mu */
+};
+
 struct qesd_jobs {
 	qesd_app *app;
+	struct jobs_ades ades;
 	qesd_jobs_devices devices;
 	int64_t retention_ms;
 	struct jobs_certs certs;
@@ -138,15 +169,39 @@ struct jobs_request {
 	const char *title, *description, *application, *credential;
 	int64_t timeout_s;
 	qes_buf *cert_der;
+	json_t *document;		/* borrowed from root; NULL: hash-only */
 };
 
 /* The request text to store (NULL on allocation failure). */
 char *jobs_request_text(const qesd_sign_request *sr, qes_sig_scheme scheme,
-    const char *application, const qesd_jobs_credential *cred);
+    const char *application, const qesd_jobs_credential *cred,
+    int64_t signing_time_s);
 /* Parse a job's request text (ours, still checked); free with
  * jobs_request_free. */
 int jobs_request_parse(const char *text, struct jobs_request *q);
 void jobs_request_free(struct jobs_request *q);
+
+/* ---- jobs_ades.c ---- */
+
+/* Load the document key, chain and TSA of app->cfg (documents stay off
+ * without a document_key_file); the finisher is not started. */
+int jobs_ades_init(qesd_jobs *j);
+/* Stop the finisher and wipe the key. */
+void jobs_ades_destroy(qesd_jobs *j);
+int jobs_ades_start(qesd_jobs *j);
+/* A document job became signed: finish it soon (best effort; the
+ * finisher's scan finds it anyway). */
+void jobs_ades_kick(qesd_jobs *j, const char *tenant_id, const char *job_id);
+/*
+ * Prepare a document for signer at submit: 0 with the digest to sign
+ * appended to digest_out and its md in *md_out, or 0 with *outcome set
+ * (FORMAT_UNSUPPORTED, DOCUMENT_INVALID) and detail, or an error.
+ */
+int jobs_ades_prepare(qesd_jobs *j, const qesd_sign_document *doc,
+    const qes_cert *signer, qes_md md, qes_sig_scheme scheme,
+    int64_t signing_time_s, const char *job_id, qes_buf *digest_out,
+    qes_md *md_out, qesd_submit_outcome *outcome, char *detail,
+    size_t detail_len);
 
 /* ---- jobs_sweep.c ---- */
 

@@ -70,6 +70,24 @@ digests_summary(const qesd_sign_request *sr)
 	    "digests_sha256", hex);
 }
 
+/* The record's summary: the digests, and a document's size and form
+ * (never its content or name). */
+static json_t *
+request_summary(const qesd_sign_request *sr)
+{
+	json_t *o = digests_summary(sr);
+	const qesd_sign_document *d = sr->document;
+
+	if (o != NULL && d != NULL && json_object_update_new(o, json_pack(
+	    "{s:I, s:s, s:s}", "document_bytes", (json_int_t)d->len,
+	    "format", qes_ades_format_name(d->format),
+	    "level", qes_ades_level_name(d->level))) != 0) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o;
+}
+
 /* Look an idempotency key up. 0 with *found, and *outcome decided. */
 static int
 idempotency_check(qesd_tx *tx, const char *tenant_id,
@@ -193,7 +211,51 @@ int
 qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
     qesd_submit_outcome *outcome, qesd_job *out)
 {
+	char detail[8];
+
+	return qesd_jobs_submit_detail(j, req, sr, outcome, out, detail,
+	    sizeof(detail));
+}
+
+/*
+ * A document request: the job's id and creation time are chosen now,
+ * because the digest to sign depends on them (id_seed, signing_time), and
+ * the document is prepared before any transaction (it may take a while
+ * for a large PDF). The local request sr2 then carries the one digest.
+ */
+static int
+prepare_document(qesd_jobs *j, const qesd_sign_request *sr,
+    const qes_cert *signer, qes_sig_scheme scheme, qesd_job *job,
+    qes_buf *digest, qesd_sign_request *sr2, qesd_submit_outcome *outcome,
+    char *detail, size_t detail_len)
+{
+	qes_md md = sr->md;
+	int r;
+
+	*sr2 = *sr;
+	if ((r = qesd_id_new("job", job->id)) != 0)
+		return r;
+	job->created_at_ms = qesd_now_ms(j->app);
+	if ((r = jobs_ades_prepare(j, sr->document, signer, sr->md, scheme,
+	    job->created_at_ms / 1000, job->id, digest, &md, outcome, detail,
+	    detail_len)) != 0 || *outcome != 0)
+		return r;
+	sr2->md = md;
+	sr2->digests = qes_buf_data(digest);
+	sr2->n_digests = 1;
+	return 0;
+}
+
+int
+qesd_jobs_submit_detail(qesd_jobs *j, qesd_request *req,
+    const qesd_sign_request *sr_in, qesd_submit_outcome *outcome,
+    qesd_job *out, char *detail, size_t detail_len)
+{
 	uint8_t hash[QESD_JOB_HASH_LEN];
+	qesd_sign_request sr_doc, *sr = &sr_doc;
+	qes_buf *doc_digest = NULL;
+	int64_t created_ms = 0;
+	char job_id[QESD_ID_SIZE] = "";
 	char session_id[QESD_ID_SIZE] = "";
 	const char *tenant_id;
 	const char *application = NULL;
@@ -209,9 +271,13 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 	int64_t now;
 	int r, found = 0, attempt;
 
-	if (j == NULL || req == NULL || sr == NULL || outcome == NULL ||
-	    out == NULL || !req->auth.authenticated)
+	if (j == NULL || req == NULL || sr_in == NULL || outcome == NULL ||
+	    out == NULL || !req->auth.authenticated || detail == NULL ||
+	    detail_len == 0)
 		return QES_ERR_INVALID_ARG;
+	sr_doc = *sr_in;
+	*outcome = 0;
+	detail[0] = '\0';
 	memset(out, 0, sizeof(*out));
 	memset(&cred, 0, sizeof(cred));
 	memset(&job, 0, sizeof(job));
@@ -262,6 +328,22 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 		*outcome = QESD_SUBMIT_SCHEME_UNSUITABLE;
 		goto out;
 	}
+	if (sr_in->document != NULL) {
+		if ((*outcome = qesd_jobs_document_check(j, sr_in->document, detail,
+		    detail_len)) != 0)
+			goto out;
+		if ((doc_digest = qes_buf_new()) == NULL) {
+			r = QES_ERR_ALLOC;
+			goto out;
+		}
+		memset(&job, 0, sizeof(job));
+		if ((r = prepare_document(j, sr_in, jobs_cert_get(cert), scheme,
+		    &job, doc_digest, &sr_doc, outcome, detail, detail_len)) != 0 ||
+		    *outcome != 0)
+			goto out;
+		snprintf(job_id, sizeof(job_id), "%s", job.id);
+		created_ms = job.created_at_ms;
+	}
 
 	/* step 1: the job exists, with its record, before anything is sent */
 	for (attempt = 0; attempt < 2; attempt++) {
@@ -290,7 +372,8 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 		}
 		if (!qes_proto_display_text_ok(application, QES_PROTO_NAME_MAX, 0, 0))
 			application = tenant.id;
-		now = qesd_now_ms(j->app);
+		now = created_ms != 0 ? created_ms : qesd_now_ms(j->app);
+		snprintf(job.id, sizeof(job.id), "%s", job_id);
 		snprintf(job.tenant_id, sizeof(job.tenant_id), "%.47s", tenant_id);
 		job.state = QESD_JOB_CREATED;
 		snprintf(job.credential_id, sizeof(job.credential_id), "%s",
@@ -308,7 +391,7 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 		job.created_at_ms = job.updated_at_ms = now;
 		job.expires_at_ms = now + sr->timeout_s * 1000;
 		if ((job.request = jobs_request_text(sr, scheme, application,
-		    &cred)) == NULL) {
+		    &cred, now / 1000)) == NULL) {
 			r = QES_ERR_ALLOC;
 			goto out;
 		}
@@ -317,8 +400,14 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 			continue;	/* another request took the key: look again */
 		if (r != 0)
 			goto out;
+		/* the document, sealed, in the job's own transaction */
+		if (sr->document != NULL &&
+		    (r = qesd_job_doc_put(tx, j->ades.doc_key, job.tenant_id,
+		    job.id, QESD_JOB_DOC_INPUT, sr->document->data,
+		    sr->document->len, now)) != 0)
+			goto out;
 		if ((details = jobs_details(&job, NULL,
-		    digests_summary(sr))) == NULL) {
+		    request_summary(sr))) == NULL) {
 			r = QES_ERR_ALLOC;
 			goto out;
 		}
@@ -380,6 +469,7 @@ qesd_jobs_submit(qesd_jobs *j, qesd_request *req, const qesd_sign_request *sr,
 	qesd_jobs_credential_clear(&cred);
 	jobs_cert_release(&j->certs, cert);
 	qes_buf_free(frame);
+	qes_buf_free(doc_digest);
 	free(details);
 	return r;
 }

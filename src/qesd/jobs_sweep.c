@@ -2,7 +2,8 @@
  * jobs_sweep.c - every job ends definitely: at start, the jobs a previous
  * process left open fail (gateway_restart); every second, open jobs past
  * their expires_at fail (timeout) and their devices are told to close the
- * dialog; every minute, completed jobs past the retention lose their
+ * dialog (a signed document job is neither: the finisher of jobs_ades.c
+ * completes or fails it, also after a restart); every minute, completed jobs past the retention lose their
  * signatures (expired).
  */
 #include <pthread.h>
@@ -46,8 +47,11 @@ fail_listed(qesd_jobs *j, int64_t before_ms, const char *reason,
 			return r;
 		for (i = 0; i < n; i++) {
 			memset(&after, 0, sizeof(after));
-			if (jobs_fail(j, items[i].tenant_id, items[i].id, LIVE_STATES,
-			    reason, NULL, &applied, &prev, &after) != 0 || !applied) {
+			/* a signed job is a document job: the finisher's to end
+			 * (jobs_ades.c), also after a restart */
+			if (jobs_fail(j, items[i].tenant_id, items[i].id,
+			    LIVE_STATES & ~BIT(QESD_JOB_SIGNED), reason, NULL,
+			    &applied, &prev, &after) != 0 || !applied) {
 				qesd_job_clear(&after);
 				continue;
 			}

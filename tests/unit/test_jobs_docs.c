@@ -4,7 +4,14 @@
  * job: failed by the sweeper (timeout), cancelled by the relying party,
  * expired by the retention of completed jobs; a job still open keeps
  * them, and so does a completed one until it expires.
+ *
+ * And the documents the gateway signs (jobs_ades.c): request checks,
+ * prepare at submit with the document sealed in the job's transaction,
+ * the finisher (a signature made with the test PKI's software key), the
+ * result taken once, tenant isolation, the refusal of a digest that is not
+ * the one signed, purges on failure and cancel, restart.
  */
+#define _GNU_SOURCE	/* memmem */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,16 +21,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
+#include "qes/ades.h"
+#include "qes/buf.h"
+#include "qes/cert.h"
 #include "qes/err.h"
+#include "qes/proto.h"
 #include "qes/secret.h"
+#include "qes/sign.h"
 #include "app.h"
 #include "config.h"
 #include "http.h"
 #include "jobs.h"
 #include "store.h"
+#include "jobs_priv.h"
 #include "store_jobs.h"
+#include "testtsa.h"
 
 #define PEPPER "0123456789abcdef0123456789abcdef-docs-pepper"
 #define DAY_MS (24LL * 3600 * 1000)
@@ -253,6 +270,664 @@ test_retention_purges(void **state)
 	assert_int_equal(st, QESD_JOB_EXPIRED);
 }
 
+/* ========================================================================= */
+/*
+ * Documents the gateway signs (jobs_ades.c), through the jobs service with
+ * a fake device side and the test PKI's software key as the signer's
+ * token: submit prepares and seals the document with the job; the device's
+ * value moves the job to signed; the finisher completes it with the sealed
+ * result; the result is taken once. And every refusal and failure.
+ */
+
+#define CRED_Q "crd_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+struct afx {
+	char dir[64];
+	char db[128];
+	char url[160];
+	char keyfile[128];
+	qesd_config cfg;
+	qesd_app *app;
+	qesd_jobs *jobs;
+	qesd_tenant tenant, other;
+	qesd_request req;
+	testsigner signer;
+	qes_buf *cert_der;
+	char device_id[QESD_ID_SIZE];
+	char session_id[QESD_ID_SIZE];
+	int frames;
+};
+
+static int
+a_lookup(void *ctx, const char *tenant_id, const char *credential_id,
+    qesd_jobs_credential *out)
+{
+	struct afx *f = ctx;
+
+	if (strcmp(tenant_id, f->tenant.id) != 0 ||
+	    strcmp(credential_id, CRED_Q) != 0)
+		return QES_ERR_NOT_FOUND;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->device_id, sizeof(out->device_id), "%s", f->device_id);
+	snprintf(out->credential, sizeof(out->credential), "TOKEN0001:0a0b");
+	assert_non_null(out->cert_der = malloc(qes_buf_len(f->cert_der)));
+	memcpy(out->cert_der, qes_buf_data(f->cert_der), qes_buf_len(f->cert_der));
+	out->cert_der_len = qes_buf_len(f->cert_der);
+	return 0;
+}
+
+static int
+a_is_live(void *ctx, const char *tenant_id, const char *device_id,
+    char session_id[QESD_ID_SIZE])
+{
+	struct afx *f = ctx;
+
+	(void)tenant_id;
+	if (strcmp(device_id, f->device_id) != 0)
+		return 0;
+	snprintf(session_id, QESD_ID_SIZE, "%s", f->session_id);
+	return 1;
+}
+
+static int
+a_send(void *ctx, const char *tenant_id, const char *device_id,
+    const uint8_t *frame, size_t len)
+{
+	struct afx *f = ctx;
+
+	(void)tenant_id;
+	(void)device_id;
+	(void)frame;
+	(void)len;
+	f->frames++;
+	return 0;
+}
+
+static void
+a_sql(struct afx *f, const char *sql)
+{
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", sql, msg);
+	sqlite3_close(db);
+}
+
+/* 1 when the database file holds the bytes anywhere (it must not) */
+static int
+db_contains(struct afx *f, const void *needle, size_t len)
+{
+	qes_buf *b = NULL;
+	const uint8_t *d;
+	size_t i, n;
+	int found = 0;
+
+	assert_int_equal(qes_buf_read_file(f->db, 256u << 20, &b), 0);
+	d = qes_buf_data(b);
+	n = qes_buf_len(b);
+	for (i = 0; !found && i + len <= n; i++)
+		found = memcmp(d + i, needle, len) == 0;
+	qes_buf_free(b);
+	return found;
+}
+
+static int
+setup_ades(void **state)
+{
+	struct afx *f = calloc(1, sizeof(*f));
+	const char *env = getenv("QES_TESTENV");
+	qes_secret *pepper;
+	qesd_jobs_devices d;
+	qesd_tx *tx = NULL;
+	const uint8_t *der;
+	size_t der_len;
+	char err[256], p[1200], sql[512];
+	FILE *fp;
+
+	if (f == NULL || env == NULL || strlen(env) > 1000)
+		return -1;
+	strcpy(f->dir, "/tmp/qes-test-jobades-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->db, sizeof(f->db), "%s/qesd.db", f->dir);
+	snprintf(f->url, sizeof(f->url), "sqlite:%s", f->db);
+	snprintf(f->keyfile, sizeof(f->keyfile), "%s/doc.key", f->dir);
+	assert_non_null(fp = fopen(f->keyfile, "w"));
+	fprintf(fp, "%s\n", "000102030405060708090a0b0c0d0e0f"
+	    "101112131415161718191a1b1c1d1e1f");
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(chmod(f->keyfile, 0600), 0);
+	qesd_config_init(&f->cfg);
+	free(f->cfg.store);
+	f->cfg.store = strdup(f->url);
+	f->cfg.document_key_file = strdup(f->keyfile);
+	/* the CAs the gateway may embed: the issuing CA and the root */
+	snprintf(p, sizeof(p), "cat '%s/pki/issuing-ca.pem' '%s/pki/root-ca.pem' "
+	    "> '%s/chain.pem'", env, env, f->dir);
+	assert_int_equal(system(p), 0);
+	snprintf(p, sizeof(p), "%s/chain.pem", f->dir);
+	f->cfg.chain_file = strdup(p);
+	/* a TSA nobody answers for: B-T jobs fail with timestamp_failed */
+	f->cfg.tsa_url = strdup("http://127.0.0.1:9/tsa");
+	f->cfg.tsa_ca_file = strdup(p);
+	f->cfg.document_max_bytes = 4096;
+	pepper = qes_secret_new(sizeof(PEPPER));
+	assert_int_equal(qes_secret_set(pepper, PEPPER, strlen(PEPPER)), 0);
+	if (qesd_app_new(&f->cfg, NULL, &pepper, &f->app, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "app: %s\n", err);
+		return -1;
+	}
+	f->jobs = f->app->jobs;
+	assert_true(f->jobs->ades.enabled);
+	assert_true(f->jobs->ades.nchain >= 2);
+	assert_int_equal(qesd_jobs_document_max(f->jobs), 4096);
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_tenant_create(tx, "Acme Bank",
+	    qesd_now_ms(f->app), &f->tenant), 0);
+	assert_int_equal(qesd_tenant_create(tx, "Other",
+	    qesd_now_ms(f->app), &f->other), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+	assert_int_equal(qesd_id_new("dev", f->device_id), 0);
+	assert_int_equal(qesd_id_new("ses", f->session_id), 0);
+	snprintf(sql, sizeof(sql), "INSERT INTO devices (id, tenant_id, name, "
+	    "public_key, enrolled_at_ms) VALUES ('%s', '%s', 'laptop', x'00', 1)",
+	    f->device_id, f->tenant.id);
+	a_sql(f, sql);
+
+	snprintf(p, sizeof(p), "%s/pki", env);
+	assert_int_equal(testsigner_load(&f->signer, p, "qual-p256",
+	    QES_SIG_ECDSA, QES_MD_SHA256), 0);
+	der = qes_cert_der(f->signer.cert, &der_len);
+	assert_non_null(f->cert_der = qes_buf_new());
+	assert_int_equal(qes_buf_put(f->cert_der, der, der_len), 0);
+	memset(&d, 0, sizeof(d));
+	d.credential_lookup = a_lookup;
+	d.lookup_ctx = f;
+	d.is_live = a_is_live;
+	d.send = a_send;
+	d.ctx = f;
+	qesd_jobs_set_devices(f->jobs, &d);
+
+	f->req.auth.authenticated = 1;
+	snprintf(f->req.auth.tenant_id, sizeof(f->req.auth.tenant_id), "%s",
+	    f->tenant.id);
+	f->req.auth.scopes = QESD_SCOPE_SIGN;
+	snprintf(f->req.request_id, sizeof(f->req.request_id), "req-ades-1");
+	snprintf(f->req.client_addr, sizeof(f->req.client_addr), "192.0.2.9");
+	f->req.route_name = "signatures.create";
+	f->req.method_name = "POST";
+	f->req.app = f->app;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown_ades(void **state)
+{
+	struct afx *f = *state;
+	char cmd[128];
+
+	qesd_app_free(f->app);
+	qesd_config_free(&f->cfg);
+	testsigner_free(&f->signer);
+	qes_buf_free(f->cert_der);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", f->dir);
+	free(f);
+	return 0;
+}
+
+static const char xml_doc[] =
+    "<?xml version=\"1.0\"?>\n<invoice id=\"I-7\"><total>42.00</total>"
+    "<note>H1-SECRET-CONTENT</note></invoice>\n";
+static const char bin_doc[] = "H1-SECRET-CONTENT of a detached CAdES document";
+
+/* Submit a document; the outcome, and the job when accepted. */
+static qesd_submit_outcome
+a_submit(struct afx *f, qes_ades_format format, qes_ades_level level,
+    const void *data, size_t len, const char *idem, qesd_job *job,
+    char *detail, size_t detail_len)
+{
+	qesd_sign_document doc;
+	qesd_sign_request sr;
+	qesd_submit_outcome outcome = 0;
+
+	memset(&doc, 0, sizeof(doc));
+	memset(&sr, 0, sizeof(sr));
+	doc.data = data;
+	doc.len = len;
+	doc.format = format;
+	doc.level = level;
+	doc.name = "invoice.xml";
+	sr.credential_id = CRED_Q;
+	sr.md = QES_MD_SHA256;
+	sr.title = "Invoice I-7";
+	sr.timeout_s = 300;
+	sr.idempotency_key = idem;
+	sr.document = &doc;
+	assert_int_equal(qesd_jobs_submit_detail(f->jobs, &f->req, &sr,
+	    &outcome, job, detail, detail_len), 0);
+	return outcome;
+}
+
+/* The device signs the job's one digest with the software key. */
+static void
+a_sign(struct afx *f, const char *job_id, int wrong)
+{
+	struct jobs_request q;
+	qes_proto_sign_result b;
+	qes_proto_bytes v;
+	qes_proto_limits lim;
+	qes_proto_msg *m = NULL;
+	qesd_job job;
+	qes_buf *sig = qes_buf_new(), *frame = qes_buf_new();
+	uint8_t digest[64];
+	char id[23], err[256];
+
+	assert_int_equal(qesd_jobs_get(f->jobs, f->tenant.id, job_id, &job), 0);
+	assert_int_equal(jobs_request_parse(job.request, &q), 0);
+	assert_int_equal(q.n, 1);
+	memcpy(digest, qes_buf_data(q.digests), qes_buf_len(q.digests));
+	if (wrong)
+		digest[0] ^= 1;
+	assert_int_equal(testtsa_sign(f->signer.key, QES_SIG_ECDSA, q.md, digest,
+	    qes_buf_len(q.digests), 0, sig), 0);
+	memset(&b, 0, sizeof(b));
+	b.job_id = job_id;
+	b.status = QES_PROTO_STATUS_OK;
+	v.data = qes_buf_data(sig);
+	v.len = qes_buf_len(sig);
+	b.signatures = &v;
+	b.n_signatures = 1;
+	assert_int_equal(qes_proto_new_id(id), 0);
+	assert_int_equal(qes_proto_build_sign_result(id, &b, frame), 0);
+	qes_proto_limits_init(&lim, QES_PROTO_ROLE_GATEWAY);
+	if (qes_proto_parse(qes_buf_data(frame), qes_buf_len(frame), &lim, &m,
+	    err, sizeof(err)) != 0)
+		fail_msg("sign_result: %s", err);
+	qesd_jobs_on_message(f->jobs, f->tenant.id, f->device_id, f->session_id,
+	    m);
+	qes_proto_msg_free(m);
+	qes_buf_free(sig);
+	qes_buf_free(frame);
+	jobs_request_free(&q);
+	qesd_job_clear(&job);
+}
+
+static qesd_job_state
+a_state(struct afx *f, const char *job_id, char reason[QESD_JOB_REASON_MAX + 1])
+{
+	qesd_job job;
+	qesd_job_state st;
+
+	assert_int_equal(qesd_jobs_get(f->jobs, f->tenant.id, job_id, &job), 0);
+	st = job.state;
+	if (reason != NULL)
+		strcpy(reason, job.reason);
+	qesd_job_clear(&job);
+	return st;
+}
+
+/* 1 when the job's document of that kind is stored (and decrypts) */
+static int
+a_has_doc(struct afx *f, const char *job_id, qesd_job_doc_kind kind)
+{
+	qesd_tx *tx = NULL;
+	uint8_t *d = NULL;
+	size_t n = 0;
+	int r;
+
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_READ, &tx), 0);
+	r = qesd_job_doc_get(tx, f->jobs->ades.doc_key, f->tenant.id, job_id,
+	    kind, &d, &n);
+	qesd_tx_end(tx);
+	assert_true(r == 0 || r == QES_ERR_NOT_FOUND);
+	free(d);
+	return r == 0;
+}
+
+static void
+test_ades_xades_end_to_end(void **state)
+{
+	struct afx *f = *state;
+	qesd_result_outcome ro = 0;
+	qesd_job job, got;
+	qesd_request other;
+	char detail[256];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	uint64_t count = 9;
+	const char *ct, *suffix;
+	json_t *j;
+
+	memset(&job, 0, sizeof(job));
+	assert_int_equal(a_submit(f, QES_ADES_XADES, QES_ADES_B_B, xml_doc,
+	    strlen(xml_doc), NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_ACCEPTED);
+	assert_int_equal(job.state, QESD_JOB_DISPATCHED);
+	assert_int_equal(f->frames, 1);
+	/* the document is sealed with the job; the file holds no plaintext */
+	assert_true(a_has_doc(f, job.id, QESD_JOB_DOC_INPUT));
+	assert_false(db_contains(f, "H1-SECRET-CONTENT", 17));
+	assert_non_null(strstr(job.request, "\"format\":\"xades\""));
+	assert_non_null(j = qesd_job_json(&job));
+	assert_string_equal(json_string_value(json_object_get(j, "format")), "xades");
+	assert_string_equal(json_string_value(json_object_get(j, "level")), "B-B");
+	assert_null(json_object_get(j, "result_url"));
+	json_decref(j);
+
+	/* not yet: 409 result_not_ready */
+	assert_int_equal(qesd_jobs_result_take(f->jobs, &f->req, job.id, &ro,
+	    &got, &data, &len), 0);
+	assert_int_equal(ro, QESD_RESULT_NOT_READY);
+	assert_null(data);
+	qesd_job_clear(&got);
+
+	/* the value arrives: signed, not completed; the sweeper leaves it */
+	a_sign(f, job.id, 0);
+	assert_int_equal(a_state(f, job.id, NULL), QESD_JOB_SIGNED);
+	assert_int_equal(qesd_jobs_sweep(f->jobs), 0);
+	assert_int_equal(a_state(f, job.id, NULL), QESD_JOB_SIGNED);
+	/* the finisher: completed, the input dropped, the result sealed */
+	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(a_state(f, job.id, NULL), QESD_JOB_COMPLETED);
+	assert_false(a_has_doc(f, job.id, QESD_JOB_DOC_INPUT));
+	assert_true(a_has_doc(f, job.id, QESD_JOB_DOC_RESULT));
+	assert_false(db_contains(f, "H1-SECRET-CONTENT", 17));
+	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
+	assert_int_equal(count, 0);
+
+	/* another tenant: no such job */
+	other = f->req;
+	snprintf(other.auth.tenant_id, sizeof(other.auth.tenant_id), "%s",
+	    f->other.id);
+	assert_int_equal(qesd_jobs_result_take(f->jobs, &other, job.id, &ro,
+	    &got, &data, &len), QES_ERR_NOT_FOUND);
+
+	/* the result, once: an enveloped XAdES signature of the invoice */
+	assert_int_equal(qesd_jobs_result_take(f->jobs, &f->req, job.id, &ro,
+	    &got, &data, &len), 0);
+	assert_int_equal(ro, QESD_RESULT_OK);
+	assert_non_null(data);
+	assert_non_null(memmem(data, len, "H1-SECRET-CONTENT", 17));
+	assert_non_null(memmem(data, len, "SignedProperties", 16));
+	assert_non_null(memmem(data, len, "SignatureValue", 14));
+	qesd_job_result_type(&got, &ct, &suffix);
+	assert_string_equal(ct, "application/xml");
+	assert_string_equal(suffix, ".xml");
+	assert_non_null(j = qesd_job_json(&got));
+	snprintf(detail, sizeof(detail), "/v1/signatures/%s/result", job.id);
+	assert_string_equal(json_string_value(json_object_get(j, "result_url")),
+	    detail);
+	json_decref(j);
+	free(data);
+	data = NULL;
+	qesd_job_clear(&got);
+	assert_false(a_has_doc(f, job.id, QESD_JOB_DOC_RESULT));
+	assert_int_equal(qesd_jobs_result_take(f->jobs, &f->req, job.id, &ro,
+	    &got, &data, &len), 0);
+	assert_int_equal(ro, QESD_RESULT_GONE);
+	assert_null(data);
+	qesd_job_clear(&got);
+	qesd_job_clear(&job);
+}
+
+static void
+test_ades_refusals(void **state)
+{
+	struct afx *f = *state;
+	static const char not_pdf[] = "%PDF-1.7 this is no PDF at all";
+	char detail[256], big[4097];
+	qesd_job job;
+	qesd_tx *tx = NULL;
+	qesd_job *items = NULL;
+	size_t n = 0;
+
+	memset(&job, 0, sizeof(job));
+	/* JAdES has no B-LTA */
+	assert_int_equal(a_submit(f, QES_ADES_JADES, QES_ADES_B_LTA, xml_doc,
+	    strlen(xml_doc), NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_FORMAT_UNSUPPORTED);
+	assert_true(strlen(detail) > 0);
+	/* a PDF that is not: document_invalid, with a sentence */
+	assert_int_equal(a_submit(f, QES_ADES_PADES, QES_ADES_B_B, not_pdf,
+	    strlen(not_pdf), NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_DOCUMENT_INVALID);
+	assert_true(strlen(detail) > 0);
+	/* broken XML for an enveloped XAdES */
+	assert_int_equal(a_submit(f, QES_ADES_XADES, QES_ADES_B_B, "<a><b></a>",
+	    10, NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_DOCUMENT_INVALID);
+	/* no TSA: B-T is refused before anything else */
+	f->jobs->ades.has_tsa = 0;
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_T, bin_doc,
+	    strlen(bin_doc), NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_TIMESTAMP_UNAVAILABLE);
+	assert_non_null(strstr(detail, "tsa_url"));
+	f->jobs->ades.has_tsa = 1;
+	/* no document key: documents are off */
+	f->jobs->ades.enabled = 0;
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_B, bin_doc,
+	    strlen(bin_doc), NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_DOCUMENTS_DISABLED);
+	assert_int_equal(qesd_jobs_document_max(f->jobs), 0);
+	f->jobs->ades.enabled = 1;
+	/* an unknown credential */
+	{
+		qesd_sign_document doc;
+		qesd_sign_request sr;
+		qesd_submit_outcome o = 0;
+
+		memset(&doc, 0, sizeof(doc));
+		memset(&sr, 0, sizeof(sr));
+		doc.data = (const uint8_t *)bin_doc;
+		doc.len = strlen(bin_doc);
+		doc.format = QES_ADES_CADES;
+		doc.level = QES_ADES_B_B;
+		sr.credential_id = "crd_zzzzzzzzzzzzzzzzzzzzzzzzzz";
+		sr.md = QES_MD_SHA256;
+		sr.title = "x";
+		sr.timeout_s = 300;
+		sr.document = &doc;
+		assert_int_equal(qesd_jobs_submit_detail(f->jobs, &f->req, &sr,
+		    &o, &job, detail, sizeof(detail)), 0);
+		assert_int_equal(o, QESD_SUBMIT_CREDENTIAL_NOT_FOUND);
+	}
+	/* none of these made a job, nor sent anything */
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_READ, &tx), 0);
+	assert_int_equal(qesd_job_list_live(tx, INT64_MAX, 10, &items, &n), 0);
+	qesd_tx_end(tx);
+	assert_int_equal(n, 0);
+	qesd_job_list_free(items, n);
+	assert_int_equal(f->frames, 0);
+	(void)big;
+}
+
+/* the same key and document: the job again; another document: conflict */
+static void
+test_ades_idempotency(void **state)
+{
+	struct afx *f = *state;
+	char detail[256];
+	qesd_job a, b;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_B, bin_doc,
+	    strlen(bin_doc), "order-7", &a, detail, sizeof(detail)),
+	    QESD_SUBMIT_ACCEPTED);
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_B, bin_doc,
+	    strlen(bin_doc), "order-7", &b, detail, sizeof(detail)),
+	    QESD_SUBMIT_REPLAYED);
+	assert_string_equal(a.id, b.id);
+	qesd_job_clear(&b);
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_B, xml_doc,
+	    strlen(xml_doc), "order-7", &b, detail, sizeof(detail)),
+	    QESD_SUBMIT_IDEMPOTENCY_CONFLICT);
+	assert_int_equal(a_submit(f, QES_ADES_XADES, QES_ADES_B_B, bin_doc,
+	    strlen(bin_doc), "order-7", &b, detail, sizeof(detail)),
+	    QESD_SUBMIT_IDEMPOTENCY_CONFLICT);
+	assert_int_equal(f->frames, 1);
+	qesd_job_clear(&a);
+}
+
+/*
+ * The finisher refuses to write a signature over another digest than the
+ * one the signer approved: the stored document replaced behind the job's
+ * back fails it (gateway_error), nothing is written, everything purged.
+ */
+static void
+test_ades_digest_mismatch(void **state)
+{
+	struct afx *f = *state;
+	static const char other_doc[] = "another document entirely";
+	qesd_result_outcome ro = 0;
+	char detail[256], reason[QESD_JOB_REASON_MAX + 1];
+	qesd_job job, got;
+	qesd_tx *tx = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	uint64_t count = 0;
+
+	memset(&job, 0, sizeof(job));
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_B, bin_doc,
+	    strlen(bin_doc), NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_ACCEPTED);
+	a_sign(f, job.id, 0);
+	assert_int_equal(a_state(f, job.id, NULL), QESD_JOB_SIGNED);
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_job_doc_put(tx, f->jobs->ades.doc_key,
+	    f->tenant.id, job.id, QESD_JOB_DOC_INPUT,
+	    (const uint8_t *)other_doc, strlen(other_doc),
+	    qesd_now_ms(f->app)), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(a_state(f, job.id, reason), QESD_JOB_FAILED);
+	assert_string_equal(reason, "gateway_error");
+	assert_false(a_has_doc(f, job.id, QESD_JOB_DOC_INPUT));
+	assert_false(a_has_doc(f, job.id, QESD_JOB_DOC_RESULT));
+	assert_int_equal(qesd_jobs_result_take(f->jobs, &f->req, job.id, &ro,
+	    &got, &data, &len), 0);
+	assert_int_equal(ro, QESD_RESULT_UNAVAILABLE);
+	qesd_job_clear(&got);
+	qesd_job_clear(&job);
+}
+
+/* a value that does not verify never reaches the finisher */
+static void
+test_ades_bad_value(void **state)
+{
+	struct afx *f = *state;
+	char detail[256], reason[QESD_JOB_REASON_MAX + 1];
+	qesd_job job;
+
+	memset(&job, 0, sizeof(job));
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_B, bin_doc,
+	    strlen(bin_doc), NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_ACCEPTED);
+	a_sign(f, job.id, 1);
+	assert_int_equal(a_state(f, job.id, reason), QESD_JOB_FAILED);
+	assert_string_equal(reason, "bad_signature");
+	assert_false(a_has_doc(f, job.id, QESD_JOB_DOC_INPUT));
+	qesd_job_clear(&job);
+}
+
+/* B-T with a TSA that does not answer: timestamp_failed, purged */
+static void
+test_ades_timestamp_failed(void **state)
+{
+	struct afx *f = *state;
+	char detail[256], reason[QESD_JOB_REASON_MAX + 1];
+	qesd_job job;
+	uint64_t count = 0;
+
+	memset(&job, 0, sizeof(job));
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_T, bin_doc,
+	    strlen(bin_doc), NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_ACCEPTED);
+	a_sign(f, job.id, 0);
+	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(a_state(f, job.id, reason), QESD_JOB_FAILED);
+	assert_string_equal(reason, "timestamp_failed");
+	assert_false(a_has_doc(f, job.id, QESD_JOB_DOC_INPUT));
+	qesd_job_clear(&job);
+}
+
+/*
+ * Cancel purges; a signed job survives the restart recovery and is
+ * finished after it; a hash-only job has no result.
+ */
+static void
+test_ades_cancel_restart_hash_only(void **state)
+{
+	struct afx *f = *state;
+	qesd_result_outcome ro = 0;
+	char detail[256];
+	qesd_job a, b, got;
+	uint8_t *data = NULL, digest[32] = { 1, 2, 3 };
+	size_t len = 0;
+	uint64_t count = 0;
+	int was_final = -1;
+	qesd_sign_request sr;
+	qesd_submit_outcome o = 0;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_B, bin_doc,
+	    strlen(bin_doc), NULL, &a, detail, sizeof(detail)),
+	    QESD_SUBMIT_ACCEPTED);
+	assert_int_equal(qesd_jobs_cancel(f->jobs, &f->req, a.id, &was_final,
+	    &got), 0);
+	assert_int_equal(got.state, QESD_JOB_CANCELLED);
+	qesd_job_clear(&got);
+	assert_false(a_has_doc(f, a.id, QESD_JOB_DOC_INPUT));
+
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_B, bin_doc,
+	    strlen(bin_doc), NULL, &b, detail, sizeof(detail)),
+	    QESD_SUBMIT_ACCEPTED);
+	a_sign(f, b.id, 0);
+	assert_int_equal(qesd_jobs_recover(f->jobs, &count), 0);
+	assert_int_equal(count, 0);
+	assert_int_equal(a_state(f, b.id, NULL), QESD_JOB_SIGNED);
+	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
+	assert_int_equal(a_state(f, b.id, NULL), QESD_JOB_COMPLETED);
+	assert_int_equal(qesd_jobs_result_take(f->jobs, &f->req, b.id, &ro,
+	    &got, &data, &len), 0);
+	assert_int_equal(ro, QESD_RESULT_OK);
+	/* detached CAdES: a DER SignedData */
+	assert_true(len > 100 && data[0] == 0x30);
+	free(data);
+	data = NULL;
+	qesd_job_clear(&got);
+
+	memset(&sr, 0, sizeof(sr));
+	sr.credential_id = CRED_Q;
+	sr.md = QES_MD_SHA256;
+	sr.digests = digest;
+	sr.n_digests = 1;
+	sr.title = "hash only";
+	sr.timeout_s = 300;
+	qesd_job_clear(&a);
+	assert_int_equal(qesd_jobs_submit(f->jobs, &f->req, &sr, &o, &a), 0);
+	assert_int_equal(o, QESD_SUBMIT_ACCEPTED);
+	assert_int_equal(qesd_jobs_result_take(f->jobs, &f->req, a.id, &ro,
+	    &got, &data, &len), 0);
+	assert_int_equal(ro, QESD_RESULT_NO_DOCUMENT);
+	qesd_job_clear(&got);
+	qesd_job_clear(&a);
+	qesd_job_clear(&b);
+}
+
 int
 main(void)
 {
@@ -261,6 +936,14 @@ main(void)
 		T(test_timeout_purges),
 		T(test_cancel_purges),
 		T(test_retention_purges),
+#define A(fn) cmocka_unit_test_setup_teardown(fn, setup_ades, teardown_ades)
+		A(test_ades_xades_end_to_end),
+		A(test_ades_refusals),
+		A(test_ades_idempotency),
+		A(test_ades_digest_mismatch),
+		A(test_ades_bad_value),
+		A(test_ades_timestamp_failed),
+		A(test_ades_cancel_restart_hash_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
