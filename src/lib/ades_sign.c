@@ -440,8 +440,10 @@ qes_ades_prepare(const qes_ades_sign_params *p, qes_ades_ctx **out)
 		return QES_ERR_ALLOC;
 	*out = ctx;
 	if (p->signer == NULL || (p->chain == NULL && p->nchain) ||
-	    (p->extra == NULL && p->nextra) || (p->in_data == NULL && p->in_len != 0))
+	    (p->extra == NULL && p->nextra))
 		return fail(ctx, QES_ERR_INVALID_ARG, "signer is required");
+	if (p->in_data == NULL && p->in_len != 0)
+		return fail(ctx, QES_ERR_INVALID_ARG, "in_len is set without in_data");
 	if (p->nchain > QES_ADES_SIGN_MAX_CHAIN || p->nextra > QES_ADES_SIGN_MAX_EXTRA)
 		return fail(ctx, QES_ERR_LIMIT, "at most %d chain and %d extra certificates",
 		    QES_ADES_SIGN_MAX_CHAIN, QES_ADES_SIGN_MAX_EXTRA);

@@ -443,7 +443,7 @@ test_refusals(void **state)
 	refused(&p, QES_ERR_INVALID_ARG, "exactly one of out_path and out_buf");
 	params(&p, &cades, QES_ADES_B_B, out, NULL);
 	p.in_data = NULL;
-	refused(&p, QES_ERR_INVALID_ARG, "signer is required");	/* a length, no data */
+	refused(&p, QES_ERR_INVALID_ARG, "in_len is set without in_data");
 	params(&p, &xdet, QES_ADES_B_B, out, NULL);
 	p.doc_name = NULL;
 	refused(&p, QES_ERR_INVALID_ARG, "needs doc_name");
