@@ -22,6 +22,7 @@
 #include "qes/err.h"
 #include "app.h"
 #include "auth.h"
+#include "bus.h"
 #include "devices.h"
 #include "diagnostics.h"
 #include "hub.h"
@@ -206,6 +207,24 @@ diag_send(void *ctx, const char *tenant_id, const char *device_id,
 	    len);
 }
 
+/* The jobs service reaches devices through the bus: here first, then the
+ * replica that holds the device (bus.h). */
+static int
+bus_is_live(void *ctx, const char *tenant_id, const char *device_id,
+    char session_id[QESD_ID_SIZE])
+{
+	return qesd_bus_is_live(((qesd_app *)ctx)->bus, tenant_id, device_id,
+	    session_id);
+}
+
+static int
+bus_send(void *ctx, const char *tenant_id, const char *device_id,
+    const uint8_t *frame, size_t len)
+{
+	return qesd_bus_send(((qesd_app *)ctx)->bus, tenant_id, device_id, frame,
+	    len);
+}
+
 static int
 errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -320,6 +339,20 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 		goto out;
 	}
 	qesd_devices_attach_jobs(app);	/* the hub's events: jobs, diagnostics */
+	/* last: its messages reach the hub, the jobs and the diagnostics */
+	if ((r = qesd_bus_new(app, &app->bus, err, errlen)) != 0)
+		goto out;
+	if (qesd_bus_is_remote(app->bus)) {
+		qesd_jobs_devices jd;
+
+		/* the devices glue pointed the jobs at the hub; a device may
+		 * be on another replica: the same functions through the bus */
+		memset(&jd, 0, sizeof(jd));
+		jd.is_live = bus_is_live;
+		jd.send = bus_send;
+		jd.ctx = app;
+		qesd_jobs_set_devices(app->jobs, &jd);
+	}
 	*out = app;
 	app = NULL;
 	r = 0;
@@ -359,8 +392,10 @@ qesd_app_free(qesd_app *app)
 {
 	if (app == NULL)
 		return;
+	qesd_bus_stop(app->bus);	/* no message reaches the services now */
 	qesd_jobs_free(app->jobs);	/* its sweeper writes to the store */
 	qesd_hub_free(app->hub);	/* after the jobs: their sweeper sends */
+	qesd_bus_free(app->bus);	/* after the jobs and the hub: they call it */
 	qesd_diag_free(app->diag);	/* after the hub: its events reach it */
 	(void)qesd_app_flush(app);
 	qesd_auth_svc_free(app->auth);
@@ -379,7 +414,12 @@ qesd_app_ready(void *appv)
 {
 	qesd_app *app = appv;
 
+	int r;
+
 	if (app == NULL || app->store == NULL)
 		return QES_ERR_UNAVAILABLE;
-	return qesd_store_ping(app->store);
+	if ((r = qesd_store_ping(app->store)) != 0)
+		return r;
+	/* a replica cut off from the bus cannot reach most devices */
+	return qesd_bus_ready(app->bus);
 }

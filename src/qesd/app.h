@@ -14,6 +14,8 @@
  *   jobs            signature jobs, their long-poll waiters and sweeper
  *   hub             the live device sessions (hub.h), wired to jobs
  *   diag            diagnoses waiting for an agent's answer (diagnostics.h)
+ *   bus             the other replicas (bus.h): jobs reach devices through
+ *                   it, job changes are published on it
  *
  * Lifecycle: qesd_app_new() opens the store (migrating it) and starts the
  * two background threads (audit queue, last_used_at flusher);
@@ -42,6 +44,7 @@ typedef struct qesd_auth_svc qesd_auth_svc;	/* auth.h */
 typedef struct qesd_jobs qesd_jobs;		/* jobs.h */
 typedef struct qesd_hub qesd_hub;		/* hub.h */
 typedef struct qesd_diag qesd_diag;		/* diagnostics.h */
+typedef struct qesd_bus qesd_bus;		/* bus.h */
 typedef struct qesd_clock qesd_clock;
 
 typedef struct qesd_app {
@@ -59,6 +62,7 @@ typedef struct qesd_app {
 	qesd_jobs *jobs;		/* signature jobs (jobs.h) */
 	qesd_hub *hub;			/* agent sessions (hub.h) */
 	qesd_diag *diag;		/* device diagnostics (diagnostics.h) */
+	qesd_bus *bus;			/* other replicas (bus.h) */
 } qesd_app;
 
 /*
@@ -77,7 +81,8 @@ int qesd_app_flush(qesd_app *app);
 /* Flush, stop the threads, close the store, wipe the pepper. NULL: no-op. */
 void qesd_app_free(qesd_app *app);
 
-/* The readiness callback of the server (qesd_server_config.ready). */
+/* The readiness callback of the server (qesd_server_config.ready): the
+ * store answers and the bus is connected. */
 int qesd_app_ready(void *app);
 
 /* Milliseconds since 1970 UTC: wall time plus the test offset, if any.

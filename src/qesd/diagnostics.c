@@ -15,6 +15,12 @@
  * after its answer came: a second request for the device is refused until
  * the first one has its response, which is what "one at a time" means to
  * a client.
+ *
+ * A remote wait (the device is on another replica, diagnostics.h) is the
+ * same record without a session: the agent's messages never match it, only
+ * qesd_diag_remote_result() with its ref does. A wait armed with a notify
+ * function (the holder's side of a remote diagnosis) is woken through it
+ * instead of the server.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -32,10 +38,13 @@ struct qesd_diag_wait {
 	char tenant_id[QESD_ID_SIZE];
 	char device_id[QESD_ID_SIZE];
 	char session_id[QESD_ID_SIZE];
-	char msg_id[24];		/* the diagnose message's id */
+	char msg_id[QESD_DIAG_REF_SIZE];	/* the diagnose message's id */
 	int64_t sent_us;		/* monotonic */
+	int remote;			/* another replica runs it */
 	qesd_server *srv;		/* armed */
 	uint64_t token;
+	void (*notify)(void *, uint64_t);	/* armed for the bus */
+	void *notify_arg;
 	int armed;
 	int finished;			/* the resume took the outcome */
 	int refs;			/* handler + resume */
@@ -83,6 +92,49 @@ copy_cut(char *dst, size_t size, const char *src)
 	dst[len] = '\0';
 }
 
+/* Why a report is refused: static texts, so a reason that came over the
+ * bus maps back to one of them (qesd_diag_invalid_text). */
+static const char *const invalid_texts[] = {
+	"the report is not a JSON object",
+	"the report has no token list",
+	"the report has no system section",
+	"the agent's total time is shorter than its scan",
+	"the report is larger than this gateway returns",
+	"out of memory copying the report",
+	"the report is larger than the bus carries",
+	"the replica holding the device refused the report",
+};
+#define INV_NOT_OBJECT	(invalid_texts[0])
+#define INV_NO_TOKENS	(invalid_texts[1])
+#define INV_NO_SYSTEM	(invalid_texts[2])
+#define INV_TIMES	(invalid_texts[3])
+#define INV_TOO_LARGE	(invalid_texts[4])
+#define INV_ALLOC	(invalid_texts[5])
+#define INV_GENERIC	(invalid_texts[7])
+
+const char *
+qesd_diag_invalid_text(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s != NULL && i < sizeof(invalid_texts) /
+	    sizeof(invalid_texts[0]); i++)
+		if (strcmp(s, invalid_texts[i]) == 0)
+			return invalid_texts[i];
+	return INV_GENERIC;
+}
+
+qesd_diag_outcome
+qesd_diag_outcome_parse(const char *word)
+{
+	int o;
+
+	for (o = QESD_DIAG_OK; word != NULL && o <= QESD_DIAG_OVERLOADED; o++)
+		if (strcmp(word, qesd_diag_outcome_name((qesd_diag_outcome)o)) == 0)
+			return (qesd_diag_outcome)o;
+	return (qesd_diag_outcome)0;
+}
+
 const char *
 qesd_diag_outcome_name(qesd_diag_outcome o)
 {
@@ -99,6 +151,12 @@ qesd_diag_outcome_name(qesd_diag_outcome o)
 		return "session_closed";
 	case QESD_DIAG_TIMEOUT:
 		return "timeout";
+	case QESD_DIAG_IN_PROGRESS:
+		return "in_progress";
+	case QESD_DIAG_OFFLINE:
+		return "device_offline";
+	case QESD_DIAG_OVERLOADED:
+		return "overloaded";
 	}
 	return "unknown";
 }
@@ -159,6 +217,18 @@ qesd_diag_waiting(qesd_diag *d)
 	n = d->n;
 	pthread_mutex_unlock(&d->mu);
 	return n;
+}
+
+/* Wake whoever waits for w's outcome: the bus's notify function or the
+ * deferred request. Outside mu. */
+static void
+fire(qesd_diag *d, qesd_server *srv, uint64_t token,
+    void (*notify)(void *, uint64_t), void *notify_arg)
+{
+	if (notify != NULL)
+		notify(notify_arg, token);
+	else
+		(void)d->cfg.wake(srv, token);
 }
 
 /* Caller holds mu. */
@@ -273,8 +343,10 @@ qesd_diag_abandon(qesd_diag_wait *w)
 	free(w);
 }
 
-void
-qesd_diag_arm(qesd_diag_wait *w, qesd_server *srv, uint64_t token)
+/* Arm w for a deferred request (notify NULL) or for the bus. */
+static void
+arm(qesd_diag_wait *w, qesd_server *srv, uint64_t token,
+    void (*notify)(void *, uint64_t), void *notify_arg)
 {
 	qesd_diag *d;
 	int wake = 0;
@@ -286,6 +358,8 @@ qesd_diag_arm(qesd_diag_wait *w, qesd_server *srv, uint64_t token)
 	if (!w->finished) {
 		w->srv = srv;
 		w->token = token;
+		w->notify = notify;
+		w->notify_arg = notify_arg;
 		w->armed = 1;
 		wake = w->res.outcome != 0;	/* answered before the arm */
 	}
@@ -293,7 +367,20 @@ qesd_diag_arm(qesd_diag_wait *w, qesd_server *srv, uint64_t token)
 	pthread_mutex_unlock(&d->mu);
 	/* a wake only queues the resume, so a stale token is harmless */
 	if (wake)
-		(void)d->cfg.wake(srv, token);
+		fire(d, srv, token, notify, notify_arg);
+}
+
+void
+qesd_diag_arm(qesd_diag_wait *w, qesd_server *srv, uint64_t token)
+{
+	arm(w, srv, token, NULL, NULL);
+}
+
+void
+qesd_diag_arm_notify(qesd_diag_wait *w,
+    void (*notify)(void *arg, uint64_t token), void *arg, uint64_t token)
+{
+	arm(w, NULL, token, notify, arg);
 }
 
 void
@@ -346,18 +433,18 @@ report_problem(const qesd_diag *d, const qes_proto_diagnose_result *dr)
 	size_t len;
 
 	if (!json_is_object(rep))
-		return "the report is not a JSON object";
+		return INV_NOT_OBJECT;
 	if (!json_is_array(json_object_get(rep, "tokens")) ||
 	    json_array_size(json_object_get(rep, "tokens")) != dr->report.n_tokens)
-		return "the report has no token list";
+		return INV_NO_TOKENS;
 	if (!json_is_object(json_object_get(rep, "system")) ||
 	    dr->report.system == NULL)
-		return "the report has no system section";
+		return INV_NO_SYSTEM;
 	if (dr->timings.total_ms < dr->timings.scan_ms)
-		return "the agent's total time is shorter than its scan";
+		return INV_TIMES;
 	len = json_dumpb(rep, NULL, 0, JSON_COMPACT);
 	if (len == 0 || len > d->cfg.max_report_bytes)
-		return "the report is larger than this gateway returns";
+		return INV_TOO_LARGE;
 	return NULL;
 }
 
@@ -369,6 +456,8 @@ qesd_diag_on_message(qesd_diag *d, const char *tenant_id,
 	const char *ref, *invalid = NULL;
 	json_t *report = NULL;
 	qesd_server *srv = NULL;
+	void (*notify)(void *, uint64_t) = NULL;
+	void *notify_arg = NULL;
 	uint64_t token = 0;
 	int64_t now_us;
 	int wake = 0;
@@ -390,11 +479,11 @@ qesd_diag_on_message(qesd_diag *d, const char *tenant_id,
 		invalid = report_problem(d, &msg->u.diagnose_result);
 		if (invalid == NULL &&
 		    (report = json_deep_copy(msg->u.diagnose_result.report.json)) == NULL)
-			invalid = "out of memory copying the report";
+			invalid = INV_ALLOC;
 	}
 	pthread_mutex_lock(&d->mu);
 	for (w = d->head; w != NULL; w = w->next)
-		if (strcmp(w->msg_id, ref) == 0 &&
+		if (!w->remote && strcmp(w->msg_id, ref) == 0 &&
 		    strcmp(w->device_id, device_id) == 0 &&
 		    strcmp(w->tenant_id, tenant_id) == 0)
 			break;
@@ -430,12 +519,14 @@ qesd_diag_on_message(qesd_diag *d, const char *tenant_id,
 	if (w->armed) {
 		srv = w->srv;
 		token = w->token;
+		notify = w->notify;
+		notify_arg = w->notify_arg;
 		wake = 1;
 	}
 	pthread_mutex_unlock(&d->mu);
 	json_decref(report);
 	if (wake)
-		(void)d->cfg.wake(srv, token);
+		fire(d, srv, token, notify, notify_arg);
 }
 
 void
@@ -445,6 +536,8 @@ qesd_diag_on_session_closed(qesd_diag *d, const char *tenant_id,
 	struct wake {
 		qesd_server *srv;
 		uint64_t token;
+		void (*notify)(void *, uint64_t);
+		void *notify_arg;
 	} wakes[4];
 	struct qesd_diag_wait *w;
 	size_t n = 0, i;
@@ -455,7 +548,8 @@ qesd_diag_on_session_closed(qesd_diag *d, const char *tenant_id,
 	pthread_mutex_lock(&d->mu);
 	/* at most one wait per device, so one wake; the array is slack */
 	for (w = d->head; w != NULL; w = w->next) {
-		if (w->res.outcome != 0 || strcmp(w->session_id, session_id) != 0 ||
+		if (w->res.outcome != 0 || w->remote ||
+		    strcmp(w->session_id, session_id) != 0 ||
 		    strcmp(w->device_id, device_id) != 0 ||
 		    strcmp(w->tenant_id, tenant_id) != 0)
 			continue;
@@ -465,10 +559,97 @@ qesd_diag_on_session_closed(qesd_diag *d, const char *tenant_id,
 		if (w->armed && n < sizeof(wakes) / sizeof(wakes[0])) {
 			wakes[n].srv = w->srv;
 			wakes[n].token = w->token;
+			wakes[n].notify = w->notify;
+			wakes[n].notify_arg = w->notify_arg;
 			n++;
 		}
 	}
 	pthread_mutex_unlock(&d->mu);
 	for (i = 0; i < n; i++)
-		(void)d->cfg.wake(wakes[i].srv, wakes[i].token);
+		fire(d, wakes[i].srv, wakes[i].token, wakes[i].notify,
+		    wakes[i].notify_arg);
+}
+
+int
+qesd_diag_start_remote(qesd_diag *d, const char *tenant_id,
+    const char *device_id, qesd_diag_wait **out,
+    char ref_out[QESD_DIAG_REF_SIZE])
+{
+	struct qesd_diag_wait *w = NULL, *o;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if (d == NULL || out == NULL || ref_out == NULL)
+		return QES_ERR_INVALID_ARG;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return QES_ERR_ALLOC;
+	w->d = d;
+	w->refs = 2;
+	w->remote = 1;
+	w->res.rtt_ms = -1;
+	if ((r = copy_id(w->tenant_id, sizeof(w->tenant_id), tenant_id)) != 0 ||
+	    (r = copy_id(w->device_id, sizeof(w->device_id), device_id)) != 0 ||
+	    (r = qes_proto_new_id(w->msg_id)) != 0)
+		goto fail;
+	pthread_mutex_lock(&d->mu);
+	for (o = d->head; o != NULL; o = o->next)
+		if (strcmp(o->device_id, w->device_id) == 0 &&
+		    strcmp(o->tenant_id, w->tenant_id) == 0)
+			break;
+	r = o != NULL ? QES_ERR_CONFLICT :
+	    d->n >= d->cfg.max_waiting ? QES_ERR_LIMIT : 0;
+	if (r == 0) {
+		w->next = d->head;
+		if (w->next != NULL)
+			w->next->prev = w;
+		d->head = w;
+		d->n++;
+		w->sent_us = mono_us();
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (r != 0)
+		goto fail;
+	memcpy(ref_out, w->msg_id, sizeof(w->msg_id));
+	*out = w;
+	return 0;
+ fail:
+	free(w);
+	return r;
+}
+
+void
+qesd_diag_remote_result(qesd_diag *d, const char *ref, qesd_diag_result *res)
+{
+	struct qesd_diag_wait *w;
+	qesd_server *srv = NULL;
+	uint64_t token = 0;
+	int wake = 0;
+
+	if (d == NULL || ref == NULL || res == NULL)
+		return;
+	pthread_mutex_lock(&d->mu);
+	for (w = d->head; w != NULL; w = w->next)
+		if (w->remote && strcmp(w->msg_id, ref) == 0)
+			break;
+	if (w == NULL || w->res.outcome != 0 || res->outcome == 0) {
+		pthread_mutex_unlock(&d->mu);
+		qesd_diag_result_clear(res);
+		return;
+	}
+	w->res = *res;
+	res->report = NULL;	/* moved to the wait */
+	if (w->res.rtt_ms < 0 && (w->res.outcome == QESD_DIAG_OK ||
+	    w->res.outcome == QESD_DIAG_BUSY ||
+	    w->res.outcome == QESD_DIAG_AGENT_ERROR ||
+	    w->res.outcome == QESD_DIAG_INVALID))
+		w->res.rtt_ms = (mono_us() - w->sent_us + 999) / 1000;
+	if (w->armed) {
+		srv = w->srv;
+		token = w->token;
+		wake = 1;
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (wake)
+		fire(d, srv, token, NULL, NULL);
 }

@@ -26,6 +26,15 @@
  * The hub's events reach the service through devices_jobs.c
  * (qesd_diag_on_message, qesd_diag_on_session_closed). All functions are
  * thread-safe; none blocks on I/O.
+ *
+ * Across replicas (bus.h). The device may be connected to another replica
+ * (A) than the one the request came to (B). B registers a remote wait
+ * (qesd_diag_start_remote: same one-per-device rule here, no frame sent),
+ * sends its ref in a bus request to A, and defers as above; A runs an
+ * ordinary wait for the bus (qesd_diag_start, then qesd_diag_arm_notify
+ * instead of a deferred request) and replies with the outcome, which B
+ * files with qesd_diag_remote_result. A arbitrates "one at a time" for all
+ * replicas: its refusal comes back as QESD_DIAG_IN_PROGRESS.
  */
 #ifndef QESD_DIAGNOSTICS_H
 #define QESD_DIAGNOSTICS_H
@@ -67,11 +76,21 @@ typedef enum qesd_diag_outcome {
 	QESD_DIAG_INVALID,		/* a diagnose_result we do not accept */
 	QESD_DIAG_SESSION_CLOSED,	/* the session ended before an answer */
 	QESD_DIAG_TIMEOUT,		/* no answer before the resume ran */
+	/* a remote wait only: the holder could not start the diagnosis */
+	QESD_DIAG_IN_PROGRESS,		/* one waits there already */
+	QESD_DIAG_OFFLINE,		/* no replica holds the device */
+	QESD_DIAG_OVERLOADED,		/* the holder's waits are full */
 } qesd_diag_outcome;
 
 /* "ok", "device_busy", "agent_error", "invalid_report", "session_closed",
- * "timeout": the outcome word of logs and audit records. */
+ * "timeout", "in_progress", "device_offline", "overloaded": the outcome
+ * word of logs, audit records and bus replies. */
 const char *qesd_diag_outcome_name(qesd_diag_outcome o);
+/* The outcome of a word (0 for an unknown one). */
+qesd_diag_outcome qesd_diag_outcome_parse(const char *word);
+/* The static text of an invalid-report reason equal to s (a reason that
+ * came over the bus), or a generic one; never NULL. */
+const char *qesd_diag_invalid_text(const char *s);
 
 typedef struct qesd_diag_result {
 	qesd_diag_outcome outcome;
@@ -117,6 +136,32 @@ void qesd_diag_on_message(qesd_diag *d, const char *tenant_id,
     const char *device_id, const char *session_id, const qes_proto_msg *msg);
 void qesd_diag_on_session_closed(qesd_diag *d, const char *tenant_id,
     const char *device_id, const char *session_id, const char *reason);
+
+/*
+ * Across replicas: register a wait for a diagnosis another replica runs
+ * (nothing is sent; the caller sends ref_out, the wait's id, on the bus).
+ * 0 and *out; QES_ERR_CONFLICT, QES_ERR_LIMIT as qesd_diag_start. Defer,
+ * qesd_diag_arm and qesd_diag_finish as for a local wait.
+ */
+#define QESD_DIAG_REF_SIZE 24
+int qesd_diag_start_remote(qesd_diag *d, const char *tenant_id,
+    const char *device_id, qesd_diag_wait **out,
+    char ref_out[QESD_DIAG_REF_SIZE]);
+/*
+ * The holder's answer to the remote wait ref: res is copied (its report
+ * taken, res->report set to NULL) and the wait woken. Ignored (report
+ * freed) when no remote wait has that ref or it has an outcome already.
+ */
+void qesd_diag_remote_result(qesd_diag *d, const char *ref,
+    qesd_diag_result *res);
+/*
+ * The holder's side: instead of a deferred request, call notify(arg,
+ * token) when the outcome is known (on the thread that learnt it; it must
+ * not block), at once if it is known already; then qesd_diag_finish() as
+ * usual. w belongs to the caller of qesd_diag_finish afterwards.
+ */
+void qesd_diag_arm_notify(qesd_diag_wait *w,
+    void (*notify)(void *arg, uint64_t token), void *arg, uint64_t token);
 
 /* Diagnoses waiting now (tests, metrics). */
 size_t qesd_diag_waiting(qesd_diag *d);

@@ -38,6 +38,7 @@
 #include "qes/secret.h"
 #include "app.h"
 #include "audit_svc.h"
+#include "bus.h"
 #include "devices.h"
 #include "diagnostics.h"
 #include "hub.h"
@@ -708,8 +709,12 @@ devices_revoke(qesd_request *req, qesd_response *resp)
  out:
 	qesd_tx_end(tx);
 	/* after the commit: the live session goes at once, and an
-	 * authentication still in flight is refused (hub.c) */
-	if (committed && app->hub != NULL)
+	 * authentication still in flight is refused (hub.c); a session on
+	 * another replica is closed by that replica (bus.h) */
+	if (committed && app->bus != NULL)
+		(void)qesd_bus_close_device(app->bus, req->auth.tenant_id, id,
+		    QES_PROTO_CLOSE_DEVICE_REVOKED, "the device was revoked");
+	else if (committed && app->hub != NULL)
 		(void)qesd_hub_close_device(app->hub, req->auth.tenant_id, id,
 		    QES_PROTO_CLOSE_DEVICE_REVOKED, "the device was revoked");
 	free(details);

@@ -6,7 +6,11 @@
  * The handler checks the device (tenant, revocation, a live session on
  * this replica), starts the diagnosis (diagnostics.c sends `diagnose`) and
  * defers its response; the resume function runs when the answer came or
- * diagnostics_timeout_s passed, and turns the outcome into the response:
+ * diagnostics_timeout_s passed, and turns the outcome into the response.
+ * A device live on another replica (bus = nats) is asked through the bus:
+ * the holder runs the diagnosis and replies with the outcome, which wakes
+ * this request the same way (diagnostics.h); the holder also decides "one
+ * at a time", and "no responders" is device_offline.
  *
  *   200  the report                       409 device_busy (the agent runs
  *   404  not_found (missing, foreign)         one already)
@@ -29,6 +33,7 @@
 #include "qes/err.h"
 #include "app.h"
 #include "audit_svc.h"
+#include "bus.h"
 #include "diagnostics.h"
 #include "hub.h"
 #include "log.h"
@@ -165,6 +170,22 @@ diagnostics_resume(qesd_request *req, qesd_response *resp,
 		    "Invalid diagnostics report", "the agent's report was refused: %s",
 		    res.invalid != NULL ? res.invalid : "malformed");
 		break;
+	case QESD_DIAG_IN_PROGRESS:
+		qesd_problem(resp, req, 409, "diagnostics_in_progress",
+		    "Diagnostics in progress",
+		    "a diagnosis of this device is waiting for its answer already; "
+		    "retry when that request has its response");
+		(void)qesd_response_header(resp, "Retry-After", "5");
+		break;
+	case QESD_DIAG_OFFLINE:
+		qesd_problem(resp, req, 409, "device_offline", "Device offline",
+		    "the device is not connected; ask its user to start "
+		    "qes-agent, then retry");
+		break;
+	case QESD_DIAG_OVERLOADED:
+		unavailable(req, resp, "overloaded", "Overloaded",
+		    "too many diagnoses are waiting for devices; retry shortly");
+		break;
 	case QESD_DIAG_SESSION_CLOSED:
 		qesd_problemf(resp, req, 502, "device_disconnected",
 		    "Device disconnected", "the device's session closed (%.63s) "
@@ -200,7 +221,7 @@ qesd_diagnostics_post(qesd_request *req, qesd_response *resp)
 {
 	qesd_app *app = req->app;
 	const char *id = qesd_request_param(req, "id"), *outcome = NULL;
-	char session_id[QESD_ID_SIZE];
+	char session_id[QESD_ID_SIZE], ref[QESD_DIAG_REF_SIZE];
 	qesd_diag_wait *w = NULL;
 	qesd_device d;
 	qesd_tx *tx = NULL;
@@ -231,15 +252,23 @@ qesd_diagnostics_post(qesd_request *req, qesd_response *resp)
 		outcome = "device_revoked";
 		goto out;
 	}
-	if (app->diag == NULL || app->hub == NULL ||
-	    !qesd_hub_is_live(app->hub, req->auth.tenant_id, d.id, session_id)) {
-		qesd_problem(resp, req, 409, "device_offline", "Device offline",
-		    "the device is not connected; ask its user to start "
-		    "qes-agent, then retry");
-		outcome = "device_offline";
-		goto out;
+	if (app->diag != NULL && app->hub != NULL &&
+	    qesd_hub_is_live(app->hub, req->auth.tenant_id, d.id, session_id)) {
+		r = qesd_diag_start(app->diag, req->auth.tenant_id, d.id,
+		    session_id, &w);
+	} else if (app->diag != NULL && qesd_bus_is_remote(app->bus)) {
+		/* not here: the replica holding it runs the diagnosis */
+		r = qesd_diag_start_remote(app->diag, req->auth.tenant_id, d.id,
+		    &w, ref);
+		if (r == 0 && qesd_bus_diagnose(app->bus, req->auth.tenant_id,
+		    d.id, ref) != 0) {
+			qesd_diag_abandon(w);
+			w = NULL;
+			r = QES_ERR_NOT_FOUND;
+		}
+	} else {
+		r = QES_ERR_NOT_FOUND;
 	}
-	r = qesd_diag_start(app->diag, req->auth.tenant_id, d.id, session_id, &w);
 	switch (r) {
 	case 0:
 		break;
@@ -252,7 +281,8 @@ qesd_diagnostics_post(qesd_request *req, qesd_response *resp)
 		outcome = "in_progress";
 		goto out;
 	case QES_ERR_NOT_FOUND:
-		/* the session ended between the check and the send */
+		/* offline, or the session ended between the check and the
+		 * send */
 		qesd_problem(resp, req, 409, "device_offline", "Device offline",
 		    "the device is not connected; ask its user to start "
 		    "qes-agent, then retry");

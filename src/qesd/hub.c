@@ -33,6 +33,7 @@
 #include <openssl/x509.h>
 
 #include "qes/err.h"
+#include "bus.h"
 #include "devices.h"
 #include "hub.h"
 #include "hub_priv.h"
@@ -390,6 +391,9 @@ ev_open(struct hub_sess *s)
 {
 	qesd_hub *hub = s->hub;
 
+	/* the other replicas reach the device through this one from now */
+	qesd_bus_device_open(hub->app->bus, s->tenant_id, s->device_id,
+	    s->session_id);
 	if (hub->events.session_open != NULL)
 		hub->events.session_open(hub->events.app, s->tenant_id,
 		    s->device_id, s->session_id);
@@ -458,6 +462,10 @@ ev_closed(struct hub_sess *s, struct hub_ev *ev)
 	qesd_hub *hub = s->hub;
 	int i, r = 0;
 
+	/* first: a request from another replica now finds no responder */
+	if (ev->notify)
+		qesd_bus_device_closed(hub->app->bus, s->tenant_id, s->device_id,
+		    s->session_id);
 	for (i = 0; i < CLOSE_RETRIES; i++) {
 		if ((r = close_row(s, ev)) != QES_ERR_BUSY &&
 		    r != QES_ERR_UNAVAILABLE)

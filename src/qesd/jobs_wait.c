@@ -1,8 +1,9 @@
 /*
  * jobs_wait.c - long-poll waiters of GET /v1/signatures/{id}?wait=: a
  * small hash table of deferred requests by job id. A change of a job wakes
- * all its waiters (qesd_jobs_changed, the one place issue 6 will extend to
- * the other replicas through the bus); each resumes on a worker, unlinks
+ * all its waiters (qesd_jobs_changed, which also publishes the change on the
+ * bus so the other replicas wake theirs: qesd_jobs_wake_local, bus.h); each
+ * resumes on a worker, unlinks
  * and frees itself and answers with the job as it is then. Wakes are best
  * effort: a waiter also resumes at its deadline.
  */
@@ -13,6 +14,7 @@
 
 #include "qes/err.h"
 #include "app.h"
+#include "bus.h"
 #include "jobs.h"
 #include "jobs_priv.h"
 #include "problem.h"
@@ -107,6 +109,16 @@ qesd_jobs_wait_cancel(qesd_jobs_waiter *w)
 
 void
 qesd_jobs_changed(qesd_jobs *j, const char *tenant_id, const char *job_id)
+{
+	if (j == NULL || tenant_id == NULL || job_id == NULL)
+		return;
+	qesd_jobs_wake_local(j, tenant_id, job_id);
+	if (j->app != NULL)
+		qesd_bus_job_changed(j->app->bus, tenant_id, job_id);
+}
+
+void
+qesd_jobs_wake_local(qesd_jobs *j, const char *tenant_id, const char *job_id)
 {
 	struct wake {
 		qesd_server *srv;
