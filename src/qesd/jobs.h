@@ -8,6 +8,11 @@
  *                           open), then the consent on record (optional)
  *   agent's sign_result  -> qesd_jobs_on_message() -> signed -> completed
  *                                                    | failed(reason)
+ *   (a document job: the finisher, jobs_ades.c, on its own thread)
+ *                           signed -> completed (the signed document
+ *                           stored) | failed(reason)
+ *   GET .../result       -> qesd_jobs_result_take() the signed document,
+ *                           handed out once
  *   POST .../cancel      -> qesd_jobs_cancel()    -> cancelled (+ cancel to the agent)
  *   session closed       -> qesd_jobs_on_session_closed() -> failed(device_disconnected)
  *   every second         -> qesd_jobs_sweep()     -> failed(timeout) (+ cancel)
@@ -33,11 +38,18 @@
  *                       certificate's key, or their number is wrong
  *   gateway_restart     qesd stopped while the job was open
  *   gateway_error       qesd could not finish the job (a bug; logged)
+ *   timestamp_failed    document job: the TSA did not answer, or its token
+ *                       did not verify
+ *   revocation_failed   document job (B-LT, B-LTA): no acceptable OCSP
+ *                       response or CRL for a certificate of the chain
+ *   document_invalid    document job: the document no longer prepares
+ *                       (normally refused at POST with 422)
  *
  * Every transition commits in one transaction with its audit record
- * (signature.requested, .dispatched, .awaiting_user, .completed, .failed,
- * .cancelled, .expired, .result_ignored; and .consented, the signer's
- * consent, which changes no state) and then wakes the job's long-poll waiters
+ * (signature.requested, .dispatched, .awaiting_user, .signed (document
+ * jobs), .completed, .failed, .cancelled, .expired, .result_ignored,
+ * .result_fetched; and .consented, the signer's consent, which changes no
+ * state) and then wakes the job's long-poll waiters
  * through qesd_jobs_changed(), the one place that will also publish on the
  * bus when replicas arrive (issue 6).
  *
@@ -57,6 +69,7 @@
 
 #include "qes/proto.h"
 #include "qes/sig.h"
+#include "qes/sign.h"
 #include "http.h"
 #include "store.h"
 #include "store_jobs.h"
@@ -128,6 +141,24 @@ void qesd_jobs_set_devices(qesd_jobs *j, const qesd_jobs_devices *d);
 #define QESD_JOB_TIMEOUT_MIN_S		30
 #define QESD_JOB_TIMEOUT_MAX_S		3600
 
+/*
+ * A document the gateway signs (AdES): prepared at submit, the digest to
+ * sign is the job's one digest, finished when the signature arrives.
+ * Borrowed for the call.
+ */
+typedef struct qesd_sign_document {
+	const uint8_t *data;		/* 1..document_max_bytes */
+	size_t len;
+	qes_ades_format format;
+	qes_ades_level level;
+	qes_ades_packaging packaging;	/* DEFAULT: the format's first */
+	const char *name;		/* NULL: none ("document" where needed) */
+	const char *mime_type;		/* NULL: none */
+} qesd_sign_document;
+
+#define QESD_DOC_NAME_MAX	255
+#define QESD_DOC_MIME_MAX	127
+
 /* A validated POST /v1/signatures body; strings borrowed for the call. */
 typedef struct qesd_sign_request {
 	const char *credential_id;
@@ -141,6 +172,8 @@ typedef struct qesd_sign_request {
 	const char *application;	/* NULL: the API key's name */
 	int64_t timeout_s;
 	const char *idempotency_key;	/* NULL: none */
+	/* a document instead of digests (digests, n_digests unused) */
+	const qesd_sign_document *document;
 } qesd_sign_request;
 
 /*
@@ -152,6 +185,10 @@ typedef struct qesd_sign_request {
  *   lp("qesd.v1-signature-request") lp(credential_id) lp(md name)
  *   lp(scheme name or "") u32be(n) lp(digest 1) .. lp(digest n)
  *   lp(title) lp(description or "") lp(application or "") u64be(timeout_s)
+ * A document request has n = 0 and no digests (they depend on the signing
+ * time), and after timeout_s:
+ *   lp("document") lp(format) lp(level) lp(packaging or "") lp(name or "")
+ *   lp(mime_type or "") lp(SHA-256 of the document)
  */
 int qesd_jobs_request_hash(const qesd_sign_request *sr,
     uint8_t out[QESD_JOB_HASH_LEN]);
@@ -165,6 +202,11 @@ typedef enum qesd_submit_outcome {
 	QESD_SUBMIT_DEVICE_REVOKED,	/* 409 */
 	QESD_SUBMIT_DEVICE_OFFLINE,	/* 409 */
 	QESD_SUBMIT_SCHEME_UNSUITABLE,	/* the key cannot make that scheme (400) */
+	/* document requests (detail says why) */
+	QESD_SUBMIT_DOCUMENTS_DISABLED,	/* no document_key_file (501) */
+	QESD_SUBMIT_TIMESTAMP_UNAVAILABLE, /* B-T and above without tsa_url (409) */
+	QESD_SUBMIT_FORMAT_UNSUPPORTED,	/* format x level x packaging (400) */
+	QESD_SUBMIT_DOCUMENT_INVALID,	/* the document does not prepare (422) */
 } qesd_submit_outcome;
 
 /*
@@ -174,6 +216,46 @@ typedef enum qesd_submit_outcome {
  */
 int qesd_jobs_submit(qesd_jobs *j, qesd_request *req,
     const qesd_sign_request *sr, qesd_submit_outcome *outcome, qesd_job *out);
+/* The same, with a sentence for the document outcomes in detail (never
+ * any of the document's content). */
+int qesd_jobs_submit_detail(qesd_jobs *j, qesd_request *req,
+    const qesd_sign_request *sr, qesd_submit_outcome *outcome, qesd_job *out,
+    char *detail, size_t detail_len);
+
+/*
+ * What a document request can be refused for before any credential is
+ * looked at: QESD_SUBMIT_DOCUMENTS_DISABLED, _TIMESTAMP_UNAVAILABLE; 0 when
+ * it may go on. detail gets a sentence.
+ */
+qesd_submit_outcome qesd_jobs_document_check(qesd_jobs *j,
+    const qesd_sign_document *doc, char *detail, size_t detail_len);
+
+/* The largest document this gateway takes (document_max_bytes). */
+size_t qesd_jobs_document_max(const qesd_jobs *j);
+
+typedef enum qesd_result_outcome {
+	QESD_RESULT_OK = 1,		/* *data, *len: the signed document */
+	QESD_RESULT_NOT_READY,		/* the job is not final yet (409) */
+	QESD_RESULT_UNAVAILABLE,	/* failed or cancelled: none (409) */
+	QESD_RESULT_GONE,		/* fetched already, or expired (410) */
+	QESD_RESULT_NO_DOCUMENT,	/* a hash-only job (409) */
+} qesd_result_outcome;
+
+/*
+ * GET /v1/signatures/{id}/result: the signed document of a completed
+ * document job, read and purged in one transaction with its
+ * signature.result_fetched record (sizes, never content), so it is handed
+ * out once. QES_ERR_NOT_FOUND for a missing or foreign job. *data: wipe
+ * with qes_wipe, then free. *job: the job (qesd_job_clear).
+ */
+int qesd_jobs_result_take(qesd_jobs *j, qesd_request *req, const char *job_id,
+    qesd_result_outcome *outcome, qesd_job *job, uint8_t **data, size_t *len);
+
+/* The signed document's media type and file name suffix for a job's
+ * stored request (format, packaging); "application/octet-stream", ".bin"
+ * when it is not a document job. */
+void qesd_job_result_type(const qesd_job *job, const char **content_type,
+    const char **suffix);
 
 /* The tenant's job (QES_ERR_NOT_FOUND for a missing or foreign one). */
 int qesd_jobs_get(qesd_jobs *j, const char *tenant_id, const char *job_id,
@@ -239,9 +321,16 @@ void qesd_jobs_on_session_closed(qesd_jobs *j, const char *tenant_id,
 /* At start: every job a previous process left open fails with
  * gateway_restart. *count (optional) says how many. */
 int qesd_jobs_recover(qesd_jobs *j, uint64_t *count);
-/* Once: open jobs past expires_at fail with timeout; completed jobs past
- * the retention become expired. */
+/* Once: open jobs past expires_at fail with timeout (a signed document
+ * job is the finisher's); completed jobs past the retention become
+ * expired. */
 int qesd_jobs_sweep(qesd_jobs *j);
+/*
+ * Once: finish the signed document jobs (the finisher thread's work; tests
+ * call it themselves). *count (optional): how many moved (completed or
+ * failed).
+ */
+int qesd_jobs_finish_pending(qesd_jobs *j, uint64_t *count);
 
 /* ---- the API's base64 (RFC 4648 section 4, padded) ---- */
 
