@@ -95,3 +95,80 @@ expect_problem() {
     grep -qi '^content-type: application/problem+json' "$HDR" ||
         fail "response $N is not application/problem+json"
 }
+
+# qesd_with_agent NAME [EXTRA_CONF]: the stage of a test that signs through
+# the gateway, built in the current directory (the test's $T): a localhost
+# certificate from the test PKI, qesd.conf (SQLite store qesd.db, the lines
+# of the file EXTRA_CONF appended), a tenant NAME, qesd started (start_qesd,
+# log qesd.log), an API key with the scopes sign and devices (sign.key), an
+# enrolled qes-agent (config agent/) running on the private SoftHSM2 tokens
+# with the scripted pinentry (log agent.log), and the credential of token
+# A's P-256 key (qual-p256). Needs qes_private_tokens first, and QESD set.
+# Sets SERVER, KEY, CRED, AGENT_PID; pinentry_script LINE... rewrites the
+# dialog's script (QES_TEST_PINENTRY_SCRIPT and _LOG are exported).
+qesd_with_agent() {
+    local name=$1 extra=${2:-} enroll sha _
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+        -out server.csr -subj "/CN=qesd $name" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >server.ext
+    openssl x509 -req -in server.csr -CA "$QES_PKI/root-ca.pem" -CAkey "$QES_PKI/root-ca.key" \
+        -set_serial "0x$(openssl rand -hex 12)" -days 2 -extfile server.ext -out server.pem 2>/dev/null
+    chmod 600 server.key
+    openssl rand -hex 32 >pepper
+    chmod 600 pepper
+    cat >qesd.conf <<CONF
+listen = 127.0.0.1:0
+tls_cert = $PWD/server.pem
+tls_key = $PWD/server.key
+pepper_file = $PWD/pepper
+store = sqlite:$PWD/qesd.db
+log_level = info
+drain_timeout_s = 2
+server_name = localhost
+CONF
+    [ -z "$extra" ] || cat "$extra" >>qesd.conf
+    "$QESD" admin --config qesd.conf tenant create "$name" >tenant.out 2>tenant.err ||
+        { cat tenant.err >&2; fail "tenant create"; }
+    awk '$1 == "api_key:" { print $2 }' tenant.out >admin.key
+    chmod 600 admin.key
+    start_qesd qesd.conf qesd.log
+    SERVER="https://localhost:$PORT"
+    QES_SERVER=$SERVER QES_CA=$CA "$QES_CLI" keys create --name "$name" --scope sign,devices \
+        --key-file admin.key >key.out 2>key.err || { cat key.err >&2; fail "keys create"; }
+    awk '$1 == "api_key:" { print $2 }' key.out >sign.key
+    chmod 600 sign.key
+    KEY=$(cat sign.key)
+    call "$KEY" POST /v1/enrollments '{}'
+    expect_eq "$CODE" 201 "POST /v1/enrollments"
+    enroll=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["code"])' "$BODY")
+    "$QES_AGENT" enroll --server "$SERVER" --code "$enroll" --ca "$CA" --config agent \
+        --name "$name desktop" >enroll.out 2>enroll.err || { cat enroll.err >&2; fail "enroll"; }
+    export QES_TEST_PINENTRY_SCRIPT=$PWD/pinentry.script QES_TEST_PINENTRY_LOG=$PWD/pinentry.log
+    pinentry_script() {
+        printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"
+        rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"
+    }
+    pinentry_script "pin $QES_TOKEN_A_PIN"
+    "$QES_AGENT" run --config agent --module "$QES_TEST_MODULE" --only-module \
+        --pinentry "$QES_BUILD_DIR/tests/qes-test-pinentry" 2>>agent.log &
+    AGENT_PID=$!
+    qes_on_exit "kill -KILL $AGENT_PID"
+    sha=$(openssl x509 -in "$QES_PKI/qual-p256.pem" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
+    CRED=
+    for _ in $(seq 1 100); do
+        call "$KEY" GET /v1/credentials
+        if [ "$CODE" = 200 ]; then
+            CRED=$(python3 - "$BODY" "$QES_TOKEN_A_SERIAL" 02 "$sha" <<'PY'
+import json, sys
+for c in json.load(open(sys.argv[1]))["items"]:
+    if c["token_serial"] == sys.argv[2] and c["key_id"] == sys.argv[3] and \
+            c["certificate_sha256"] == sys.argv[4]:
+        print(c["id"])
+PY
+)
+            [ -n "$CRED" ] && break
+        fi
+        sleep 0.2
+    done
+    [ -n "$CRED" ] || fail "GET /v1/credentials never listed token A's P-256 credential"
+}
