@@ -83,7 +83,7 @@ check() {
     { cat "$T/tenant.err" >&2; fail "qesd admin tenant create on PostgreSQL"; }
 ADMIN_KEY=$(awk '$1 == "api_key:" { print $2 }' "$T/tenant.out")
 [ -n "$ADMIN_KEY" ] || fail "no admin key"
-[ "$(qes_psql -c 'SELECT max(version) FROM schema_version')" = 4 ] ||
+[ "$(qes_psql -c 'SELECT max(version) FROM schema_version')" = 5 ] ||
     fail "schema version on PostgreSQL"
 
 start_qesd "$T/a.conf" "$T/a.log"
