@@ -355,10 +355,13 @@ document_fields_parse(qesd_request *req, qesd_response *resp,
 		return qesd_h_invalid_field(req, resp, "document_name", "must be a "
 		    "file name of 1-255 letters, digits, blanks and ._-+,() not "
 		    "starting with a dot"), -1;
-	if ((doc->mime_type = get(req, "mime_type")) != NULL &&
-	    !mime_ok(doc->mime_type))
-		return qesd_h_invalid_field(req, resp, "mime_type",
-		    "must be a media type such as application/pdf"), -1;
+	/* a raw upload's Content-Type is there already unless named here */
+	if ((v = get(req, "mime_type")) != NULL) {
+		if (!mime_ok(v))
+			return qesd_h_invalid_field(req, resp, "mime_type",
+			    "must be a media type such as application/pdf"), -1;
+		doc->mime_type = v;
+	}
 	return 0;
 }
 
@@ -533,7 +536,6 @@ create_raw(qesd_request *req, qesd_response *resp)
 		}
 	}
 	create_document(req, resp, query_get, &doc);
-	/* create_document took the query's mime_type when there was one */
 }
 
 static qesd_handler_result

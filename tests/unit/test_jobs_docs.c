@@ -39,6 +39,7 @@
 #include "jobs.h"
 #include "store.h"
 #include "jobs_priv.h"
+#include "routes.h"
 #include "store_jobs.h"
 #include "testtsa.h"
 
@@ -684,7 +685,7 @@ test_ades_refusals(void **state)
 {
 	struct afx *f = *state;
 	static const char not_pdf[] = "%PDF-1.7 this is no PDF at all";
-	char detail[256], big[4097];
+	char detail[256];
 	qesd_job job;
 	qesd_tx *tx = NULL;
 	qesd_job *items = NULL;
@@ -747,7 +748,6 @@ test_ades_refusals(void **state)
 	assert_int_equal(n, 0);
 	qesd_job_list_free(items, n);
 	assert_int_equal(f->frames, 0);
-	(void)big;
 }
 
 /* the same key and document: the job again; another document: conflict */
@@ -928,6 +928,195 @@ test_ades_cancel_restart_hash_only(void **state)
 	qesd_job_clear(&b);
 }
 
+/* ---- the routes themselves (h_signatures.c), called as the server would ---- */
+
+static const qesd_route *
+a_route(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < qesd_signature_routes.n; i++)
+		if (strcmp(qesd_signature_routes.routes[i].name, name) == 0)
+			return &qesd_signature_routes.routes[i];
+	fail_msg("no route %s", name);
+	return NULL;
+}
+
+/*
+ * POST /v1/signatures with a JSON body (json non-NULL) or a raw body of
+ * content_type with query; the status, and the problem's name or the
+ * job's id in out.
+ */
+static int
+a_post(struct afx *f, const char *json, const char *content_type,
+    const char *query, const void *body, size_t body_len, char *out,
+    size_t out_len)
+{
+	qesd_request req = f->req;
+	qesd_response resp;
+	const char *detail = NULL;
+	int status;
+
+	memset(&resp, 0, sizeof(resp));
+	req.path = (char *)"/v1/signatures";
+	memset(&req.query, 0, sizeof(req.query));
+	if (json != NULL) {
+		assert_non_null(req.json = json_loads(json, 0, NULL));
+		req.content_type = (char *)"application/json";
+	} else {
+		req.json = NULL;
+		req.content_type = (char *)content_type;
+		req.body = (uint8_t *)(uintptr_t)body;
+		req.body_len = body_len;
+		assert_int_equal(qesd_query_parse(&req.query, query, strlen(query),
+		    &detail), 0);
+	}
+	assert_int_equal(a_route("signatures.create")->handler(&req, &resp),
+	    QESD_HANDLED);
+	status = resp.status;
+	out[0] = '\0';
+	if (resp.problem != NULL)
+		snprintf(out, out_len, "%s", resp.problem);
+	else if (resp.json != NULL)
+		snprintf(out, out_len, "%s", json_string_value(json_object_get(
+		    resp.json, "id")));
+	qesd_response_clear(&resp);
+	json_decref(req.json);
+	qesd_query_free(&req.query);
+	return status;
+}
+
+/* GET /v1/signatures/{id}/result as tenant; the status, the problem or
+ * the content type in out, the body's length in *len. */
+static int
+a_get_result(struct afx *f, const char *tenant_id, const char *job_id,
+    char *out, size_t out_len, size_t *len)
+{
+	qesd_request req = f->req;
+	qesd_response resp;
+	int status;
+
+	memset(&resp, 0, sizeof(resp));
+	req.path = (char *)"/v1/signatures/x/result";
+	snprintf(req.auth.tenant_id, sizeof(req.auth.tenant_id), "%s",
+	    tenant_id);
+	req.path_params[0].name = (char *)"id";
+	req.path_params[0].value = (char *)job_id;
+	req.n_path_params = 1;
+	req.route_name = "signatures.result";
+	req.method_name = "GET";
+	assert_int_equal(a_route("signatures.result")->handler(&req, &resp),
+	    QESD_HANDLED);
+	status = resp.status;
+	snprintf(out, out_len, "%s", resp.problem != NULL ? resp.problem :
+	    resp.content_type);
+	*len = resp.body_len;
+	qesd_response_clear(&resp);
+	return status;
+}
+
+static void
+test_ades_routes(void **state)
+{
+	struct afx *f = *state;
+	char out[128], q[512], json[8192], big[5000];
+	size_t len = 0;
+	qesd_job job;
+	uint64_t count = 0;
+
+	/* digests and a document together */
+	snprintf(json, sizeof(json), "{\"credential_id\":\"%s\",\"document\":"
+	    "\"aGVsbG8=\",\"format\":\"cades\",\"title\":\"t\",\"digest_algorithm\":"
+	    "\"sha256\",\"digests\":[\"n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=\"]}",
+	    CRED_Q);
+	assert_int_equal(a_post(f, json, NULL, NULL, NULL, 0, out, sizeof(out)), 400);
+	assert_string_equal(out, "document_and_digests");
+	/* base64 that is not canonical */
+	snprintf(json, sizeof(json), "{\"credential_id\":\"%s\",\"document\":"
+	    "\"aGVsbG9=\",\"format\":\"cades\",\"title\":\"t\"}", CRED_Q);
+	assert_int_equal(a_post(f, json, NULL, NULL, NULL, 0, out, sizeof(out)), 400);
+	assert_string_equal(out, "invalid_field");
+	/* an unknown format, a name that is a path */
+	snprintf(json, sizeof(json), "{\"credential_id\":\"%s\",\"document\":"
+	    "\"aGVsbG8=\",\"format\":\"asic\",\"title\":\"t\"}", CRED_Q);
+	assert_int_equal(a_post(f, json, NULL, NULL, NULL, 0, out, sizeof(out)), 400);
+	snprintf(json, sizeof(json), "{\"credential_id\":\"%s\",\"document\":"
+	    "\"aGVsbG8=\",\"format\":\"cades\",\"title\":\"t\",\"document_name\":"
+	    "\"../etc/passwd\"}", CRED_Q);
+	assert_int_equal(a_post(f, json, NULL, NULL, NULL, 0, out, sizeof(out)), 400);
+	assert_string_equal(out, "invalid_field");
+	/* over document_max_bytes (4096 here), in JSON and raw */
+	memset(big, 'A', sizeof(big));
+	{
+		char *j2 = malloc(8000);
+		int n;
+
+		assert_non_null(j2);
+		n = snprintf(j2, 8000, "{\"credential_id\":\"%s\",\"document\":\"",
+		    CRED_Q);
+		memset(j2 + n, 'A', 5464);	/* base64 of 4098 bytes */
+		snprintf(j2 + n + 5464, 8000 - (size_t)n - 5464,
+		    "\",\"format\":\"cades\",\"title\":\"t\"}");
+		assert_int_equal(a_post(f, j2, NULL, NULL, NULL, 0, out,
+		    sizeof(out)), 413);
+		assert_string_equal(out, "document_too_large");
+		free(j2);
+	}
+	snprintf(q, sizeof(q), "credential_id=%s&format=cades&title=t", CRED_Q);
+	assert_int_equal(a_post(f, NULL, "application/octet-stream", q, big,
+	    4097, out, sizeof(out)), 413);
+	assert_string_equal(out, "document_too_large");
+	/* a raw upload with an unknown query parameter */
+	snprintf(q, sizeof(q), "credential_id=%s&format=cades&title=t&colour=red",
+	    CRED_Q);
+	assert_int_equal(a_post(f, NULL, "application/octet-stream", q, bin_doc,
+	    strlen(bin_doc), out, sizeof(out)), 400);
+	assert_string_equal(out, "invalid_query");
+	/* B-T without a TSA */
+	f->jobs->ades.has_tsa = 0;
+	snprintf(q, sizeof(q), "credential_id=%s&format=cades&level=B-T&title=t",
+	    CRED_Q);
+	assert_int_equal(a_post(f, NULL, "application/octet-stream", q, bin_doc,
+	    strlen(bin_doc), out, sizeof(out)), 409);
+	assert_string_equal(out, "timestamp_unavailable");
+	f->jobs->ades.has_tsa = 1;
+	/* documents off */
+	f->jobs->ades.enabled = 0;
+	assert_int_equal(a_post(f, NULL, "application/xml", q, xml_doc,
+	    strlen(xml_doc), out, sizeof(out)), 501);
+	assert_string_equal(out, "documents_disabled");
+	f->jobs->ades.enabled = 1;
+	/* JAdES B-LTA: 400 unsupported_format */
+	snprintf(q, sizeof(q), "credential_id=%s&format=jades&level=B-LTA&title=t",
+	    CRED_Q);
+	assert_int_equal(a_post(f, NULL, "application/json-seq", q, bin_doc,
+	    strlen(bin_doc), out, sizeof(out)), 400);
+	assert_string_equal(out, "unsupported_format");
+
+	/* a good raw upload: XML, XAdES enveloped; its Content-Type noted */
+	snprintf(q, sizeof(q), "credential_id=%s&format=xades&title=Invoice%%20I-7"
+	    "&document_name=invoice.xml", CRED_Q);
+	assert_int_equal(a_post(f, NULL, "application/xml; charset=utf-8", q,
+	    xml_doc, strlen(xml_doc), out, sizeof(out)), 202);
+	assert_int_equal(qesd_jobs_get(f->jobs, f->tenant.id, out, &job), 0);
+	assert_non_null(strstr(job.request, "\"mime_type\":\"application/xml\""));
+	assert_int_equal(a_get_result(f, f->tenant.id, job.id, out, sizeof(out),
+	    &len), 409);
+	assert_string_equal(out, "result_not_ready");
+	a_sign(f, job.id, 0);
+	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
+	assert_int_equal(a_get_result(f, f->other.id, job.id, out, sizeof(out),
+	    &len), 404);
+	assert_int_equal(a_get_result(f, f->tenant.id, job.id, out, sizeof(out),
+	    &len), 200);
+	assert_string_equal(out, "application/xml");
+	assert_true(len > strlen(xml_doc));
+	assert_int_equal(a_get_result(f, f->tenant.id, job.id, out, sizeof(out),
+	    &len), 410);
+	assert_string_equal(out, "result_gone");
+	qesd_job_clear(&job);
+}
+
 int
 main(void)
 {
@@ -944,6 +1133,7 @@ main(void)
 		A(test_ades_bad_value),
 		A(test_ades_timestamp_failed),
 		A(test_ades_cancel_restart_hash_only),
+		A(test_ades_routes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
