@@ -26,6 +26,7 @@
 #include "audit_svc.h"
 #include "auth.h"
 #include "config.h"
+#include "fdlimit.h"
 #include "health.h"
 #include "jobs.h"
 #include "hub.h"
@@ -115,6 +116,8 @@ serve(int argc, char **argv)
 		goto config_error;
 	if (app.cfg.testing_routes)
 		qesd_log(QESD_LOG_WARN, "testing routes are ON: never do this in production");
+	/* one descriptor per agent: before the server sizes its table */
+	qesd_fd_limit_raise();
 
 	/*
 	 * The services start threads; SIGTERM/SIGINT must be blocked in them

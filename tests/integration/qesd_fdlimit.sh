@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# qesd_fdlimit.sh - qesd raises its soft RLIMIT_NOFILE to the hard limit at
+# start (src/qesd/fdlimit.c): every agent WebSocket is a descriptor, and
+# libwebsockets sizes its connection table from the limit qesd starts with.
+#
+# qesd is started with a soft limit of 256 (the hard limit as it is); then
+# it must run with soft = hard, say so in its log, and hold 400 open
+# keep-alive TLS connections (each has made one request) while a new
+# client is still served. Without the raise, the 250-odd-th connection
+# fails with EMFILE and the server spins on its listening socket.
+. "$(dirname -- "$0")/../lib.sh"
+T=$(qes_tmpdir)
+QESD=$QES_BUILD_DIR/qesd
+CA=$QES_PKI/root-ca.pem
+. "$(dirname -- "$0")/../qesd.sh"
+
+[ -x "$QESD" ] || fail "no qesd binary at $QESD"
+[ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI"
+mkdir -p "$T/resp"
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt 1024 ]; then
+    ok "SKIP: the hard RLIMIT_NOFILE is $hard, too low to tell 256 from raised"
+    exit 0
+fi
+
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
+    > "$T/ext.cnf"
+openssl x509 -req -in "$T/server.csr" -CA "$CA" -CAkey "$QES_PKI/root-ca.key" \
+    -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$T/ext.cnf" \
+    -out "$T/server.pem" 2>/dev/null
+chmod 600 "$T/server.key"
+openssl rand -hex 32 > "$T/pepper"
+chmod 600 "$T/pepper"
+cat > "$T/qesd.conf" <<EOF
+listen = 127.0.0.1:$(qes_free_port)
+tls_cert = $T/server.pem
+tls_key = $T/server.key
+pepper_file = $T/pepper
+store = sqlite:$T/qesd.db
+server_name = localhost
+drain_timeout_s = 3
+EOF
+
+# qesd inherits a soft limit of 256; this shell gets its own back after.
+soft=$(ulimit -Sn)
+ulimit -Sn 256
+start_qesd "$T/qesd.conf" "$T/qesd.log"
+ulimit -Sn "$soft"
+
+if [ "${QES_VALGRIND:-0}" != 1 ] || [ "${QES_SANITIZE:-0}" = 1 ]; then
+    read -r got_soft got_hard < <(awk '/^Max open files/ { print $4, $5 }' "/proc/$SERVER_PID/limits")
+    expect_eq "$got_soft" "$got_hard" "qesd's soft RLIMIT_NOFILE (hard $got_hard)"
+    ok "qesd started with a soft limit of 256 runs with soft = hard ($got_hard)"
+fi
+expect_contains "$T/qesd.log" '"msg":"open-file limit"'
+ok "the log says which open-file limit qesd runs with"
+
+# 400 keep-alive connections, one request each, held open; then one more
+# client. (The generator runs with this shell's limit, not 256.)
+python3 - "$PORT" "$CA" <<'EOF' || fail "qesd did not hold 400 connections and serve one more"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+req = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+held = []
+def one():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                        server_hostname="localhost")
+    s.sendall(req)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit("connection %d: closed before an answer" % len(held))
+        data += chunk
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise SystemExit("connection %d: %r" % (len(held), data[:40]))
+    return s
+for _ in range(400):
+    held.append(one())
+one().close()
+print("held %d" % len(held))
+EOF
+ok "400 keep-alive connections held and a new client served"
+stop_qesd
+if [ "$(grep -c 'errno 24' "$T/qesd.log" || true)" != 0 ]; then
+    fail "qesd ran out of descriptors (EMFILE in its log)"
+fi
+ok "no EMFILE in the log"
