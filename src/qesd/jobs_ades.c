@@ -29,7 +29,9 @@
  * read, so when two replicas finish the same job only one commits (the
  * other's work is dropped), a cancel meanwhile wins, and a restart finds
  * signed jobs left behind by its scan (every FINISH_SCAN_MS; the sweeper
- * and the restart recovery leave signed jobs alone). A signed job that
+ * and the restart recovery leave signed jobs alone). The regular scan
+ * takes only jobs signed FINISH_STALE_MS ago, so that the replica that
+ * got the signer's value (and was kicked) normally finishes alone. A signed job that
  * cannot be finished for FINISH_GRACE_MS past its expiry (a store that
  * keeps failing) fails with gateway_error.
  *
@@ -652,8 +654,15 @@ finish_one(qesd_jobs *j, const char *tenant_id, const char *job_id,
 	return r;
 }
 
-int
-qesd_jobs_finish_pending(qesd_jobs *j, uint64_t *count)
+/*
+ * Finish the signed jobs of one batch of live jobs that have been signed
+ * for at least min_age_ms (0: all). The thread's regular scan leaves
+ * fresh ones to the replica the signer's value reached, which was kicked
+ * and is finishing them, so that replicas seldom ask the TSA twice for one
+ * job; its first scan after a start takes every one.
+ */
+static int
+finish_scan(qesd_jobs *j, int64_t min_age_ms, uint64_t *count)
 {
 	qesd_job *items = NULL;
 	qesd_tx *tx = NULL;
@@ -663,8 +672,6 @@ qesd_jobs_finish_pending(qesd_jobs *j, uint64_t *count)
 
 	if (count != NULL)
 		*count = 0;
-	if (j == NULL)
-		return QES_ERR_INVALID_ARG;
 	if (!j->ades.enabled)
 		return 0;
 	/*
@@ -681,7 +688,8 @@ qesd_jobs_finish_pending(qesd_jobs *j, uint64_t *count)
 	for (i = 0; i < n; i++) {
 		int ri;
 
-		if (items[i].state != QESD_JOB_SIGNED)
+		if (items[i].state != QESD_JOB_SIGNED ||
+		    items[i].updated_at_ms > now - min_age_ms)
 			continue;
 		if (items[i].expires_at_ms + FINISH_GRACE_MS < now) {
 			ri = fail_signed(j, &items[i], "gateway_error", &moved);
@@ -694,6 +702,16 @@ qesd_jobs_finish_pending(qesd_jobs *j, uint64_t *count)
 	if (count != NULL)
 		*count = (uint64_t)moved;
 	return first;
+}
+
+int
+qesd_jobs_finish_pending(qesd_jobs *j, uint64_t *count)
+{
+	if (count != NULL)
+		*count = 0;
+	if (j == NULL)
+		return QES_ERR_INVALID_ARG;
+	return finish_scan(j, 0, count);
 }
 
 void
@@ -722,7 +740,7 @@ finisher_main(void *arg)
 	struct jobs_ades *a = &j->ades;
 	char tenant[QESD_ID_SIZE], job[QESD_ID_SIZE];
 	struct timespec ts;
-	int64_t next_scan = 0;
+	int64_t next_scan = 0, min_age_ms = 0;
 	int r, moved;
 
 	pthread_mutex_lock(&a->mu);
@@ -743,11 +761,12 @@ finisher_main(void *arg)
 		}
 		if (qesd_mono_ms() >= next_scan) {
 			pthread_mutex_unlock(&a->mu);
-			if ((r = qesd_jobs_finish_pending(j, NULL)) != 0)
+			if ((r = finish_scan(j, min_age_ms, NULL)) != 0)
 				qesd_log(r == QES_ERR_BUSY ? QESD_LOG_WARN : QESD_LOG_ERROR,
 				    "the document finisher could not run; it tries again shortly",
 				    QLS("error", qes_strerror(r)));
 			next_scan = qesd_mono_ms() + FINISH_SCAN_MS;
+			min_age_ms = FINISH_STALE_MS;
 			pthread_mutex_lock(&a->mu);
 			continue;
 		}
