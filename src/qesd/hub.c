@@ -38,11 +38,14 @@
 #include "hub.h"
 #include "hub_priv.h"
 #include "log.h"
+#include "replicas.h"
 #include "store.h"
 #include "store_devices.h"
+#include "store_jobs.h"
 
 #define LWS_PRE_BYTES 16	/* matches LWS_PRE; checked in hub_ws.c */
 #define CLOSE_RETRIES 3
+#define HUB_REPLACE_SCAN 16	/* a device's newest sessions looked at */
 
 /* ---- references ---- */
 
@@ -293,7 +296,9 @@ qesd_hub_is_live(qesd_hub *hub, const char *tenant_id, const char *device_id,
 	if (hub == NULL)
 		return 0;
 	pthread_mutex_lock(&hub->mu);
-	if ((s = find_locked(hub, tenant_id, device_id)) != NULL) {
+	/* draining: no new job goes to a device here */
+	if (!hub->refuse_jobs &&
+	    (s = find_locked(hub, tenant_id, device_id)) != NULL) {
 		live = 1;
 		if (session_id_out != NULL)
 			memcpy(session_id_out, s->session_id, QESD_ID_SIZE);
@@ -570,6 +575,72 @@ verify_device_sig(const qesd_device *d, const struct hub_auth *a,
 	return r;
 }
 
+/*
+ * The device reconnected here while a session of it on another replica is
+ * still open in the store (that replica died, or the agent left it without
+ * a close): the new session wins now, without waiting for the reaper. Each
+ * such row closes as "replaced" with its audit record, and its open jobs
+ * fail (device_disconnected) through the application's session_closed. A
+ * session of this replica is hub_register's to replace.
+ */
+static void
+replace_elsewhere(struct hub_sess *s, int64_t now_ms)
+{
+	qesd_hub *hub = s->hub;
+	qesd_device_session *v = NULL;
+	qesd_tx *tx = NULL;
+	char next[QESD_CURSOR_SIZE];
+	size_t n = 0, i;
+	int r;
+
+	if ((r = qesd_store_begin(hub->app->store, QESD_TX_READ, &tx)) == 0)
+		r = qesd_session_list(tx, s->tenant_id, s->device_id, NULL,
+		    HUB_REPLACE_SCAN, &v, &n, next);
+	qesd_tx_end(tx);
+	tx = NULL;
+	if (r != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (v[i].closed_at_ms != 0 || strcmp(v[i].id, s->session_id) == 0 ||
+		    strcmp(v[i].replica, hub->replica) == 0)
+			continue;
+		if ((r = qesd_store_begin(hub->app->store, QESD_TX_WRITE,
+		    &tx)) != 0)
+			goto out;
+		r = qesd_session_close(tx, v[i].tenant_id, v[i].id,
+		    v[i].last_seen_at_ms, now_ms, "replaced");
+		if (r == 0)
+			r = audit(tx, v[i].tenant_id, "device.session_closed",
+			    v[i].device_id, v[i].client_addr, now_ms,
+			    json_pack("{s:s, s:s, s:s, s:s}", "session_id", v[i].id,
+			    "reason", "replaced", "replica", v[i].replica,
+			    "replaced_by", s->session_id));
+		if (r == 0)
+			r = qesd_tx_commit(tx);
+		qesd_tx_end(tx);
+		tx = NULL;
+		if (r == QES_ERR_NOT_FOUND)
+			continue;	/* closed meanwhile (its replica, a reaper) */
+		if (r != 0)
+			goto out;
+		qesd_log(QESD_LOG_INFO, "device session on another replica "
+		    "replaced by a new one here", QLS("tenant", s->tenant_id),
+		    QLS("device_id", s->device_id), QLS("session_id", v[i].id),
+		    QLS("replica", v[i].replica),
+		    QLS("replaced_by", s->session_id));
+		if (hub->events.session_closed != NULL)
+			hub->events.session_closed(hub->events.app, v[i].tenant_id,
+			    v[i].device_id, v[i].id, "replaced");
+	}
+ out:
+	if (r != 0)
+		qesd_log(QESD_LOG_WARN, "the older sessions of a reconnected "
+		    "device could not be closed; the reaper or their replica "
+		    "will", QLS("tenant", s->tenant_id),
+		    QLS("device_id", s->device_id), QLS("error", qes_strerror(r)));
+	free(v);
+}
+
 static void
 auth_work(void *arg)
 {
@@ -631,6 +702,9 @@ auth_work(void *arg)
 		goto out;
 	a->ok = 1;
 	a->fail_reason = NULL;
+	qesd_tx_end(tx);
+	tx = NULL;
+	replace_elsewhere(s, a->now_ms);
  out:
 	if (r != 0 && !a->ok)
 		qesd_log(QESD_LOG_WARN, "device authentication: store error",
@@ -666,6 +740,60 @@ hub_start_auth(struct hub_auth *a)
 	hub_sess_ref(a->sess);
 	hub_run_task(a->sess->hub, auth_work, auth_done, a);
 	return 0;
+}
+
+/* ---- drain ---- */
+
+struct drain_check {
+	struct hub_sess *sess;			/* a reference */
+	int busy;
+};
+
+static void
+drain_check_work(void *arg)
+{
+	struct drain_check *c = arg;
+	struct hub_sess *s = c->sess;
+	qesd_job *items = NULL;
+	qesd_tx *tx = NULL;
+	size_t n = 0;
+	int r;
+
+	if ((r = qesd_store_begin(s->hub->app->store, QESD_TX_READ, &tx)) == 0)
+		r = qesd_job_list_live_on_device(tx, s->tenant_id, s->device_id,
+		    s->session_id, 1, &items, &n);
+	qesd_tx_end(tx);
+	c->busy = r == 0 && n > 0;
+	if (r != 0)
+		qesd_log(QESD_LOG_WARN, "drain: the jobs of a session could not be "
+		    "listed; closing it", QLS("tenant", s->tenant_id),
+		    QLS("session_id", s->session_id), QLS("error", qes_strerror(r)));
+	qesd_job_list_free(items, n);
+}
+
+static void
+drain_check_done(void *arg, int cancelled)
+{
+	struct drain_check *c = arg;
+
+	(void)cancelled;
+	hub_ws_drain_checked(c->sess, c->busy);
+	hub_sess_unref(c->sess);
+	free(c);
+}
+
+void
+hub_drain_check(struct hub_sess *s)
+{
+	struct drain_check *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		hub_ws_drain_checked(s, 0);
+		return;
+	}
+	c->sess = s;
+	hub_sess_ref(s);
+	hub_run_task(s->hub, drain_check_work, drain_check_done, c);
 }
 
 /* ---- last seen ---- */
@@ -798,6 +926,7 @@ qesd_hub_free(qesd_hub *hub)
 
 	if (hub == NULL)
 		return;
+	qesd_replicas_free(hub->replicas);	/* its callbacks use the hub */
 	/* wake-ups nobody serviced (the loop was gone) hold references */
 	for (s = hub->wake_head; s != NULL; s = next) {
 		next = s->wnext;
@@ -829,6 +958,75 @@ const char *
 qesd_hub_server_name(const qesd_hub *hub)
 {
 	return hub != NULL ? hub->server_name : NULL;
+}
+
+/* ---- replicas: heartbeat and reaper (replicas.h) ---- */
+
+/* A lost replica's session was closed in the store: its jobs end. */
+static void
+on_session_reaped(void *ctx, const char *tenant_id, const char *device_id,
+    const char *session_id)
+{
+	qesd_hub *hub = ctx;
+
+	if (hub->events.session_closed != NULL)
+		hub->events.session_closed(hub->events.app, tenant_id, device_id,
+		    session_id, QESD_REASON_REPLICA_LOST);
+}
+
+/*
+ * Another replica took this one for dead and closed its sessions in the
+ * store: every agent here reconnects (4004), so each gets a session row
+ * that is open again - here or elsewhere.
+ */
+static void
+on_self_reaped(void *ctx)
+{
+	qesd_hub *hub = ctx;
+	struct hub_sess *s, *next;
+	size_t b;
+
+	pthread_mutex_lock(&hub->mu);
+	for (b = 0; b < HUB_BUCKETS; b++)
+		for (s = hub->devices[b]; s != NULL; s = next) {
+			next = s->hnext;
+			hub_request_close_locked(s, QES_PROTO_CLOSE_SERVER_DRAINING,
+			    "reconnect: this replica was declared gone",
+			    QESD_REASON_REPLICA_LOST);
+			hub_wake_locked(s);
+		}
+	if (hub->srv != NULL)
+		qesd_server_wake(hub->srv);
+	pthread_mutex_unlock(&hub->mu);
+}
+
+/* The first beat (so no reaper takes this new process for its dead
+ * predecessor) and the thread. */
+static int
+replicas_start(qesd_hub *hub)
+{
+	qesd_replicas_config rc;
+	int r;
+
+	if (hub->replicas != NULL)
+		return 0;
+	memset(&rc, 0, sizeof(rc));
+	rc.replica = hub->replica;
+	rc.heartbeat_s = hub->cfg->replica_heartbeat_s;
+	rc.dead_after_s = hub->cfg->replica_dead_after_s;
+	rc.session_reaped = on_session_reaped;
+	rc.self_reaped = on_self_reaped;
+	rc.ctx = hub;
+	if ((r = qesd_replicas_new(hub->app, &rc, &hub->replicas)) != 0 ||
+	    (r = qesd_replicas_beat(hub->replicas)) != 0 ||
+	    (r = qesd_replicas_start(hub->replicas)) != 0) {
+		qesd_log(QESD_LOG_ERROR, "cannot start the replica heartbeat",
+		    QLS("replica", hub->replica), QLS("error", qes_strerror(r)));
+		qesd_replicas_free(hub->replicas);
+		hub->replicas = NULL;
+		return r;
+	}
+	return 0;
 }
 
 int
@@ -866,11 +1064,19 @@ qesd_hub_recover(qesd_hub *hub)
 			goto out;
 		qesd_tx_end(tx);
 		tx = NULL;
+		/* their jobs end too (another replica may have sent none of
+		 * them: only this replica's sessions are closed here) */
+		for (i = 0; i < n && hub->events.session_closed != NULL; i++)
+			hub->events.session_closed(hub->events.app,
+			    open[i].tenant_id, open[i].device_id, open[i].id,
+			    "gateway_restart");
 		total += n;
 		free(open);
 		open = NULL;
 	}
-	r = 0;
+	qesd_tx_end(tx);	/* the empty round's */
+	tx = NULL;
+	r = replicas_start(hub);
 	if (total > 0)
 		qesd_log(QESD_LOG_INFO,
 		    "closed device sessions this replica left open",

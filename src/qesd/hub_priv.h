@@ -31,6 +31,7 @@
 #include "qes/proto.h"
 #include "app.h"
 #include "hub.h"
+#include "replicas.h"
 #include "server.h"
 #include "store_devices.h"
 
@@ -107,6 +108,7 @@ struct hub_sess {
 	int peer_closed;
 	char reason[QESD_REASON_MAX];		/* why it closes ("" unknown) */
 	char detail[200];			/* protocol error text */
+	int drain_checking;			/* drain: a busy check is on a worker */
 
 	/* MU */
 	int refs;
@@ -141,6 +143,8 @@ struct qesd_hub {
 		char device_id[QESD_ID_SIZE];
 	} revoked[HUB_REVOKED_MAX];		/* MU: ring */
 	size_t revoked_next;			/* MU */
+	int refuse_jobs;			/* MU: draining, no device is live */
+	qesd_replicas *replicas;		/* heartbeat and reaper (recover) */
 
 	/* LOOP */
 	struct hub_sess *conns;			/* every connection */
@@ -150,6 +154,8 @@ struct qesd_hub {
 	int64_t next_housekeeping_mono;
 	int64_t next_seen_flush_mono;
 	int draining;
+	int64_t drain_close_by_mono;		/* sessions with jobs close then */
+	int64_t next_drain_check_mono;
 };
 
 /* ---- hub.c, for hub_ws.c ---- */
@@ -207,6 +213,15 @@ void hub_run_task(qesd_hub *hub, qesd_task_fn work, qesd_task_done_fn done,
 
 /* last_seen_at for a batch of sessions, written on a worker. */
 int hub_flush_seen(qesd_hub *hub, qesd_session_seen *seen, size_t n);
+
+/*
+ * Drain: is a job still at the device of s (a job not final sent on this
+ * session)? Runs the store query on a worker, then hub_ws_drain_checked
+ * on the loop with the answer (busy 1, 0, or 0 when the store failed: the
+ * job then fails gateway_restart with the close).
+ */
+void hub_drain_check(struct hub_sess *s);
+void hub_ws_drain_checked(struct hub_sess *s, int busy);	/* hub_ws.c */
 
 /* The loop-side close bookkeeping (hub_ws.c), at LWS_CALLBACK_CLOSED. */
 void hub_ws_closed(struct hub_sess *s);

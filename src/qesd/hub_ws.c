@@ -57,6 +57,9 @@ _Static_assert(LWS_PRE == 16, "hub.c reserves 16 bytes (LWS_PRE) per frame");
 #define RX_CHUNK_BYTES		16384
 #define HOUSEKEEPING_MS		250
 #define CLOSE_GRACE_MS		5000
+#define DRAIN_CHECK_MS		500	/* a kept session's jobs looked at */
+
+static void drain_look(qesd_hub *hub, int64_t now);
 
 struct ws_pss {
 	struct hub_sess *s;
@@ -794,6 +797,8 @@ qesd_hub_ws_tick(qesd_hub *hub)
 	int64_t now = mono_ms(), dead_ms, ping_ms;
 	struct hub_sess *s, *next;
 
+	if (hub->draining && now >= hub->next_drain_check_mono)
+		drain_look(hub, now);
 	if (now < hub->next_housekeeping_mono)
 		return;
 	hub->next_housekeeping_mono = now + HOUSEKEEPING_MS;
@@ -881,19 +886,71 @@ qesd_hub_ws_service(qesd_hub *hub)
 	}
 }
 
-void
-qesd_hub_ws_drain(qesd_hub *hub)
+/*
+ * The drain (SIGTERM). No device here takes a new job from now
+ * (qesd_hub_is_live says no). A session without a job at its device is
+ * told to reconnect elsewhere (4004) at once; a session with one - the
+ * signer may be typing the PIN - stays until that job ends, or until
+ * close_by_mono_ms, when it is closed with 4004 too and its job fails with
+ * gateway_restart: so each in-flight job completes or ends definitely
+ * within the drain deadline. Sessions not yet authenticated close at once.
+ */
+static void
+drain_close(struct hub_sess *s)
+{
+	close_session(s, QES_PROTO_CLOSE_SERVER_DRAINING,
+	    "reconnect to another replica", "server_draining");
+}
+
+static void
+drain_look(qesd_hub *hub, int64_t now)
 {
 	struct hub_sess *s;
+	size_t kept = 0;
+	int last = now >= hub->drain_close_by_mono;
 
+	for (s = hub->conns; s != NULL; s = s->lnext) {
+		if (s->wsi == NULL || s->state == HS_CLOSING)
+			continue;
+		if (s->state != HS_LIVE || last) {
+			if (s->state == HS_LIVE)
+				kept++;
+			drain_close(s);
+		} else if (!s->drain_checking) {
+			s->drain_checking = 1;
+			hub_drain_check(s);	/* hub_ws_drain_checked decides */
+		}
+	}
+	if (last && kept > 0)
+		qesd_log(QESD_LOG_WARN, "drain deadline near: closing the sessions "
+		    "whose jobs are still at the device (they fail with "
+		    "gateway_restart)", QLI("sessions", kept));
+	hub->next_drain_check_mono = now + DRAIN_CHECK_MS;
+}
+
+void
+hub_ws_drain_checked(struct hub_sess *s, int busy)
+{
+	s->drain_checking = 0;
+	if (busy || s->wsi == NULL || s->state != HS_LIVE)
+		return;
+	drain_close(s);
+}
+
+void
+qesd_hub_ws_drain(qesd_hub *hub, int64_t close_by_mono_ms)
+{
+	pthread_mutex_lock(&hub->mu);
+	hub->refuse_jobs = 1;
+	pthread_mutex_unlock(&hub->mu);
 	hub->draining = 1;
-	for (s = hub->conns; s != NULL; s = s->lnext)
-		if (s->wsi != NULL)
-			close_session(s, QES_PROTO_CLOSE_SERVER_DRAINING,
-			    "reconnect to another replica", "server_draining");
+	hub->drain_close_by_mono = close_by_mono_ms;
 	if (hub->n_conns > 0)
-		qesd_log(QESD_LOG_INFO, "draining: closing agent sessions",
-		    QLI("connections", hub->n_conns));
+		qesd_log(QESD_LOG_INFO, "draining: agent sessions without a job at "
+		    "the device are told to reconnect now, the others when their "
+		    "job ends", QLI("connections", hub->n_conns),
+		    QLI("close_by_ms", close_by_mono_ms - mono_ms()));
+	drain_look(hub, mono_ms());
 }
 
 size_t

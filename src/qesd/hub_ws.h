@@ -10,6 +10,7 @@
 #define QESD_HUB_WS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libwebsockets.h>
 
@@ -39,8 +40,13 @@ void qesd_hub_ws_detach(qesd_hub *hub);
 void qesd_hub_ws_tick(qesd_hub *hub);
 /* After lws_cancel_service(): queued frames and close requests. */
 void qesd_hub_ws_service(qesd_hub *hub);
-/* The drain started: close every agent connection with server_draining. */
-void qesd_hub_ws_drain(qesd_hub *hub);
+/*
+ * The drain started: no new job goes to a device here; sessions without a
+ * job at their device close with server_draining (4004) now, the others
+ * when their job ends or at close_by_mono_ms (CLOCK_MONOTONIC ms), when
+ * their jobs fail with gateway_restart.
+ */
+void qesd_hub_ws_drain(qesd_hub *hub, int64_t close_by_mono_ms);
 /* Agent connections not closed yet (the drain waits for 0). */
 size_t qesd_hub_ws_connections(qesd_hub *hub);
 

@@ -1273,6 +1273,20 @@ collect_done(qesd_server *srv)
 	}
 }
 
+/*
+ * How long before the drain deadline the agent sessions still holding a
+ * job are closed, so their close handshakes and the jobs' failure
+ * (gateway_restart) are written before the process leaves: a third of
+ * drain_timeout_s, at most 5 s.
+ */
+static int64_t
+drain_margin_us(const qesd_server *srv)
+{
+	int64_t third = (int64_t)srv->cfg->drain_timeout_s * 1000000 / 3;
+
+	return third < 5000000 ? third : 5000000;
+}
+
 static void
 check_drain(qesd_server *srv)
 {
@@ -1290,7 +1304,8 @@ check_drain(qesd_server *srv)
 		    QLI("drain_timeout_s", srv->cfg->drain_timeout_s));
 		resume_expired(srv, 1);
 		if (srv->sc.hub != NULL)
-			qesd_hub_ws_drain(srv->sc.hub);
+			qesd_hub_ws_drain(srv->sc.hub,
+			    (srv->drain_deadline_us - drain_margin_us(srv)) / 1000);
 	}
 	pthread_mutex_lock(&srv->mu);
 	tasks = srv->tasks_pending;

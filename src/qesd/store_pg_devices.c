@@ -163,7 +163,9 @@ const char qesd_pg_migration_replicas[] =
 "  reaped_at_ms bigint\n"
 ");\n";
 
-/* the row as it was before this beat: FOR UPDATE orders concurrent beats */
+/* the row as it was before this beat: FOR UPDATE orders concurrent beats;
+ * a newer process of the same name replaces the row and its mark, an older
+ * one (a late beat of a process that was replaced) changes nothing */
 static const char sql_rep_beat_read[] =
     "SELECT started_at_ms, reaped_at_ms FROM replicas WHERE name = $1 "
     "FOR UPDATE";
@@ -173,7 +175,8 @@ static const char sql_rep_beat[] =
     "SET started_at_ms = excluded.started_at_ms, last_beat_at_ms = "
     "greatest(excluded.last_beat_at_ms, CASE WHEN replicas.started_at_ms = "
     "excluded.started_at_ms THEN replicas.last_beat_at_ms ELSE 0 END), "
-    "reaped_at_ms = NULL";
+    "reaped_at_ms = NULL WHERE excluded.started_at_ms >= "
+    "replicas.started_at_ms";
 /* $1 dead before, $2 orphan before: the one definition of "gone" */
 #define LOST_SQL(s) "(EXISTS (SELECT 1 FROM replicas r " \
 	"WHERE r.name = " s ".replica_id AND r.last_beat_at_ms < $1) OR " \

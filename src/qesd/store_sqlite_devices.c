@@ -176,7 +176,8 @@ static const char sql_ses_open_replica[] =
     "SELECT " SES_COLS " FROM device_sessions "
     "WHERE replica_id = ?1 AND closed_at_ms IS NULL "
     "ORDER BY last_seen_at_ms LIMIT ?2";
-/* a newer process of the same name replaces the row and its mark */
+/* a newer process of the same name replaces the row and its mark; an
+ * older one (a late beat of a process that was replaced) changes nothing */
 static const char sql_rep_beat_read[] =
     "SELECT started_at_ms, reaped_at_ms FROM replicas WHERE name = ?1";
 static const char sql_rep_beat[] =
@@ -185,7 +186,8 @@ static const char sql_rep_beat[] =
     "SET started_at_ms = excluded.started_at_ms, last_beat_at_ms = "
     "max(excluded.last_beat_at_ms, CASE WHEN started_at_ms = "
     "excluded.started_at_ms THEN last_beat_at_ms ELSE 0 END), "
-    "reaped_at_ms = NULL";
+    "reaped_at_ms = NULL WHERE excluded.started_at_ms >= "
+    "replicas.started_at_ms";
 /* ?1 dead before, ?2 orphan before: the one definition of "gone" */
 #define LOST_SQL(s) "(EXISTS (SELECT 1 FROM replicas r " \
 	"WHERE r.name = " s ".replica_id AND r.last_beat_at_ms < ?1) OR " \

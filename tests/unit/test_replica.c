@@ -1,0 +1,496 @@
+/*
+ * test_replica.c - unit tests of replica failover in the store and of the
+ * reaper (replicas.c) on a temporary SQLite database with a fake clock:
+ * a replica whose heartbeat is older than replica_dead_after_s loses its
+ * open sessions (replica_lost, audit record, jobs failed with
+ * device_disconnected through the jobs service), a live one never does, a
+ * restarted replica of the same name is alive, a reaper that was cut off
+ * from the store waits before judging others, two reapers close a session
+ * once (compare-and-set), a replica that was reaped while alive learns it
+ * on its next beat, and sessions of a replica without any heartbeat row
+ * are reaped only after QESD_REPLICA_ORPHAN_AFTER_MS. Links qesd_core; no
+ * server runs.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "qes/audit.h"
+#include "qes/err.h"
+#include "qes/secret.h"
+#include "app.h"
+#include "config.h"
+#include "jobs.h"
+#include "replicas.h"
+#include "store.h"
+#include "store_devices.h"
+#include "store_jobs.h"
+
+#define PEPPER "0123456789abcdef0123456789abcdef-test-pepper"
+#define CRED "crd_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HB_S 5
+#define DEAD_S 20
+
+struct fx {
+	char dir[64];
+	char db[128];
+	char clock[128];
+	qesd_config cfg;
+	qesd_app *app;
+	qesd_tenant tenant;
+	char device_id[QESD_ID_SIZE];
+	/* what the callbacks saw */
+	int reaped_calls;
+	char reaped_session[QESD_ID_SIZE];
+	int self_reaped;
+};
+
+static void
+set_clock(struct fx *f, long long offset_ms)
+{
+	char tmp[160];
+	FILE *fp;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", f->clock);
+	assert_non_null(fp = fopen(tmp, "w"));
+	fprintf(fp, "%lld\n", offset_ms);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(rename(tmp, f->clock), 0);
+	usleep(150 * 1000);	/* the clock re-reads every 100 ms */
+}
+
+static long long
+raw_count(struct fx *f, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	long long v;
+
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+/* the hub's session_reaped: the jobs service ends the session's jobs */
+static void
+on_reaped(void *ctx, const char *tenant_id, const char *device_id,
+    const char *session_id)
+{
+	struct fx *f = ctx;
+
+	f->reaped_calls++;
+	snprintf(f->reaped_session, sizeof(f->reaped_session), "%s", session_id);
+	qesd_jobs_on_session_closed(f->app->jobs, tenant_id, device_id,
+	    session_id, QESD_REASON_REPLICA_LOST);
+}
+
+static void
+on_self_reaped(void *ctx)
+{
+	struct fx *f = ctx;
+
+	f->self_reaped++;
+}
+
+static qesd_replicas *
+replica(struct fx *f, const char *name)
+{
+	qesd_replicas_config c;
+	qesd_replicas *r = NULL;
+
+	memset(&c, 0, sizeof(c));
+	c.replica = name;
+	c.heartbeat_s = HB_S;
+	c.dead_after_s = DEAD_S;
+	c.session_reaped = on_reaped;
+	c.self_reaped = on_self_reaped;
+	c.ctx = f;
+	assert_int_equal(qesd_replicas_new(f->app, &c, &r), 0);
+	return r;
+}
+
+/* An open session of the device on replica, seen at now. */
+static void
+open_session(struct fx *f, const char *replica_name, int64_t seen_ms,
+    char id[QESD_ID_SIZE])
+{
+	qesd_device_session s;
+	qesd_tx *tx = NULL;
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(qesd_id_new("ses", id), 0);
+	snprintf(s.id, sizeof(s.id), "%s", id);
+	snprintf(s.tenant_id, sizeof(s.tenant_id), "%s", f->tenant.id);
+	snprintf(s.device_id, sizeof(s.device_id), "%s", f->device_id);
+	snprintf(s.replica, sizeof(s.replica), "%s", replica_name);
+	snprintf(s.client_addr, sizeof(s.client_addr), "192.0.2.9");
+	s.connected_at_ms = s.last_seen_at_ms = seen_ms;
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_session_insert(tx, &s), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+}
+
+/* A job sent on session_id and waiting for the signer. */
+static void
+job_at_device(struct fx *f, const char *session_id, char id[QESD_ID_SIZE])
+{
+	qesd_job j;
+	qesd_tx *tx = NULL;
+	int64_t now = qesd_now_ms(f->app);
+
+	memset(&j, 0, sizeof(j));
+	snprintf(j.tenant_id, sizeof(j.tenant_id), "%s", f->tenant.id);
+	j.state = QESD_JOB_CREATED;
+	snprintf(j.credential_id, sizeof(j.credential_id), CRED);
+	snprintf(j.device_id, sizeof(j.device_id), "%s", f->device_id);
+	snprintf(j.verification_code, sizeof(j.verification_code), "0042");
+	j.created_at_ms = j.updated_at_ms = now;
+	j.expires_at_ms = now + 3600 * 1000;
+	j.request = strdup("{\"v\":1}");
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_job_insert(tx, &j), 0);
+	snprintf(j.session_id, sizeof(j.session_id), "%s", session_id);
+	assert_int_equal(qesd_job_update(tx, &j, QESD_JOB_DISPATCHED, NULL, now),
+	    0);
+	assert_int_equal(qesd_job_update(tx, &j, QESD_JOB_AWAITING_USER, NULL,
+	    now), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+	snprintf(id, QESD_ID_SIZE, "%s", j.id);
+	qesd_job_clear(&j);
+}
+
+static void
+get_session(struct fx *f, const char *id, qesd_device_session *out)
+{
+	qesd_tx *tx = NULL;
+
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_READ, &tx), 0);
+	assert_int_equal(qesd_session_get(tx, f->tenant.id, id, out), 0);
+	qesd_tx_end(tx);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	qes_secret *pepper;
+	qesd_tx *tx = NULL;
+	char err[256], sql[512];
+	sqlite3 *db = NULL;
+
+	if (f == NULL)
+		return -1;
+	strcpy(f->dir, "/tmp/qes-test-replica-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->db, sizeof(f->db), "%s/qesd.db", f->dir);
+	snprintf(f->clock, sizeof(f->clock), "%s/clock", f->dir);
+	qesd_config_init(&f->cfg);
+	free(f->cfg.store);
+	snprintf(sql, sizeof(sql), "sqlite:%s", f->db);
+	f->cfg.store = strdup(sql);
+	f->cfg.insecure_testing_clock_file = strdup(f->clock);
+	pepper = qes_secret_new(sizeof(PEPPER));
+	assert_int_equal(qes_secret_set(pepper, PEPPER, strlen(PEPPER)), 0);
+	if (qesd_app_new(&f->cfg, NULL, &pepper, &f->app, err, sizeof(err)) != 0) {
+		fprintf(stderr, "app: %s\n", err);
+		return -1;
+	}
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_tenant_create(tx, "Acme Bank", qesd_now_ms(f->app),
+	    &f->tenant), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+	assert_int_equal(qesd_id_new("dev", f->device_id), 0);
+	snprintf(sql, sizeof(sql), "INSERT INTO devices (id, tenant_id, name, "
+	    "public_key, enrolled_at_ms) VALUES ('%s', '%s', 'laptop', x'00', 1)",
+	    f->device_id, f->tenant.id);
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	qesd_app_free(f->app);
+	qesd_config_free(&f->cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", f->dir);
+	free(f);
+	return 0;
+}
+
+/* Beat b (and a when given) at each offset in seconds. */
+static void
+beat_at(struct fx *f, long long s, qesd_replicas *b, qesd_replicas *a)
+{
+	set_clock(f, s * 1000);
+	assert_int_equal(qesd_replicas_beat(b), 0);
+	if (a != NULL)
+		assert_int_equal(qesd_replicas_beat(a), 0);
+}
+
+/* ------------------------------------------------------------------------- */
+
+/* A killed replica's session closes once, with its record; its job fails. */
+static void
+test_dead_replica_reaped(void **state)
+{
+	struct fx *f = *state;
+	qesd_replicas *a = replica(f, "qesd-a"), *b = replica(f, "qesd-b");
+	qesd_device_session s;
+	qesd_job job;
+	qes_audit_chain chain;
+	qesd_tx *tx = NULL;
+	char ses[QESD_ID_SIZE], job_id[QESD_ID_SIZE], mine[QESD_ID_SIZE];
+	size_t closed = 9;
+
+	beat_at(f, 0, b, a);
+	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
+	open_session(f, "qesd-b", qesd_now_ms(f->app), mine);
+	job_at_device(f, ses, job_id);
+	/* nobody is judged before the reaper's own beats were steady */
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 0);
+	beat_at(f, 10, b, a);		/* a's last beat */
+	beat_at(f, 20, b, NULL);
+	beat_at(f, 29, b, NULL);
+	/* a beat 19 s ago: alive still */
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 0);
+	assert_int_equal(f->reaped_calls, 0);
+	beat_at(f, 31, b, NULL);
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 1);
+	assert_int_equal(f->reaped_calls, 1);
+	assert_string_equal(f->reaped_session, ses);
+	get_session(f, ses, &s);
+	assert_true(s.closed_at_ms > 0);
+	assert_string_equal(s.close_reason, "replica_lost");
+	/* b's own session is never b's reaper's to close */
+	get_session(f, mine, &s);
+	assert_int_equal(s.closed_at_ms, 0);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM audit_records WHERE "
+	    "type = 'device.session_closed' AND details LIKE "
+	    "'%\"reason\":\"replica_lost\"%' AND details LIKE '%qesd-a%'"), 1);
+	assert_int_equal(qesd_audit_verify(f->app->store, f->tenant.id, &chain),
+	    0);
+	/* the job ended definitely, through the jobs service */
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_READ, &tx), 0);
+	assert_int_equal(qesd_job_get(tx, f->tenant.id, job_id, &job), 0);
+	qesd_tx_end(tx);
+	assert_int_equal(job.state, QESD_JOB_FAILED);
+	assert_string_equal(job.reason, "device_disconnected");
+	qesd_job_clear(&job);
+	/* a second round finds nothing */
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 0);
+	assert_int_equal(f->reaped_calls, 1);
+	qesd_replicas_free(a);
+	qesd_replicas_free(b);
+}
+
+/* Two reapers: the store's compare-and-set closes a session once. */
+static void
+test_reap_compare_and_set(void **state)
+{
+	struct fx *f = *state;
+	qesd_replicas *a = replica(f, "qesd-a"), *b = replica(f, "qesd-b");
+	qesd_device_session *v = NULL;
+	qesd_tx *tx = NULL;
+	char ses[QESD_ID_SIZE];
+	int64_t now, dead, orphan;
+	size_t n = 0;
+
+	beat_at(f, 0, b, a);
+	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
+	set_clock(f, 25000);
+	now = qesd_now_ms(f->app);
+	dead = now - DEAD_S * 1000;
+	orphan = now - QESD_REPLICA_ORPHAN_AFTER_MS;
+	/* both reapers listed it */
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_READ, &tx), 0);
+	assert_int_equal(qesd_sessions_of_lost_replicas(tx, dead, orphan, 10, &v,
+	    &n), 0);
+	qesd_tx_end(tx);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].id, ses);
+	free(v);
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_session_reap(tx, f->tenant.id, ses, dead, orphan,
+	    now), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+	/* the second finds it closed */
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_session_reap(tx, f->tenant.id, ses, dead, orphan,
+	    now), QES_ERR_NOT_FOUND);
+	qesd_tx_end(tx);
+	/* a replica that beat between the list and the close keeps its own */
+	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
+	assert_int_equal(qesd_replicas_beat(a), 0);
+	assert_int_equal(f->self_reaped, 1);	/* the first close marked it */
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_session_reap(tx, f->tenant.id, ses, dead, orphan,
+	    now), QES_ERR_NOT_FOUND);
+	qesd_tx_end(tx);
+	/* the mark is cleared by that beat */
+	assert_int_equal(qesd_replicas_beat(a), 0);
+	assert_int_equal(f->self_reaped, 1);
+	qesd_replicas_free(a);
+	qesd_replicas_free(b);
+}
+
+/* A new process of a dead replica's name is alive: its sessions stay. */
+static void
+test_restarted_name_alive(void **state)
+{
+	struct fx *f = *state;
+	qesd_replicas *a1 = replica(f, "qesd-a"), *b = replica(f, "qesd-b");
+	qesd_replicas *a2;
+	qesd_device_session s;
+	char ses[QESD_ID_SIZE];
+	size_t closed = 9;
+
+	beat_at(f, 0, b, a1);
+	beat_at(f, 10, b, NULL);
+	beat_at(f, 20, b, NULL);
+	set_clock(f, 25000);
+	a2 = replica(f, "qesd-a");	/* restarted: a later start time */
+	assert_true(qesd_replicas_started_at(a2) >
+	    qesd_replicas_started_at(a1));
+	assert_int_equal(qesd_replicas_beat(a2), 0);
+	assert_int_equal(f->self_reaped, 0);
+	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
+	beat_at(f, 30, b, a2);
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 0);
+	get_session(f, ses, &s);
+	assert_int_equal(s.closed_at_ms, 0);
+	/* the old process's beat, arriving late, does not roll the row back
+	 * to it: a1 is not told it was reaped, and a2 stays alive */
+	assert_int_equal(qesd_replicas_beat(a1), 0);
+	assert_int_equal(f->self_reaped, 0);
+	qesd_replicas_free(a1);
+	qesd_replicas_free(a2);
+	qesd_replicas_free(b);
+}
+
+/* A reaper whose own beats had a gap waits dead_after_s before judging. */
+static void
+test_reaper_waits_after_gap(void **state)
+{
+	struct fx *f = *state;
+	qesd_replicas *a = replica(f, "qesd-a"), *b = replica(f, "qesd-b");
+	char ses[QESD_ID_SIZE];
+	size_t closed = 9;
+
+	beat_at(f, 0, b, a);
+	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
+	/* b could not beat for 30 s (the store was away for it) */
+	beat_at(f, 30, b, NULL);
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 0);
+	beat_at(f, 40, b, NULL);
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 0);
+	beat_at(f, 50, b, NULL);
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 1);
+	qesd_replicas_free(a);
+	qesd_replicas_free(b);
+}
+
+/* A replica name without any heartbeat row: only long-silent sessions. */
+static void
+test_orphan_sessions(void **state)
+{
+	struct fx *f = *state;
+	qesd_replicas *b = replica(f, "qesd-b");
+	qesd_device_session s;
+	char ses[QESD_ID_SIZE];
+	size_t closed = 9;
+	long long t;
+
+	beat_at(f, 0, b, NULL);
+	open_session(f, "qesd-old", qesd_now_ms(f->app), ses);
+	for (t = 10; t <= 100; t += 10)
+		beat_at(f, t, b, NULL);
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 0);
+	for (t = 110; t <= 130; t += 10)
+		beat_at(f, t, b, NULL);
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 1);
+	get_session(f, ses, &s);
+	assert_string_equal(s.close_reason, "replica_lost");
+	qesd_replicas_free(b);
+}
+
+/* Bad configurations are refused. */
+static void
+test_config(void **state)
+{
+	struct fx *f = *state;
+	qesd_replicas_config c;
+	qesd_replicas *r = NULL;
+
+	memset(&c, 0, sizeof(c));
+	c.replica = "qesd-a";
+	c.heartbeat_s = 5;
+	c.dead_after_s = 10;	/* not more than twice the beat */
+	assert_int_equal(qesd_replicas_new(f->app, &c, &r), QES_ERR_INVALID_ARG);
+	c.dead_after_s = 11;
+	assert_int_equal(qesd_replicas_new(f->app, &c, &r), 0);
+	qesd_replicas_free(r);
+	c.replica = "";
+	assert_int_equal(qesd_replicas_new(f->app, &c, &r), QES_ERR_INVALID_ARG);
+	c.replica = "qesd-a";
+	c.heartbeat_s = 0;
+	assert_int_equal(qesd_replicas_new(f->app, &c, &r), QES_ERR_INVALID_ARG);
+	assert_null(r);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_dead_replica_reaped, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_reap_compare_and_set, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_restarted_name_alive, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_reaper_waits_after_gap, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_orphan_sessions, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
