@@ -19,13 +19,14 @@
 
 #include "qes/err.h"
 
+#include "addresses.h"
 #include "agentconf.h"
 
 #define CONF_MAX_BYTES	(64 * 1024)
 #define CONF_MAX_LINE	1024
 #define CONF_MAX_KEYS	256
 
-enum key_type { KEY_ENUM, KEY_UINT };
+enum key_type { KEY_ENUM, KEY_UINT, KEY_ADDRS };
 
 struct known_key {
 	const char *name;
@@ -40,6 +41,7 @@ static const struct known_key known_keys[] = {
 	{ "pin_policy", 0, KEY_ENUM, { "remembered", "every_signature", NULL }, 0, 0 },
 	{ "pin_policy.", 1, KEY_ENUM, { "remembered", "every_signature", NULL }, 0, 0 },
 	{ "secret_service_timeout_ms", 0, KEY_UINT, { NULL }, 100, 600000 },
+	{ "gateway_addresses", 0, KEY_ADDRS, { NULL }, 0, 0 },
 };
 
 struct entry {
@@ -149,6 +151,11 @@ check_value(const struct known_key *k, const char *v)
 	char *end;
 	size_t i;
 
+	if (k->type == KEY_ADDRS) {
+		agent_addrs l;
+
+		return agent_addrs_parse(v, &l, NULL, 0) == 0 ? 0 : -1;
+	}
 	if (k->type == KEY_ENUM) {
 		for (i = 0; k->values[i] != NULL; i++)
 			if (strcmp(v, k->values[i]) == 0)
@@ -239,7 +246,13 @@ parse_line(agent_config *c, char *line, unsigned lineno, char *err, size_t err_l
 		return QES_ERR_FORMAT;
 	}
 	if (check_value(k, value) != 0) {
-		if (k->type == KEY_ENUM)
+		if (k->type == KEY_ADDRS) {
+			agent_addrs l;
+			char why[160];
+
+			(void)agent_addrs_parse(value, &l, why, sizeof(why));
+			snprintf(err, err_len, "line %u: %s", lineno, why);
+		} else if (k->type == KEY_ENUM)
 			snprintf(err, err_len, "line %u: %.64s takes %s%s%s%s%s",
 			    lineno, key, k->values[0],
 			    k->values[1] != NULL ? " or " : "",

@@ -16,6 +16,8 @@
  *   pin_policy = remembered | every_signature (default remembered)
  *   pin_policy.SERIAL = remembered | every_signature   (one token)
  *   secret_service_timeout_ms = 100..600000   (default 5000)
+ * And where to reach the gateway (addresses.h):
+ *   gateway_addresses = HOST:PORT[,HOST:PORT...] (default: server_url's)
  */
 #ifndef QES_AGENT_CONF_H
 #define QES_AGENT_CONF_H

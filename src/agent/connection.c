@@ -49,6 +49,8 @@ struct agent_conn {
 	agent_conn_opts o;
 	char host[QES_PROTO_HOST_MAX + 1];
 	char host_header[QES_PROTO_HOST_MAX + 16];
+	char dial_text[QES_PROTO_HOST_MAX + 16];	/* for the log */
+	agent_addrs addrs;			/* n 0: dial host */
 	char user_agent[64];
 	SSL_CTX *ssl;
 	struct lws_context *ctx;
@@ -306,13 +308,22 @@ dial_now(lws_sorted_usec_list_t *sul)
 {
 	agent_conn *c = lws_container_of(sul, agent_conn, dial_sul);
 	struct lws_client_connect_info i;
+	const agent_addr *a = agent_addrs_current(&c->addrs);
 
 	if (c->wsi != NULL || c->stop)
 		return;
 	memset(&i, 0, sizeof(i));
 	i.context = c->ctx;
-	i.address = c->host;
-	i.port = (int)c->o.port;
+	/* only the TCP destination: libwebsockets takes the TLS server name
+	 * and the name the certificate is checked for from i.host */
+	i.address = a != NULL ? a->host : c->host;
+	i.port = (int)(a != NULL ? a->port : c->o.port);
+	if (a != NULL)
+		snprintf(c->dial_text, sizeof(c->dial_text),
+		    strchr(a->host, ':') != NULL ? "[%s]:%u" : "%s:%u", a->host,
+		    a->port);
+	else
+		snprintf(c->dial_text, sizeof(c->dial_text), "%s", c->host_header);
 	i.ssl_connection = LCCSCF_USE_SSL;	/* no ALLOW_* relaxation, ever */
 	i.path = QES_PROTO_PATH;
 	i.host = c->host_header;
@@ -325,7 +336,8 @@ dial_now(lws_sorted_usec_list_t *sul)
 	c->close_reason[0] = c->peer_reason[0] = c->drop_reason[0] = '\0';
 	c->established = 0;
 	qes_buf_reset(c->rx);
-	agent_log(AGENT_LOG_INFO, "connecting", "host", c->host_header, NULL);
+	agent_log(AGENT_LOG_INFO, "connecting", "host", c->host_header,
+	    "address", c->dial_text, NULL);
 	c->ended = 0;
 	if (lws_client_connect_via_info(&i) == NULL) {
 		/* it may or may not have reported the error through the callback */
@@ -427,6 +439,9 @@ agent_conn_new(const agent_conn_opts *o, agent_conn **out, char *err,
 	snprintf(c->user_agent, sizeof(c->user_agent), "%s",
 	    o->user_agent != NULL ? o->user_agent : "qes-agent");
 	c->o.host = c->host;
+	if (o->addrs != NULL)
+		c->addrs = *o->addrs;
+	c->o.addrs = NULL;
 	if ((c->rx = qes_buf_new()) == NULL) {
 		r = QES_ERR_ALLOC;
 		goto fail;
@@ -485,6 +500,13 @@ agent_conn_dial(agent_conn *c, uint32_t delay_ms)
 {
 	lws_sul_schedule(c->ctx, 0, &c->dial_sul, dial_now,
 	    (lws_usec_t)(delay_ms > 0 ? delay_ms : 1) * LWS_US_PER_MS);
+}
+
+void
+agent_conn_next_address(agent_conn *c)
+{
+	if (c != NULL)
+		agent_addrs_next(&c->addrs);
 }
 
 int

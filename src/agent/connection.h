@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addresses.h"
+
 typedef struct agent_conn agent_conn;
 
 typedef struct agent_conn_cb {
@@ -49,6 +51,9 @@ typedef struct agent_conn_cb {
 typedef struct agent_conn_opts {
 	const char *host;		/* lower case; IPv6 without brackets */
 	unsigned port;
+	/* where to connect instead of host:port (copied; NULL or empty: host
+	 * itself); TLS, Host and the signed name stay host's (addresses.h) */
+	const agent_addrs *addrs;
 	const char *ca_file;		/* PEM; NULL: the system trust store */
 	const char *user_agent;		/* "qes-agent/0.1.0" */
 	agent_conn_cb cb;
@@ -62,6 +67,8 @@ void agent_conn_free(agent_conn *c);
 
 /* Dial after delay_ms (0: now). Replaces a pending dial. */
 void agent_conn_dial(agent_conn *c, uint32_t delay_ms);
+/* The next dial goes to the next of opts.addrs (no-op without them). */
+void agent_conn_next_address(agent_conn *c);
 /* 1 while a connection exists (dialing, handshaking or open). */
 int agent_conn_active(const agent_conn *c);
 

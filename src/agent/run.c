@@ -30,6 +30,7 @@
 #include "qes/p11.h"
 #include "qes/tool.h"
 
+#include "addresses.h"
 #include "agent.h"
 #include "agentconf.h"
 #include "devkey.h"
@@ -40,6 +41,35 @@
 #include "session.h"
 
 #define DEFAULT_SECRET_TIMEOUT_MS 5000
+#define ADDRS_ENV "QES_AGENT_GATEWAY_ADDRESSES"
+
+/*
+ * Where to connect (addresses.h): QES_AGENT_GATEWAY_ADDRESSES wins over
+ * gateway_addresses in agent.conf; neither: server_url's host (l->n 0).
+ */
+static int
+load_addresses(const agent_config *conf, agent_addrs *l, char *err,
+    size_t err_len)
+{
+	const char *env = getenv(ADDRS_ENV), *v;
+	char why[192];
+	size_t i;
+	int r;
+
+	memset(l, 0, sizeof(*l));
+	v = env != NULL && env[0] != '\0' ? env :
+	    agent_config_get(conf, "gateway_addresses");
+	if (v == NULL)
+		return 0;
+	if ((r = agent_addrs_parse(v, l, why, sizeof(why))) != 0) {
+		snprintf(err, err_len, "%s%s", v == env ? ADDRS_ENV ": " : "", why);
+		return r;
+	}
+	for (i = 0; i < l->n; i++)
+		agent_log(AGENT_LOG_INFO, "gateway_address", "host", l->a[i].host,
+		    "source", v == env ? ADDRS_ENV : "agent.conf", NULL);
+	return 0;
+}
 #define LOCK_FILE "run.lock"
 
 static void
@@ -200,6 +230,7 @@ agent_cmd_run(int argc, char **argv)
 	agent_secretstore *pin_store = NULL;
 	agent_pinstore *ps = NULL;
 	agent_session *s = NULL;
+	agent_addrs addrs;
 	qes_sign_pin_source pin_source;
 	qes_p11 *p = NULL;
 	char dir[PATH_MAX], conf_path[PATH_MAX + 16], err[768];
@@ -221,6 +252,10 @@ agent_cmd_run(int argc, char **argv)
 	if ((r = agent_enrollment_load(dir, &e, err, sizeof(err))) != 0) {
 		fprintf(stderr, "qes-agent run: %s\n", err);
 		rc = r == QES_ERR_NOT_FOUND ? QES_EXIT_NOT_FOUND : QES_EXIT_FAILURE;
+		goto out;
+	}
+	if (load_addresses(conf, &addrs, err, sizeof(err)) != 0) {
+		fprintf(stderr, "qes-agent run: %s\n", err);
 		goto out;
 	}
 
@@ -269,6 +304,7 @@ agent_cmd_run(int argc, char **argv)
 	so.pin_source = &pin_source;
 	so.pinentry = a.pinentry;
 	so.no_hotplug = a.no_hotplug;
+	so.addrs = addrs.n > 0 ? &addrs : NULL;
 	if ((r = agent_session_new(&so, &s, err, sizeof(err))) != 0) {
 		fprintf(stderr, "qes-agent run: %s\n", err[0] != '\0' ? err :
 		    qes_strerror(r));

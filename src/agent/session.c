@@ -565,6 +565,9 @@ on_closed(void *arg, int code, const char *reason)
 		}
 	}
 	s->live_ms = 0;
+	/* a replica that is gone or leaving: the next one (addresses.h) */
+	if (agent_addrs_rotate_on(code))
+		agent_conn_next_address(s->conn);
 	snprintf(d, sizeof(d), "%u", delay);
 	agent_log(was == ST_LIVE ? AGENT_LOG_WARN : AGENT_LOG_INFO, "disconnected",
 	    "code", c, "reason", reason, "state", state_name(was), "retry_in_ms", d,
@@ -643,6 +646,7 @@ agent_session_new(const agent_session_opts *o, agent_session **out, char *err,
 	memset(&co, 0, sizeof(co));
 	co.host = e->host;
 	co.port = e->port;
+	co.addrs = o->addrs;
 	co.ca_file = e->system_trust ? NULL : e->ca_path;
 	co.user_agent = "qes-agent/" QES_VERSION;
 	co.cb.opened = on_opened;

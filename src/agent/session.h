@@ -9,7 +9,8 @@
  * gateway, handed to the jobs (jobs.h) so the loop never waits. It decides
  * what happens after a connection ends: reconnect with exponential back-off
  * and full jitter, reset after a stable session; 4004 soon; 4001 no sooner
- * than 30 s; 4002 (revoked) and 4003 (replaced) never.
+ * than 30 s; 4002 (revoked) and 4003 (replaced) never. With
+ * gateway_addresses, a lost connection or 4004 moves to the next address.
  */
 #ifndef QES_AGENT_SESSION_H
 #define QES_AGENT_SESSION_H
@@ -17,6 +18,7 @@
 #include "qes/p11.h"
 #include "qes/signer.h"
 
+#include "addresses.h"
 #include "devkey.h"
 #include "enrollment.h"
 
@@ -31,6 +33,7 @@ typedef struct agent_session_opts {
 	const qes_sign_pin_source *pin_source;	/* borrowed; NULL: none */
 	const char *pinentry;			/* NULL: $QES_PINENTRY / pinentry */
 	int no_hotplug;				/* scan once instead of watching */
+	const agent_addrs *addrs;		/* NULL: dial server_url's host */
 } agent_session_opts;
 
 typedef struct agent_session agent_session;
