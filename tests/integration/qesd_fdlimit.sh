@@ -17,6 +17,12 @@ CA=$QES_PKI/root-ca.pem
 [ -x "$QESD" ] || fail "no qesd binary at $QESD"
 [ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI"
 mkdir -p "$T/resp"
+if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
+    # valgrind keeps descriptors of its own at the top of the limit and
+    # emulates setrlimit: what qesd gets there is valgrind's, not the kernel's
+    ok "SKIP under valgrind: it manages the descriptor limit itself"
+    exit 0
+fi
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt 1024 ]; then
     ok "SKIP: the hard RLIMIT_NOFILE is $hard, too low to tell 256 from raised"
@@ -49,11 +55,9 @@ ulimit -Sn 256
 start_qesd "$T/qesd.conf" "$T/qesd.log"
 ulimit -Sn "$soft"
 
-if [ "${QES_VALGRIND:-0}" != 1 ] || [ "${QES_SANITIZE:-0}" = 1 ]; then
-    read -r got_soft got_hard < <(awk '/^Max open files/ { print $4, $5 }' "/proc/$SERVER_PID/limits")
-    expect_eq "$got_soft" "$got_hard" "qesd's soft RLIMIT_NOFILE (hard $got_hard)"
-    ok "qesd started with a soft limit of 256 runs with soft = hard ($got_hard)"
-fi
+read -r got_soft got_hard < <(awk '/^Max open files/ { print $4, $5 }' "/proc/$SERVER_PID/limits")
+expect_eq "$got_soft" "$got_hard" "qesd's soft RLIMIT_NOFILE (hard $got_hard)"
+ok "qesd started with a soft limit of 256 runs with soft = hard ($got_hard)"
 expect_contains "$T/qesd.log" '"msg":"open-file limit"'
 ok "the log says which open-file limit qesd runs with"
 
