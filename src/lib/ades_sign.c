@@ -554,7 +554,8 @@ put_output(qes_ades_ctx *ctx, const qes_buf *res)
 static int
 finish_cades(qes_ades_ctx *ctx, const uint8_t *sig, size_t len)
 {
-	qes_buf *cms = qes_buf_new(), *next = qes_buf_new(), *t;
+	/* enveloping: the document's plaintext, wiped when released */
+	qes_buf *cms = qes_buf_new_secret(), *next = qes_buf_new_secret(), *t;
 	char err[256];
 	int r;
 
@@ -639,7 +640,8 @@ qes_ades_finish(qes_ades_ctx *ctx, const uint8_t *sig, size_t len)
 		    "verify with the signer's certificate");
 	if (ctx->level >= QES_ADES_B_LT && (r = gather_signer_vdata(ctx)) != 0)
 		return r;
-	if ((out = qes_buf_new()) == NULL)
+	/* holds the document (enveloped XML, JWS payload): wiped when released */
+	if ((out = qes_buf_new_secret()) == NULL)
 		return QES_ERR_ALLOC;
 	if (ctx->xades != NULL) {
 		if ((r = qes_xades_finish(ctx->xades, sig, len, out)) != 0)

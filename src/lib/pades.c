@@ -184,7 +184,8 @@ make_tmp(qes_pades_ctx *ctx, size_t i)
 
 	if (ctx->out_buf != NULL) {
 		qes_buf_free(ctx->stage[i]);
-		if ((ctx->stage[i] = qes_buf_new()) == NULL)
+		/* the document's plaintext: wiped when released */
+		if ((ctx->stage[i] = qes_buf_new_secret()) == NULL)
 			return QES_ERR_ALLOC;
 		/* bounded by the input's limit plus what the steps add */
 		qes_buf_set_max(ctx->stage[i], SIZE_MAX / 2);
@@ -199,6 +200,15 @@ make_tmp(qes_pades_ctx *ctx, size_t i)
 	}
 	(void)close(fd);
 	return 0;
+}
+
+/* With out_buf: the document of slot i is no longer needed (the next step
+ * has its own); release it now, so at most two copies live at a time. */
+static void
+drop_stage(qes_pades_ctx *ctx, size_t i)
+{
+	qes_buf_free(ctx->stage[i]);
+	ctx->stage[i] = NULL;
 }
 
 void
@@ -537,6 +547,12 @@ add_doc_timestamp(qes_pades_ctx *ctx, size_t from, size_t token_len, qes_vdata *
 		set_err(ctx, "document timestamp: %s", qes_pdf_errmsg(pdf));
 		goto out;
 	}
+	/* slot 2 holds the document now: the one it was made from can go */
+	qes_pdf_sign_free(sctx);
+	sctx = NULL;
+	qes_pdf_free(pdf);
+	pdf = NULL;
+	drop_stage(ctx, from);
 	/* the validation data of the document timestamp's TSA, when the DSS
 	 * does not hold it already (the usual case is the same TSA) */
 	if ((news = token_brings_certs(qes_buf_data(token), qes_buf_len(token), vd)) < 0) {
@@ -639,6 +655,10 @@ qes_pades_finish(qes_pades_ctx *ctx, const uint8_t *sig, size_t sig_len)
 	}
 	if ((r = make_tmp(ctx, 1)) != 0 || (r = add_dss(ctx, 0, vd, 1)) != 0)
 		goto out;
+	/* the signed document of slot 0 is in slot 1 now */
+	qes_pdf_sign_free(ctx->sctx);
+	ctx->sctx = NULL;
+	drop_stage(ctx, 0);
 	r = add_doc_timestamp(ctx, 1, qes_buf_len(tok), vd);
  out:
 	if (r != 0 && r != QES_ERR_ALLOC && ctx->err[0] == '\0')
