@@ -505,6 +505,15 @@ create_raw(qesd_request *req, qesd_response *resp)
 	size_t i, k, n;
 
 	memset(&doc, 0, sizeof(doc));
+	/* a body that is neither JSON nor names its format is a mistake, not
+	 * a document */
+	if (qesd_query_get(&req->query, "format") == NULL) {
+		qesd_problem(resp, req, 415, "unsupported_media_type",
+		    "Unsupported media type", "the request body must be "
+		    "application/json, or a document to sign with format (and "
+		    "the other fields) in the query string");
+		return;
+	}
 	for (i = 0; i < req->query.n; i++) {
 		for (k = 0; raw_query_keys[k] != NULL; k++)
 			if (strcmp(req->query.items[i].name, raw_query_keys[k]) == 0)

@@ -1066,6 +1066,11 @@ test_ades_routes(void **state)
 	assert_int_equal(a_post(f, NULL, "application/octet-stream", q, big,
 	    4097, out, sizeof(out)), 413);
 	assert_string_equal(out, "document_too_large");
+	/* not JSON and no format: a wrong Content-Type, not a document */
+	snprintf(q, sizeof(q), "credential_id=%s&title=t", CRED_Q);
+	assert_int_equal(a_post(f, NULL, "text/plain", q, bin_doc,
+	    strlen(bin_doc), out, sizeof(out)), 415);
+	assert_string_equal(out, "unsupported_media_type");
 	/* a raw upload with an unknown query parameter */
 	snprintf(q, sizeof(q), "credential_id=%s&format=cades&title=t&colour=red",
 	    CRED_Q);
