@@ -181,6 +181,9 @@ dispatch(qesd_jobs *j, qesd_request *req, qesd_job *job, const qes_buf *frame,
 		if ((r = qesd_job_update(tx, job, QESD_JOB_FAILED, "device_offline",
 		    qesd_now_ms(j->app))) != 0)
 			goto out;
+		/* a document job's upload goes with it (store_jobs.h) */
+		if ((r = qesd_job_doc_purge(tx, job->tenant_id, job->id, NULL)) != 0)
+			goto out;
 		details = jobs_details(job, "device_offline", NULL);
 	}
 	if (details == NULL) {

@@ -297,6 +297,7 @@ struct afx {
 	char device_id[QESD_ID_SIZE];
 	char session_id[QESD_ID_SIZE];
 	int frames;
+	int send_fails;			/* the session went away at the send */
 };
 
 static int
@@ -340,6 +341,8 @@ a_send(void *ctx, const char *tenant_id, const char *device_id,
 	(void)device_id;
 	(void)frame;
 	(void)len;
+	if (f->send_fails)
+		return QES_ERR_NOT_FOUND;
 	f->frames++;
 	return 0;
 }
@@ -863,6 +866,25 @@ test_ades_timestamp_failed(void **state)
 	qesd_job_clear(&job);
 }
 
+/* the device went offline just as the job was sent: failed, purged */
+static void
+test_ades_offline_at_dispatch(void **state)
+{
+	struct afx *f = *state;
+	char detail[256];
+	qesd_job job;
+
+	memset(&job, 0, sizeof(job));
+	f->send_fails = 1;
+	assert_int_equal(a_submit(f, QES_ADES_CADES, QES_ADES_B_B, bin_doc,
+	    strlen(bin_doc), NULL, &job, detail, sizeof(detail)),
+	    QESD_SUBMIT_ACCEPTED);
+	assert_int_equal(job.state, QESD_JOB_FAILED);
+	assert_string_equal(job.reason, "device_offline");
+	assert_false(a_has_doc(f, job.id, QESD_JOB_DOC_INPUT));
+	qesd_job_clear(&job);
+}
+
 /*
  * Cancel purges; a signed job survives the restart recovery and is
  * finished after it; a hash-only job has no result.
@@ -1139,6 +1161,7 @@ main(void)
 		A(test_ades_timestamp_failed),
 		A(test_ades_cancel_restart_hash_only),
 		A(test_ades_routes),
+		A(test_ades_offline_at_dispatch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
