@@ -209,7 +209,8 @@ no_errors "$OUT/qesd-A.log" "$OUT/qesd-B.log" "$OUT/agent-replicas.log"
 
 # ---------------------------------------------------------------------------
 # Figures.
-python3 - "$results" "$spread" <<'EOF'
+python3 - "$results" "$spread" "$OUT/qesd-single.log" "$OUT/qesd-A.log" "$OUT/qesd-B.log" <<'EOF'
+import json
 import sys
 
 rows = {}
@@ -246,9 +247,31 @@ for r, b in pairs:
         float(b["job_p50_ms"]) - float(r["job_p50_ms"]),
         float(b["job_p99_ms"]) / float(r["job_p99_ms"]),
         float(b["job_p99_ms"]) - float(r["job_p99_ms"])))
+# qesd's own time for POST /v1/signatures (parse, auth, the job's commits,
+# dispatch; TLS excluded), over the whole run of each deployment
+def post_ms(path):
+    v = []
+    for line in open(path):
+        try:
+            j = json.loads(line)
+        except ValueError:
+            continue
+        if j.get("msg") == "request" and j.get("route") == "signatures.create":
+            v.append(j["duration_ms"])
+    v.sort()
+    return (len(v), v[(len(v) + 1) // 2 - 1], v[-(-99 * len(v) // 100) - 1]) if v else (0, 0.0, 0.0)
+
+
 print("  (one agent signs one job at a time per token in both: the ratio is the cost of the")
 print("  shared store%s, not the capacity of two replicas)" % (" and the hop between replicas"
       if spread == "A+B" else ""))
+print()
+print("qesd's own time for POST /v1/signatures (its log, every configuration; TLS excluded):")
+for name, path in (("1 x qesd, sqlite", sys.argv[3]), ("replica A, postgres", sys.argv[4]),
+                   ("replica B, postgres", sys.argv[5])):
+    n, p50, p99 = post_ms(path)
+    if n:
+        print("  %-20s %6d requests, p50 %6.2f ms, p99 %6.2f ms" % (name, n, p50, p99))
 EOF
 [ -z "${QES_BENCH_OUT:-}" ] || echo "replicas: logs and results in $OUT"
 echo "replicas: all qesd stopped (SIGTERM, exit 0)"
