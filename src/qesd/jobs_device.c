@@ -546,8 +546,11 @@ qesd_jobs_on_session_closed(qesd_jobs *j, const char *tenant_id,
 			    QLS("device_id", device_id), QLS("error", qes_strerror(r)));
 			break;
 		}
+		/* a signed document job needs its device no more: the
+		 * finisher (jobs_ades.c) ends it */
 		for (i = 0; i < n; i++)
-			if (jobs_fail(j, tenant_id, items[i].id, LIVE_STATES, why,
+			if (jobs_fail(j, tenant_id, items[i].id,
+			    LIVE_STATES & ~BIT(QESD_JOB_SIGNED), why,
 			    NULL, &applied, NULL, NULL) == 0 && applied)
 				qesd_log(QESD_LOG_INFO, "signature job failed: its "
 				    "session closed", QLS("tenant", tenant_id),

@@ -918,6 +918,10 @@ test_ades_cancel_restart_hash_only(void **state)
 	    strlen(bin_doc), NULL, &b, detail, sizeof(detail)),
 	    QESD_SUBMIT_ACCEPTED);
 	a_sign(f, b.id, 0);
+	/* the desktop goes away after its answer: the job needs it no more */
+	qesd_jobs_on_session_closed(f->jobs, f->tenant.id, f->device_id,
+	    f->session_id, "peer_closed");
+	assert_int_equal(a_state(f, b.id, NULL), QESD_JOB_SIGNED);
 	assert_int_equal(qesd_jobs_recover(f->jobs, &count), 0);
 	assert_int_equal(count, 0);
 	assert_int_equal(a_state(f, b.id, NULL), QESD_JOB_SIGNED);
