@@ -18,6 +18,8 @@
  *   every second         -> qesd_jobs_sweep()     -> failed(timeout) (+ cancel)
  *   start                -> qesd_jobs_recover()   -> failed(gateway_restart)
  *   retention            -> qesd_jobs_sweep()     completed -> expired (signatures dropped)
+ *   (the last three leave a signed document job alone: its value is in,
+ *   the finisher ends it, also after a restart)
  *
  * Reasons of failed jobs (stable, part of the API; docs/api/openapi.yaml):
  *   declined            the signer refused in the dialog (agent: "cancelled")
