@@ -19,11 +19,132 @@
 #         holding the body and the headers) and N (the request's number).
 #   expect_problem STATUS NAME   the last response is an RFC 9457 problem
 #         with that status and type urn:qes:problem:NAME.
+#
+# The backend: QES_TEST_BACKEND=sqlite (the default) runs qesd as the test
+# writes it, on its SQLite file and the in-process bus; QES_TEST_BACKEND=pgnats
+# runs the same test on a private PostgreSQL cluster (tests/pg.sh) and a private
+# nats-server (tests/nats.sh), both started on first use in the test's temporary
+# directory and stopped by its exit hooks.  Tests write `store = sqlite:PATH`
+# as always and get, backend-neutral:
+#   qesd_conf FILE   before the first qesd command on FILE (admin or serve;
+#         start_qesd calls it too): on pgnats, rewrites the store line to a
+#         database of its own for PATH (the same PATH always gets the same
+#         database, two paths two databases) and adds `bus = nats:URL`; on
+#         sqlite, nothing.  QESD_STORE=sqlite:PATH given to start_qesd is
+#         mapped the same way.
+#   db_query PATH SQL   run SQL on the store of PATH; rows as sqlite3 prints
+#         them by default (columns separated by |, NULL empty) - on PostgreSQL
+#         booleans print t/f, so select integers (CASE, ::int) where it matters
+#   db_dump PATH   the whole store as SQL text (sqlite3 .dump, pg_dump), to
+#         grep it for secrets and documents
+#   db_blob HEX   a blob literal for SQL (X'..' or '\x..'::bytea)
 
 CA=${CA:-$QES_PKI/root-ca.pem}
 N=${N:-0}
 SERVER_PID=
 PORT=
+QES_TEST_BACKEND=${QES_TEST_BACKEND:-sqlite}
+case $QES_TEST_BACKEND in
+    sqlite | pgnats) ;;
+    *) fail "QES_TEST_BACKEND is '$QES_TEST_BACKEND': sqlite or pgnats" ;;
+esac
+export QES_TEST_BACKEND
+
+# qesd_backend_up: on pgnats, start PostgreSQL and nats-server unless they run.
+# Their exit hooks belong to the test's own shell: the first call must not be
+# in a subshell ($(...)); qesd_conf and start_qesd make it.
+qesd_backend_up() {
+    [ "$QES_TEST_BACKEND" = pgnats ] || return 0
+    [ -n "${QES_PG_URL:-}" ] && [ -n "${NATS_URL:-}" ] && return 0
+    [ "$BASH_SUBSHELL" = 0 ] ||
+        fail "qesd_backend_up: the first qesd_conf/start_qesd must run in the test's shell"
+    # shellcheck source=tests/pg.sh
+    . "$QES_SOURCE_DIR/tests/pg.sh"
+    # shellcheck source=tests/nats.sh
+    . "$QES_SOURCE_DIR/tests/nats.sh"
+    qes_pg_start "$QES_TMP/backend-pg"
+    start_nats
+    : >"$QES_TMP/backend-dbs"
+}
+
+# qesd_backend_db PATH: the PostgreSQL database that stands for the SQLite
+# file PATH (made on first use; listed in $QES_TMP/backend-dbs as NAME PATH).
+qesd_backend_db() {
+    local path name
+    path=$(realpath -m -- "$1")
+    name=$(awk -v p="$path" 'substr($0, index($0, " ") + 1) == p { print $1; exit }' \
+        "$QES_TMP/backend-dbs")
+    if [ -z "$name" ]; then
+        name=qes_$(($(wc -l <"$QES_TMP/backend-dbs") + 1))
+        qes_pg_as_owner "$QES_PG_BIN/createdb" -h "$QES_PG_DIR" -p "$QES_PG_PORT" \
+            -U qes -O qes "$name" || fail "createdb $name (for $path)"
+        printf '%s %s\n' "$name" "$path" >>"$QES_TMP/backend-dbs"
+    fi
+    printf '%s\n' "$name"
+}
+
+# qesd_backend_store SPEC: the store to use for SPEC (sqlite:PATH or other)
+qesd_backend_store() {
+    case $QES_TEST_BACKEND:$1 in
+        pgnats:sqlite:*)
+            printf 'postgres:postgresql://qes:%s@127.0.0.1:%s/%s\n' "$QES_PG_PASSWORD" \
+                "$QES_PG_PORT" "$(qesd_backend_db "${1#sqlite:}")" ;;
+        *) printf '%s\n' "$1" ;;
+    esac
+}
+
+qesd_conf() {
+    local f=$1 line spec out
+    [ "$QES_TEST_BACKEND" = pgnats ] || return 0
+    [ -f "$f" ] || fail "qesd_conf: no file $f"
+    case $(realpath -- "$f") in
+        "$(realpath -- "$QES_TMP")"/*) ;;
+        *) fail "qesd_conf: $f is not in the test's directory: it is rewritten in place" ;;
+    esac
+    qesd_backend_up
+    out=$f.backend
+    : >"$out"
+    while IFS= read -r line || [ -n "$line" ]; do
+        if [[ $line =~ ^[[:space:]]*store[[:space:]]*=[[:space:]]*(sqlite:.*[^[:space:]])[[:space:]]*$ ]]; then
+            spec=$(qesd_backend_store "${BASH_REMATCH[1]}") || exit 1
+            line="store = $spec"
+        fi
+        printf '%s\n' "$line" >>"$out"
+    done <"$f"
+    grep -q '^[[:space:]]*bus[[:space:]]*=' "$out" || printf 'bus = nats:%s\n' "$NATS_URL" >>"$out"
+    chmod --reference="$f" "$out"
+    mv -f -- "$out" "$f"
+}
+
+# db_query PATH SQL: see above.
+db_query() {
+    if [ "$QES_TEST_BACKEND" = pgnats ]; then
+        printf '%s\n' "$2" | qes_pg_as_owner "$QES_PG_BIN/psql" -h "$QES_PG_DIR" \
+            -p "$QES_PG_PORT" -U qes -d "$(qesd_backend_db "$1")" -X -q \
+            -v ON_ERROR_STOP=1 -At -f -
+    else
+        sqlite3 -batch "$1" "$2"
+    fi
+}
+
+# db_dump PATH: see above.
+db_dump() {
+    if [ "$QES_TEST_BACKEND" = pgnats ]; then
+        qes_pg_as_owner "$QES_PG_BIN/pg_dump" -h "$QES_PG_DIR" -p "$QES_PG_PORT" \
+            -U qes --no-owner "$(qesd_backend_db "$1")"
+    else
+        sqlite3 -batch "$1" .dump
+    fi
+}
+
+# db_blob HEX: see above.
+db_blob() {
+    if [ "$QES_TEST_BACKEND" = pgnats ]; then
+        printf "'\\\\x%s'::bytea\n" "$1"
+    else
+        printf "X'%s'\n" "$1"
+    fi
+}
 
 start_qesd() {
     local cfg=$1 log=$2 i vg=()
@@ -35,6 +156,14 @@ start_qesd() {
     fi
     # a simple command (env and valgrind exec what follows), so that $! is
     # qesd itself: SIGTERM reaches it and its exit status is seen
+    qesd_conf "$cfg"
+    if [ "$QES_TEST_BACKEND" = pgnats ]; then
+        for i in $(seq 1 $#); do
+            if [[ ${!i} == QESD_STORE=sqlite:* ]]; then
+                set -- "${@:1:i-1}" "QESD_STORE=$(qesd_backend_store "${!i#QESD_STORE=}")" "${@:i+1}"
+            fi
+        done
+    fi
     env "$@" "${vg[@]}" "$QESD" serve --config "$cfg" > /dev/null 2> "$log" &
     SERVER_PID=$!
     qes_on_exit "kill -KILL $SERVER_PID"
