@@ -14,6 +14,7 @@
 #include "qes/buf.h"
 #include "qes/err.h"
 #include "qes/proto.h"
+#include "qes/secret.h"
 #include "qes/sig.h"
 #include "jobs.h"
 #include "jobs_priv.h"
@@ -61,6 +62,11 @@ qesd_b64_decode(const char *s, size_t len, qes_buf *out)
 		goto out;
 	r = qes_buf_put(out, tmp, n);
  out:
+	/* it may be a document: leave no copy in freed memory */
+	if (tmp != NULL)
+		qes_wipe(tmp, len / 4 * 3);
+	if (back != NULL)
+		qes_wipe(back, len + 1);
 	free(tmp);
 	free(back);
 	return r;
