@@ -1119,7 +1119,10 @@ on_http(qesd_server *srv, struct lws *wsi, struct conn *c)
 		return 0;
 	}
 	if (cl > 0) {
-		if ((t->body = qes_buf_new()) == NULL)
+		/* a document's bytes are wiped when the request is freed */
+		t->body = (r->route->flags & QESD_ROUTE_DOCUMENT_BODY) ?
+		    qes_buf_new_secret() : qes_buf_new();
+		if (t->body == NULL)
 			return -1;
 		qes_buf_set_max(t->body, body_max(cfg, r));
 		if (qes_buf_reserve(t->body, cl) != 0)
