@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh - the set-up the benchmarks share (sourced, after setting
 # BENCH_NAME for messages):
 #
@@ -43,7 +44,7 @@ bench_need() { # TOOL...: on PATH, or die naming it
 # directory; the CMake target is the file name) when one is missing, as
 # RelWithDebInfo (-O2, the build CI tests).
 bench_build() {
-    local p missing= targets=()
+    local p missing='' targets=()
     for p in "$@"; do
         [ -x "$build/$p" ] || missing=1
         targets+=("$(basename -- "$p")")
@@ -134,10 +135,9 @@ bench_tenant() {
 
 # bench_stop PID: SIGTERM, SIGKILL after 10 s.
 bench_stop() {
-    local i
     [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
     kill -TERM "$1" 2>/dev/null || true
-    for i in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
     kill -KILL "$1" 2>/dev/null || true
 }
 
