@@ -403,7 +403,8 @@ fi
 
 # ---------------------------------------------------------------------------
 # qesd accepts both configuration files as they are (only the paths of the
-# store and the secrets, and the ports, are overridden).
+# store and the secrets, the ports and the NATS server's address are
+# overridden).
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
@@ -415,16 +416,19 @@ chmod 600 "$T/server.key"
 openssl rand -hex 32 > "$T/pepper"
 chmod 600 "$T/pepper"
 mkdir -p "$T/resp"
+# the ConfigMap's replicas talk through NATS: a private server stands in
+. "$QES_SOURCE_DIR/tests/nats.sh"
+start_nats
 for conf in "$T/k8s-qesd.conf" "$D/systemd/qesd.conf"; do
     case $conf in
-    "$T"/*) name=configmap-qesd.conf ;;
-    *) name=systemd-qesd.conf ;;
+    "$T"/*) name=configmap-qesd.conf bus=nats:$NATS_URL ;;
+    *) name=systemd-qesd.conf bus=local ;;
     esac
     mport=$(qes_free_port)
     start_qesd "$conf" "$T/$name.log" QESD_LISTEN=127.0.0.1:0 \
         QESD_METRICS_LISTEN=127.0.0.1:$mport QESD_STORE=sqlite:$T/$name.db \
         QESD_TLS_CERT="$T/server.pem" QESD_TLS_KEY="$T/server.key" \
-        QESD_PEPPER_FILE="$T/pepper" QESD_SERVER_NAME=localhost
+        QESD_PEPPER_FILE="$T/pepper" QESD_SERVER_NAME=localhost QESD_BUS="$bus"
     call - GET /readyz
     expect_eq "$CODE" 200 "GET /readyz with $name"
     call - GET /healthz
