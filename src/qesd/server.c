@@ -1075,6 +1075,9 @@ on_http(qesd_server *srv, struct lws *wsi, struct conn *c)
 	    !(r->route->flags & QESD_ROUTE_DURING_DRAIN)) {
 		early_problem(t, 503, "shutting_down", "Shutting down",
 		    "this server is draining; retry on another replica");
+		/* soon: the retry reaches another replica (this connection
+		 * closes, and a balancer no longer picks one not ready) */
+		(void)qesd_response_header(&t->resp, "Retry-After", "1");
 		t->resp.close_connection = 1;
 		return 0;
 	}
