@@ -32,8 +32,10 @@
  *
  * out_path is written once, atomically, at the end of finish: every step
  * writes a temporary file beside it; a failure removes them all. With
- * out_buf instead, every step writes a buffer of its own and the last one
- * is appended to out_buf; a failure leaves out_buf as it was.
+ * out_buf instead, B-B and B-T append the signed document to out_buf at
+ * finish, and the steps of B-LT and B-LTA each build a buffer of their own,
+ * the last appended to out_buf. prepare copies nothing (it hashes); a
+ * failure leaves out_buf as it was.
  *
  * The same parameters with an explicit signing_time give the same digest
  * to sign: nothing in the incremental update is random.

@@ -32,7 +32,7 @@
  *
  * out_path never holds a half-written file: a failed or abandoned signing
  * (qes_pdf_sign_free() before finish) removes the temporary file; an output
- * buffer is truncated back to its length before the prepare.
+ * buffer receives the document only from a successful finish.
  */
 #ifndef QES_PDF_H
 #define QES_PDF_H
@@ -126,10 +126,11 @@ typedef struct qes_pdf_sign_params {
 int qes_pdf_sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
     const char *out_path, qes_md md, qes_pdf_sign_ctx **out);
 /*
- * Same, the prepared document appended to out (borrowed until finish or
- * free; its offsets are those of the document, whatever out held before)
- * instead of a file. Finish puts the DER into it; a failed finish, or a
- * free before finish, truncates out back to its length before the call.
+ * Same into a buffer instead of a file: prepare only hashes (the input and
+ * the update, which the context keeps); finish appends the whole signed
+ * document, DER in place, to out (borrowed until then). A failed finish
+ * leaves out as it was; prepare never touches it. The byte range offsets
+ * are those of the document, whatever out held before.
  */
 int qes_pdf_sign_prepare_buf(qes_pdf *pdf, const qes_pdf_sign_params *params,
     qes_buf *out, qes_md md, qes_pdf_sign_ctx **out_ctx);

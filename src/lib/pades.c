@@ -337,9 +337,10 @@ qes_pades_prepare(const qes_pades_params *p, qes_pades_ctx **out)
 		set_err(ctx, "%s", perr);
 		return r;
 	}
-	/* B-LT and above write the signed file to a temporary name first; a
-	 * buffer is filled by a step and appended to out_buf on success only */
-	if ((p->level >= QES_ADES_B_LT || ctx->out_buf != NULL) && (r = make_tmp(ctx, 0)) != 0)
+	/* B-LT and above write the signed file to a temporary name (or
+	 * buffer) first; B-B and B-T straight to the output, which a
+	 * prepare into a buffer does not touch before finish */
+	if (p->level >= QES_ADES_B_LT && (r = make_tmp(ctx, 0)) != 0)
 		return r;
 	sp.field_name = p->field_name;
 	sp.signing_time = p->signing_time;
@@ -349,8 +350,8 @@ qes_pades_prepare(const qes_pades_params *p, qes_pades_ctx **out)
 	sp.name = p->name;
 	sp.contents_bytes = ctx->reserve;
 	sp.id_seed = ctx->id_seed;
-	if ((r = ctx->out_buf != NULL ? qes_pdf_sign_prepare_buf(ctx->pdf, &sp, ctx->stage[0],
-	    p->md, &ctx->sctx) : qes_pdf_sign_prepare(ctx->pdf, &sp,
+	if ((r = ctx->out_buf != NULL ? qes_pdf_sign_prepare_buf(ctx->pdf, &sp,
+	    ctx->stage[0] != NULL ? ctx->stage[0] : ctx->out_buf, p->md, &ctx->sctx) : qes_pdf_sign_prepare(ctx->pdf, &sp,
 	    ctx->tmp[0] != NULL ? ctx->tmp[0] : ctx->out_path, p->md, &ctx->sctx)) != 0) {
 		set_err(ctx, "%s", qes_pdf_errmsg(ctx->pdf));
 		return r;
@@ -636,7 +637,7 @@ qes_pades_finish(qes_pades_ctx *ctx, const uint8_t *sig, size_t sig_len)
 		goto out;
 	}
 	if (ctx->level < QES_ADES_B_LT) {
-		r = ctx->out_buf != NULL ? move_final(ctx, 0) : 0;
+		r = 0;
 		goto out;
 	}
 	if ((vd = qes_vdata_new()) == NULL) {

@@ -14,8 +14,11 @@
  * puts the DER in the placeholder with pwrite and renames.
  *
  * A document in memory, or an output buffer instead of a file (the
- * gateway's case: no plaintext on disk), takes the same path with the
- * copy being a memcpy into the buffer and the placeholder filled in place.
+ * gateway's case: no plaintext on disk), takes the same path, except that
+ * a signature's prepare only hashes (the input and the update, kept) and
+ * its finish appends the copy and the update, with the DER in place, to
+ * the buffer: a prepare whose only use is the digest (a gateway computing
+ * what the signer signs) copies nothing.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -66,8 +69,8 @@ struct qes_pdf_sign_ctx {
 	char *tmp_path, *out_path;
 	int fd;
 	qes_buf *obuf;		/* the output buffer instead of a file */
-	size_t obase;		/* the document's first byte in obuf */
-	bool done, committed;
+	qes_buf *body;		/* with obuf: the update, written by finish */
+	bool done;
 	uint64_t br[4];
 	size_t contents_bytes;
 	uint8_t digest[EVP_MAX_MD_SIZE];
@@ -1004,10 +1007,15 @@ sign_prepare(qes_pdf *pdf, const qes_pdf_sign_params *params,
 		goto fail;
 	}
 	if (obuf != NULL) {
-		ctx->obase = qes_buf_len(obuf);
-		if ((r = write_buf(pdf, obuf, u.body, mdctx, lt_pos, skip_to)) != 0)
+		/* hashed now, written by finish */
+		if ((r = hash_original(pdf, mdctx)) != 0 ||
+		    (r = hash_update(mdctx, qes_buf_data(u.body), lt_pos)) != 0 ||
+		    (r = hash_update(mdctx, qes_buf_data(u.body) + skip_to,
+		    qes_buf_len(u.body) - skip_to)) != 0)
 			goto fail;
 		ctx->obuf = obuf;
+		ctx->body = u.body;
+		u.body = NULL;
 	} else if ((r = write_tmp(pdf, out_path, u.body, mdctx, lt_pos, skip_to,
 	    &ctx->tmp_path, &ctx->fd)) != 0)
 		goto fail;
@@ -1084,11 +1092,14 @@ qes_pdf_sign_write_signed(const qes_pdf_sign_ctx *ctx, int fd)
 	if (ctx == NULL || (ctx->fd < 0 && ctx->obuf == NULL))
 		return QES_ERR_INVALID_ARG;
 	if (ctx->obuf != NULL) {
-		const uint8_t *doc = qes_buf_data(ctx->obuf) + ctx->obase;
+		/* the input, the update up to /Contents, the update after it */
+		const uint8_t *body = qes_buf_data(ctx->body);
+		size_t size = ctx->pdf->size;
 
-		for (i = 0; r == 0 && i < 4; i += 2)
-			r = write_all(fd, doc + ctx->br[i], (size_t)ctx->br[i + 1]);
-		return r;
+		if ((r = write_all(fd, ctx->pdf->map, size)) != 0 ||
+		    (r = write_all(fd, body, (size_t)ctx->br[1] - size)) != 0)
+			return r;
+		return write_all(fd, body + (ctx->br[2] - size), (size_t)ctx->br[3]);
 	}
 	if ((chunk = malloc(COPY_CHUNK)) == NULL)
 		return QES_ERR_ALLOC;
@@ -1141,9 +1152,10 @@ qes_pdf_sign_finish(qes_pdf_sign_ctx *ctx, const uint8_t *der, size_t len)
 	if ((r = qes_buf_put_hex(hex, der, len)) != 0)
 		goto fail;
 	if (ctx->obuf != NULL) {
-		memcpy(qes_buf_mutable(ctx->obuf) + ctx->obase + ctx->br[1] + 1,
+		/* the placeholder of the update, then the whole document out */
+		memcpy(qes_buf_mutable(ctx->body) + (ctx->br[1] - ctx->pdf->size) + 1,
 		    qes_buf_data(hex), qes_buf_len(hex));
-		ctx->committed = true;
+		r = write_buf(ctx->pdf, ctx->obuf, ctx->body, NULL, 0, 0);
 		goto out;
 	}
 	while (off < qes_buf_len(hex)) {
@@ -1166,14 +1178,10 @@ qes_pdf_sign_finish(qes_pdf_sign_ctx *ctx, const uint8_t *der, size_t len)
 	}
 	free(ctx->tmp_path);
 	ctx->tmp_path = NULL;
-	ctx->committed = true;
 	goto out;
  fail:
-	if (ctx->obuf != NULL) {
-		(void)qes_buf_truncate(ctx->obuf, ctx->obase);
-		ctx->obuf = NULL;
+	if (ctx->obuf != NULL)	/* nothing was written to it */
 		goto out;
-	}
 	close(ctx->fd);
 	ctx->fd = -1;
 	unlink(ctx->tmp_path);
@@ -1187,8 +1195,7 @@ qes_pdf_sign_free(qes_pdf_sign_ctx *ctx)
 {
 	if (ctx == NULL)
 		return;
-	if (ctx->obuf != NULL && !ctx->committed)
-		(void)qes_buf_truncate(ctx->obuf, ctx->obase);
+	qes_buf_free(ctx->body);
 	if (ctx->fd >= 0)
 		close(ctx->fd);
 	if (ctx->tmp_path != NULL)

@@ -188,8 +188,9 @@ test_corpus(void **state)
 	assert_true(opened >= 7);	/* all but the encrypted one */
 }
 
-/* A DER over the reservation, and a prepare never finished: the buffer is
- * back to what it held. Refusals of the memory opener. */
+/* Prepare leaves the buffer alone; a DER over the reservation, a prepare
+ * never finished and a buffer too small leave it as it was. Refusals of
+ * the memory opener. */
 static void
 test_failures(void **state)
 {
@@ -208,7 +209,25 @@ test_failures(void **state)
 	assert_int_equal(qes_buf_put_str(out, "kept"), 0);
 	params(&p, NULL);
 	assert_int_equal(qes_pdf_sign_prepare_buf(pdf, &p, out, QES_MD_SHA256, &ctx), 0);
-	assert_true(qes_buf_len(out) > qes_buf_len(doc));
+	assert_int_equal(qes_buf_len(out), 4);	/* prepare only hashes */
+	/* the signed bytes are there before finish, for a signer that wants them */
+	{
+		char sp[1500];
+		qes_buf *sb = NULL;
+		uint64_t br[4];
+		FILE *fp;
+
+		snprintf(sp, sizeof(sp), "%s/signed.bin", tmpdir);
+		assert_non_null(fp = fopen(sp, "wb"));
+		assert_int_equal(qes_pdf_sign_write_signed(ctx, fileno(fp)), 0);
+		assert_int_equal(fclose(fp), 0);
+		sb = slurp(sp);
+		unlink(sp);
+		qes_pdf_sign_byte_range(ctx, br);
+		assert_int_equal(qes_buf_len(sb), br[1] + br[3]);
+		assert_memory_equal(qes_buf_data(sb), qes_buf_data(doc), qes_buf_len(doc));
+		qes_buf_free(sb);
+	}
 	memset(big, 0x30, sizeof(big));
 	assert_int_equal(qes_pdf_sign_finish(ctx, big, sizeof(big)), QES_ERR_LIMIT);
 	assert_int_equal(qes_buf_len(out), 4);
@@ -223,10 +242,15 @@ test_failures(void **state)
 	/* an output buffer too small for the document */
 	qes_buf_set_max(out, 64);
 	ctx = NULL;
-	assert_int_equal(qes_pdf_sign_prepare_buf(pdf, &p, out, QES_MD_SHA256, &ctx),
-	    QES_ERR_LIMIT);
-	assert_null(ctx);
+	assert_int_equal(qes_pdf_sign_prepare_buf(pdf, &p, out, QES_MD_SHA256, &ctx), 0);
+	assert_int_equal(qes_pdf_sign_finish(ctx, der, sizeof(der)), QES_ERR_LIMIT);
+	assert_non_null(strstr(qes_pdf_errmsg(pdf), "output buffer"));
+	qes_pdf_sign_free(ctx);
 	assert_int_equal(qes_buf_len(out), 4);
+	assert_int_equal(qes_pdf_add_dss_buf(pdf, &(qes_ades_vdata){ &blob, 1, NULL, 0,
+	    NULL, 0 }, out), QES_ERR_LIMIT);
+	assert_int_equal(qes_buf_len(out), 4);
+	ctx = NULL;
 	assert_int_equal(qes_pdf_sign_prepare_buf(pdf, &p, NULL, QES_MD_SHA256, &ctx),
 	    QES_ERR_INVALID_ARG);
 	qes_pdf_free(pdf);
