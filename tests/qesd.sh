@@ -10,7 +10,8 @@
 #         environment additions given (e.g. QESD_INSECURE_TESTING=1); under
 #         valgrind with QES_VALGRIND=1 outside sanitizer builds (a leak or
 #         memory error makes the exit status 99); waits for the port qesd
-#         logs and for /healthz. Sets SERVER_PID (the process signals go to,
+#         logs and for /healthz; the log is appended to (a restart keeps
+#         what the run before wrote). Sets SERVER_PID (the process signals go to,
 #         and whose status stop_qesd checks) and PORT.
 #   stop_qesd [SECONDS]   SIGTERM, then expect exit status 0 within SECONDS
 #         (default 30)
@@ -147,7 +148,7 @@ db_blob() {
 }
 
 start_qesd() {
-    local cfg=$1 log=$2 i vg=()
+    local cfg=$1 log=$2 i from vg=()
     shift 2
     if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
         vg=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
@@ -164,12 +165,15 @@ start_qesd() {
             fi
         done
     fi
-    env "$@" "${vg[@]}" "$QESD" serve --config "$cfg" > /dev/null 2> "$log" &
+    # appended: a restart keeps the earlier run's log; only what this run
+    # writes (from byte $from on) tells its port
+    from=$(($(stat -c %s -- "$log" 2>/dev/null || echo 0) + 1))
+    env "$@" "${vg[@]}" "$QESD" serve --config "$cfg" > /dev/null 2>> "$log" &
     SERVER_PID=$!
     qes_on_exit "kill -KILL $SERVER_PID"
     PORT=
     for i in $(seq 1 400); do
-        PORT=$(grep -o '"msg":"listening".*"port":[0-9]*' "$log" 2>/dev/null |
+        PORT=$(tail -c +"$from" -- "$log" 2>/dev/null | grep -o '"msg":"listening".*"port":[0-9]*' |
             grep -o '"port":[0-9]*' | head -n 1 | cut -d: -f2) || true
         [ -n "$PORT" ] && break
         kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log" >&2; fail "qesd died at start"; }
@@ -227,7 +231,7 @@ expect_problem() {
 
 # qesd_with_agent NAME [EXTRA_CONF]: the stage of a test that signs through
 # the gateway, built in the current directory (the test's $T): a localhost
-# certificate from the test PKI, qesd.conf (SQLite store qesd.db, the lines
+# certificate from the test PKI, qesd.conf (store qesd.db: see qesd_conf; the lines
 # of the file EXTRA_CONF appended), a tenant NAME, qesd started (start_qesd,
 # log qesd.log), an API key with the scopes sign and devices (sign.key), an
 # enrolled qes-agent (config agent/) running on the private SoftHSM2 tokens
@@ -256,6 +260,7 @@ drain_timeout_s = 2
 server_name = localhost
 CONF
     [ -z "$extra" ] || cat "$extra" >>qesd.conf
+    qesd_conf qesd.conf
     "$QESD" admin --config qesd.conf tenant create "$name" >tenant.out 2>tenant.err ||
         { cat tenant.err >&2; fail "tenant create"; }
     awk '$1 == "api_key:" { print $2 }' tenant.out >admin.key

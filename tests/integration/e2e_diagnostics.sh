@@ -61,6 +61,7 @@ agent_ping_interval_s = 5
 agent_dead_after_s = 30
 diagnostics_timeout_s = $TIMEOUT_S
 EOF
+qesd_conf "$T/qesd.conf"
 
 tenant() { # NAME -> "TENANT_ID ADMIN_KEY"
     "$QESD" admin --config "$T/qesd.conf" tenant create "$1" >"$T/$1.out" 2>"$T/$1.err" ||
@@ -314,6 +315,6 @@ for pin in "$QES_TOKEN_A_PIN" "$QES_TOKEN_B_PIN" "$QES_TOKEN_LOCKED_PIN" \
     # -w: a PIN is a word of digits, not a run inside a hash or an id
     grep -rqwF -- "$pin" "$T/qesd.log" "$T/agent.log" "$T/resp" "$T/diag.json" &&
         fail "a PIN is in a log or an HTTP answer"
-    sqlite3 "$T/qesd.db" .dump | grep -qwF -- "$pin" && fail "a PIN is in the database"
+    db_dump "$T/qesd.db" | grep -qwF -- "$pin" && fail "a PIN is in the database"
 done
 ok "no PIN in qesd's or the agent's log, any HTTP answer or the database"

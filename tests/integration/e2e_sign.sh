@@ -25,6 +25,7 @@
 
 T=$(qes_tmpdir)
 QESD=$QES_BUILD_DIR/qesd
+. "$QES_SOURCE_DIR/tests/qesd.sh"
 [ -x "$QESD" ] || fail "no qesd binary at $QESD"
 for tool in curl openssl python3 sqlite3; do
     command -v "$tool" >/dev/null || fail "$tool is needed"
@@ -62,35 +63,7 @@ server_name = localhost
 agent_ping_interval_s = $HEARTBEAT_S
 agent_dead_after_s = $((HEARTBEAT_S * 3))
 EOF
-
-SERVER_PID=
-start_qesd() {
-    local i vg=()
-    if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
-        vg=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
-            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
-            --suppressions="$QES_SOURCE_DIR/tests/valgrind.supp")
-    fi
-    "${vg[@]}" "$QESD" serve --config "$T/qesd.conf" 2>>"$T/qesd.log" &
-    SERVER_PID=$!
-    qes_on_exit "kill -KILL $SERVER_PID"
-    for i in $(seq 1 200); do
-        curl -sS -o /dev/null --cacert "$QES_PKI/root-ca.pem" \
-            "https://localhost:$PORT/healthz" 2>/dev/null && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 30 "$T/qesd.log" >&2; fail "qesd died at start"; }
-        sleep 0.05
-    done
-    tail -n 30 "$T/qesd.log" >&2
-    fail "qesd did not answer /healthz"
-}
-stop_qesd() {
-    local i rc=0
-    kill -TERM "$SERVER_PID"
-    for i in $(seq 1 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$SERVER_PID" 2>/dev/null && fail "qesd still running after SIGTERM"
-    wait "$SERVER_PID" || rc=$?
-    expect_eq "$rc" 0 "qesd exit status after SIGTERM"
-}
+qesd_conf "$T/qesd.conf"
 
 # api NAME METHOD PATH [JSON]: the HTTP status; the answer in $T/http/NAME.json
 api() {
@@ -113,7 +86,7 @@ json() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(eval
     { cat "$T/tenant.err" >&2; fail "tenant create"; }
 ADMIN_KEY=$(awk '$1 == "api_key:" { print $2 }' "$T/tenant.out")
 TENANT=$(awk '$1 == "tenant_id:" { print $2 }' "$T/tenant.out")
-start_qesd
+start_qesd "$T/qesd.conf" "$T/qesd.log"
 printf '%s\n' "$ADMIN_KEY" >"$T/admin.key"
 chmod 600 "$T/admin.key"
 QES_SERVER="https://localhost:$PORT" QES_CA="$QES_PKI/root-ca.pem" "$QES_CLI" keys create \
@@ -456,7 +429,7 @@ JOB=$(json restart 'v["id"]')
 for _ in $(seq 1 50); do [ -s "$T/pinentry.pids" ] && break; sleep 0.1; done
 DIALOG=$(head -n 1 "$T/pinentry.pids")
 stop_qesd
-start_qesd
+start_qesd "$T/qesd.conf" "$T/qesd.log"
 wait_job restart "$JOB"
 expect_eq "$(json restart 'v["state"]')" failed "job across a restart"
 expect_eq "$(json restart 'v["reason"]')" gateway_restart "reason across a restart"
@@ -499,6 +472,7 @@ for pin in "$QES_TOKEN_A_PIN" "$QES_TOKEN_B_PIN" 918273 918274 918275; do
         [ -f "$db" ] || continue
         if grep -qaF -- "$pin" "$db"; then fail "$db contains a PIN"; fi
     done
-    sqlite3 "$T/qesd.db" .dump | grep -qF -- "$pin" && fail "the database dump contains a PIN"
+    db_dump "$T/qesd.db" >"$T/db.dump"
+    grep -qF -- "$pin" "$T/db.dump" && fail "the database dump contains a PIN"
 done
 ok "no PIN in the agent's or qesd's logs, the database, the HTTP answers or the transcript"

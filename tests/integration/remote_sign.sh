@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # remote_sign.sh - `qes sign --remote`: AdES signatures made through a real
-# qesd (TLS 1.3, SQLite) by a real qes-agent with SoftHSM2 and the scripted
+# qesd (TLS 1.3; SQLite, or PostgreSQL + NATS with QES_TEST_BACKEND=pgnats) by a real qes-agent with SoftHSM2 and the scripted
 # pinentry, in hash-only mode: the CLI prepares, only the digest travels,
 # the CLI finishes with the test PKI's TSA and OCSP/CRL services.
 #
@@ -31,69 +31,7 @@ CA=$P/root-ca.pem
 . "$QES_SOURCE_DIR/tests/qesd.sh"
 
 # ---------------------------------------------------------------- qesd
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
-    -out server.csr -subj "/CN=qesd remote_sign" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >server.ext
-openssl x509 -req -in server.csr -CA "$P/root-ca.pem" -CAkey "$P/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 12)" -days 2 -extfile server.ext -out server.pem 2>/dev/null
-chmod 600 server.key
-openssl rand -hex 32 >pepper
-chmod 600 pepper
-cat >qesd.conf <<EOF
-listen = 127.0.0.1:0
-tls_cert = $T/server.pem
-tls_key = $T/server.key
-pepper_file = $T/pepper
-store = sqlite:$T/qesd.db
-log_level = info
-drain_timeout_s = 2
-server_name = localhost
-EOF
-"$QESD" admin --config qesd.conf tenant create remote-co >tenant.out 2>tenant.err ||
-    { cat tenant.err >&2; fail "tenant create"; }
-awk '$1 == "api_key:" { print $2 }' tenant.out >admin.key
-chmod 600 admin.key
-start_qesd qesd.conf qesd.log
-SERVER="https://localhost:$PORT"
-QES_SERVER=$SERVER QES_CA=$CA "$QES_CLI" keys create --name remote --scope sign,devices \
-    --key-file admin.key >key.out 2>key.err || { cat key.err >&2; fail "keys create"; }
-awk '$1 == "api_key:" { print $2 }' key.out >sign.key
-chmod 600 sign.key
-KEY=$(cat sign.key)
-call "$KEY" POST /v1/enrollments '{}'
-expect_eq "$CODE" 201 "POST /v1/enrollments"
-ENROLL=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["code"])' "$BODY")
-"$QES_AGENT" enroll --server "$SERVER" --code "$ENROLL" --ca "$CA" --config agent \
-    --name "remote desktop" >enroll.out 2>enroll.err || { cat enroll.err >&2; fail "enroll"; }
-
-PE=$QES_BUILD_DIR/tests/qes-test-pinentry
-export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$T/pinentry.log
-pinentry_script() { printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"; rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"; }
-pinentry_script "pin $QES_TOKEN_A_PIN"
-"$QES_AGENT" run --config agent --module "$QES_TEST_MODULE" --only-module --pinentry "$PE" \
-    2>>agent.log &
-AGENT_PID=$!
-qes_on_exit "kill -KILL $AGENT_PID"
-
-# the credential of token A's P-256 key (02), checked against the test PKI
-openssl x509 -in "$P/qual-p256.pem" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1 >p256.sha256
-CRED=
-for _ in $(seq 1 100); do
-    call "$KEY" GET /v1/credentials
-    if [ "$CODE" = 200 ]; then
-        CRED=$($PY - "$BODY" "$QES_TOKEN_A_SERIAL" 02 "$(cat p256.sha256)" <<'EOF'
-import json, sys
-for c in json.load(open(sys.argv[1]))["items"]:
-    if c["token_serial"] == sys.argv[2] and c["key_id"] == sys.argv[3] and \
-            c["certificate_sha256"] == sys.argv[4]:
-        print(c["id"])
-EOF
-)
-        [ -n "$CRED" ] && break
-    fi
-    sleep 0.2
-done
-[ -n "$CRED" ] || fail "GET /v1/credentials never listed token A's P-256 credential"
+qesd_with_agent remote
 ok "qesd, an enrolled qes-agent with SoftHSM2; credential $CRED (qual-p256)"
 
 # ---------------------------------------------------------------- documents
@@ -263,5 +201,7 @@ for f in qesd.db qesd.db-wal qesd.db-journal; do
     [ -e "$f" ] || continue
     ! grep -aq "$MARKER" "$f" || fail "$f holds document content"
 done
+db_dump qesd.db >db.dump
+! grep -aq "$MARKER" db.dump || fail "the database holds document content"
 ! grep -aq "$MARKER" qesd.log agent.log || fail "a log holds document content"
 ok "hash-only: neither the gateway's database nor the logs hold any document's marker"
