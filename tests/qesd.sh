@@ -39,6 +39,8 @@
 #   db_dump PATH   the whole store as SQL text (sqlite3 .dump, pg_dump), to
 #         grep it for secrets and documents
 #   db_blob HEX   a blob literal for SQL (X'..' or '\x..'::bytea)
+#   db_drop_trigger PATH TABLE NAME   drop a trigger (to tamper with a
+#         table qesd guards)
 
 CA=${CA:-$QES_PKI/root-ca.pem}
 N=${N:-0}
@@ -135,6 +137,15 @@ db_dump() {
             -U qes --no-owner "$(qesd_backend_db "$1")"
     else
         sqlite3 -batch "$1" .dump
+    fi
+}
+
+# db_drop_trigger PATH TABLE NAME: see above.
+db_drop_trigger() {
+    if [ "$QES_TEST_BACKEND" = pgnats ]; then
+        db_query "$1" "DROP TRIGGER $3 ON $2"
+    else
+        db_query "$1" "DROP TRIGGER $3"
     fi
 }
 

@@ -75,6 +75,7 @@ insecure_testing_clock_file = $T/clock
 EOF
 }
 write_config "$T/qesd.conf" good qesd.db
+qesd_conf "$T/qesd.conf"
 
 # set_clock OFFSET_MS: move qesd's clock (the server re-reads within 100 ms)
 set_clock() {
@@ -347,13 +348,11 @@ ok "purge --before an injected old date: anchor seq 2, chain verifies, old addre
 # Tampering. Stop qesd, edit one record of acme, restart.
 TAMPER=5
 stop_qesd
-sqlite3 "$T/qesd.db" <<EOF
-DROP TRIGGER audit_records_append_only;
-DROP TRIGGER audit_records_delete_behind_anchor;
-EOF
-orig=$(sqlite3 "$T/qesd.db" "SELECT status FROM audit_records WHERE tenant_id = '$ACME' AND seq = $TAMPER")
+db_drop_trigger "$T/qesd.db" audit_records audit_records_append_only
+db_drop_trigger "$T/qesd.db" audit_records audit_records_delete_behind_anchor
+orig=$(db_query "$T/qesd.db" "SELECT status FROM audit_records WHERE tenant_id = '$ACME' AND seq = $TAMPER")
 [ -n "$orig" ] || fail "record $TAMPER has no status"
-sqlite3 "$T/qesd.db" "UPDATE audit_records SET status = 299 WHERE tenant_id = '$ACME' AND seq = $TAMPER"
+db_query "$T/qesd.db" "UPDATE audit_records SET status = 299 WHERE tenant_id = '$ACME' AND seq = $TAMPER"
 start_qesd "$T/qesd.conf" "$T/qesd2.log"
 export QES_SERVER="https://localhost:$PORT"
 
@@ -375,8 +374,8 @@ ok "an edited record: server and offline verify both name seq $TAMPER"
 # Undo the edit, delete a record instead.
 DELETED=8
 stop_qesd
-sqlite3 "$T/qesd.db" "UPDATE audit_records SET status = $orig WHERE tenant_id = '$ACME' AND seq = $TAMPER"
-sqlite3 "$T/qesd.db" "DELETE FROM audit_records WHERE tenant_id = '$ACME' AND seq = $DELETED"
+db_query "$T/qesd.db" "UPDATE audit_records SET status = $orig WHERE tenant_id = '$ACME' AND seq = $TAMPER"
+db_query "$T/qesd.db" "DELETE FROM audit_records WHERE tenant_id = '$ACME' AND seq = $DELETED"
 start_qesd "$T/qesd.conf" "$T/qesd3.log"
 export QES_SERVER="https://localhost:$PORT"
 verify_report "$T/vd.json"
@@ -406,6 +405,7 @@ start_plain() {
 }
 for bad in foreign wronghost; do
     write_config "$T/$bad.conf" "$bad" "$bad.db"
+    qesd_conf "$T/$bad.conf"
     start_plain "$T/$bad.conf" "$T/$bad.log"
     QES_SERVER="https://localhost:$BAD_PORT" QES_API_KEY="$ADMIN_KEY" \
         run "tls_$bad" 11 "$QES_CLI" keys list
@@ -421,12 +421,13 @@ ok "TLS: foreign root and wrong host name refused (exit 11), missing CA file exi
 # ---------------------------------------------------------------------------
 # No API key secret anywhere it must not be.
 stop_qesd
+db_dump "$T/qesd.db" > "$T/db.dump"
 for key in "$ADMIN_KEY" "$AUD_KEY" "$SIG_KEY" "$SIG_KEY2" "$OTHER_KEY" "$OLD_KEY"; do
     secret=${key#qes_key_*_}
     for f in "$T"/qesd*.log "$T"/*.jsonl "$T"/all.json; do
         expect_not_contains "$f" "$secret"
     done
-    grep -qaF -- "$secret" "$T/qesd.db" "$T"/qesd.db-wal 2>/dev/null &&
+    grep -qaF -- "$secret" "$T/db.dump" "$T/qesd.db" "$T"/qesd.db-wal 2>/dev/null &&
         fail "the database holds an API key secret"
 done
 expect_not_contains "$T/qesd.log" "$(cat "$T/pepper")"
