@@ -27,9 +27,8 @@
  * Anything else is QES_ERR_UNSUPPORTED with a sentence in the context.
  *
  * The document is one of: a file (in_path), bytes in memory (in_data,
- * in_len: nothing is written to disk, PAdES reads the PDF from this
- * buffer), or, hash-only, its digest (doc_digest: the document never
- * seen): CAdES detached and XAdES detached up to B-LT. PAdES and JAdES sign
+ * in_len: read in place, PAdES parses the PDF from this buffer), or,
+ * hash-only, its digest (doc_digest: the document never seen): CAdES detached and XAdES detached up to B-LT. PAdES and JAdES sign
  * data that contains the document, so they need it.
  *
  * The output goes to a file (out_path) or is appended to a buffer
@@ -39,7 +38,8 @@
  * buffer receives the same bytes the file would hold, also only on
  * success: a failed finish leaves it as it was. With in_data and out_buf
  * together no file is created at any step (PAdES B-LT and B-LTA build
- * their incremental updates in memory too).
+ * their incremental updates in memory too), and a prepare whose only use
+ * is the digest copies no document (PAdES hashes the input in place).
  *
  * Determinism: prepare is a pure function of its parameters. With the same
  * document, certificates, md, scheme, level, packaging, names, an explicit
@@ -50,7 +50,7 @@
  * over the first digest. What must be unique per signature (the Id
  * attributes of XAdES, the PDF's second /ID) is derived from id_seed and
  * the signed data, never drawn at random. The finish is not deterministic
- * (TSA tokens, OCSP responses) and needs not be.
+ * (TSA tokens, OCSP responses) and need not be.
  */
 #ifndef QES_SIGN_H
 #define QES_SIGN_H
