@@ -5,8 +5,8 @@
  * and its loop answers, also while draining ({"status":"draining"}), so an
  * orchestrator does not kill a replica that is finishing its requests.
  * GET /readyz is the readiness probe: 200 only when not draining and the
- * readiness callback (the store ping) succeeds, else 503 not_ready, so the
- * load balancer stops sending new work first. Both and GET /metrics stay
+ * readiness callback (the store ping, the bus connected) succeeds, else 503
+ * not_ready, so the load balancer stops sending new work first. Both and GET /metrics stay
  * served during the drain; everything else gets 503 shutting_down.
  *
  * The testing routes exist so the integration tests can hold a worker busy,
@@ -19,6 +19,8 @@
 
 #include "qes/buf.h"
 #include "qes/err.h"
+#include "app.h"
+#include "bus.h"
 #include "health.h"
 #include "jsonv.h"
 #include "problem.h"
@@ -41,6 +43,8 @@ readyz(qesd_request *req, qesd_response *resp)
 		    "the server is draining");
 	else if (!qesd_server_ready(req->server))
 		qesd_problem(resp, req, 503, "not_ready", "Not ready",
+		    req->app != NULL && qesd_bus_ready(((qesd_app *)req->app)->bus) != 0 ?
+		    "the bus to the other replicas (NATS) is not reachable" :
 		    "the store is not reachable");
 	else
 		qesd_response_json(resp, 200, json_pack("{s:s}", "status", "ready"));

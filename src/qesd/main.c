@@ -4,7 +4,8 @@
  *
  * serve reads the configuration (file, then QESD_* environment), loads the
  * pepper and the TLS files (refusing unsafe ones), builds the application
- * services (app.c: store, audit queue, key cache, rate limits), wires the
+ * services (app.c: store, audit queue, key cache, rate limits, the bus to
+ * the other replicas), wires the
  * authentication middleware and the audit after hook into the server with
  * the route tables of routes.c, and runs until SIGTERM/SIGINT has drained
  * it; queued audit records and last_used_at times are written before exit.
@@ -114,6 +115,15 @@ serve(int argc, char **argv)
 		goto config_error;
 	if (qesd_check_secret_file(app.cfg.tls_key, "tls_key", err, sizeof(err)) != 0)
 		goto config_error;
+	/* the bus's secrets are checked again when read (bus_nats.c); here a
+	 * wrong mode is a configuration error like the TLS key's */
+	if (app.cfg.bus_token_file != NULL && qesd_check_secret_file(
+	    app.cfg.bus_token_file, "bus_token_file", err, sizeof(err)) != 0)
+		goto config_error;
+	if (app.cfg.bus_credentials_file != NULL && qesd_check_secret_file(
+	    app.cfg.bus_credentials_file, "bus_credentials_file", err,
+	    sizeof(err)) != 0)
+		goto config_error;
 	if (app.cfg.testing_routes)
 		qesd_log(QESD_LOG_WARN, "testing routes are ON: never do this in production");
 	/* one descriptor per agent: before the server sizes its table */
@@ -134,7 +144,9 @@ serve(int argc, char **argv)
 		goto out;
 	if (qesd_app_new(&app.cfg, app.metrics, &app.pepper, &app.svc, err,
 	    sizeof(err)) != 0) {
-		qesd_log(QESD_LOG_ERROR, "cannot open the store", QLS("error", err));
+		/* the store, or the bus (bus = nats:, its CA or token file) */
+		qesd_log(QESD_LOG_ERROR, "cannot open the store or the bus",
+		    QLS("error", err));
 		goto out;
 	}
 	/* every job a previous run left open ends now, before anyone asks */
