@@ -868,8 +868,7 @@ qesd_hub_new(qesd_app *app, qesd_hub **out, char *err, size_t errlen)
 	const qesd_config *cfg;
 	qesd_hub *hub;
 	const char *name;
-	char host[256];
-	size_t i;
+	char host[QESD_REPLICA_MAX + 1];
 
 	if (out != NULL)
 		*out = NULL;
@@ -883,23 +882,8 @@ qesd_hub_new(qesd_app *app, qesd_hub **out, char *err, size_t errlen)
 		    name);
 		return QES_ERR_INVALID_ARG;
 	}
-	if (cfg->replica_name != NULL) {
-		snprintf(host, sizeof(host), "%s", cfg->replica_name);
-	} else if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
-		snprintf(host, sizeof(host), "qesd");
-	}
-	host[sizeof(host) - 1] = '\0';
-	if (strlen(host) > QESD_REPLICA_MAX) {
-		snprintf(err, errlen, "replica_name is longer than %d bytes",
-		    QESD_REPLICA_MAX);
+	if (qesd_replica_name(cfg, host, err, errlen) != 0)
 		return QES_ERR_INVALID_ARG;
-	}
-	for (i = 0; host[i] != '\0'; i++)
-		if ((unsigned char)host[i] <= 0x20 || (unsigned char)host[i] > 0x7e) {
-			snprintf(err, errlen, "replica_name must be printable "
-			    "ASCII without blanks");
-			return QES_ERR_INVALID_ARG;
-		}
 	if ((hub = calloc(1, sizeof(*hub))) == NULL)
 		return QES_ERR_ALLOC;
 	hub->app = app;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -43,6 +44,33 @@ struct qesd_replicas {
 	pthread_t thread;
 	int thread_started;
 };
+
+int
+qesd_replica_name(const qesd_config *cfg, char out[QESD_REPLICA_MAX + 1],
+    char *err, size_t errlen)
+{
+	char host[256];
+	size_t i;
+
+	if (cfg != NULL && cfg->replica_name != NULL)
+		snprintf(host, sizeof(host), "%s", cfg->replica_name);
+	else if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "qesd");
+	host[sizeof(host) - 1] = '\0';
+	if (strlen(host) > QESD_REPLICA_MAX) {
+		snprintf(err, errlen, "replica_name is longer than %d bytes",
+		    QESD_REPLICA_MAX);
+		return QES_ERR_INVALID_ARG;
+	}
+	for (i = 0; host[i] != '\0'; i++)
+		if ((unsigned char)host[i] <= 0x20 || (unsigned char)host[i] > 0x7e) {
+			snprintf(err, errlen, "replica_name must be printable "
+			    "ASCII without blanks");
+			return QES_ERR_INVALID_ARG;
+		}
+	memcpy(out, host, strlen(host) + 1);
+	return 0;
+}
 
 int
 qesd_replicas_new(qesd_app *app, const qesd_replicas_config *c,

@@ -30,6 +30,8 @@
 #include <stdint.h>
 
 #include "app.h"
+#include "config.h"
+#include "store_devices.h"
 
 typedef struct qesd_replicas qesd_replicas;
 
@@ -51,6 +53,14 @@ typedef struct qesd_replicas_config {
 /* A session whose replica left no heartbeat row at all is gone once it
  * was not seen for this long (the hub writes last_seen_at every 30 s). */
 #define QESD_REPLICA_ORPHAN_AFTER_MS (120 * 1000)
+
+/*
+ * This process's replica name: replica_name, else the host name (else
+ * "qesd"); printable ASCII without blanks, at most QESD_REPLICA_MAX bytes
+ * (QES_ERR_INVALID_ARG with err saying why).
+ */
+int qesd_replica_name(const qesd_config *cfg, char out[QESD_REPLICA_MAX + 1],
+    char *err, size_t errlen);
 
 /* app is borrowed (store, clock). Starts nothing. */
 int qesd_replicas_new(qesd_app *app, const qesd_replicas_config *c,

@@ -725,3 +725,22 @@ qesd_session_reap(qesd_tx *tx, const char *tenant_id, const char *session_id,
 	return qesd_tx_result(tx, DOPS(tx)->session_reap(tx, tenant_id,
 	    session_id, dead_before_ms, orphan_before_ms, now_ms));
 }
+
+int
+qesd_session_held_elsewhere(qesd_tx *tx, const char *tenant_id,
+    const char *session_id, const char *replica, int64_t alive_after_ms,
+    int *held)
+{
+	int r;
+
+	if (held != NULL)
+		*held = 0;
+	if ((r = qesd_tx_check(tx, 0)) != 0)
+		return r;
+	if (held == NULL || !ascii_ok(replica, QESD_REPLICA_MAX, 0))
+		return QES_ERR_INVALID_ARG;
+	if (!ten_ok(tenant_id) || !qesd_id_valid("ses", session_id))
+		return 0;
+	return qesd_tx_result(tx, DOPS(tx)->session_held_elsewhere(tx, tenant_id,
+	    session_id, replica, alive_after_ms, held));
+}

@@ -268,6 +268,15 @@ int qesd_session_reap(qesd_tx *tx, const char *tenant_id,
     const char *session_id, int64_t dead_before_ms, int64_t orphan_before_ms,
     int64_t now_ms);
 
+/*
+ * *held 1 when session_id is open on a replica other than replica whose
+ * beat is not older than alive_after_ms: a live replica still holds it, so
+ * a replica starting up leaves its jobs alone. Read transaction.
+ */
+int qesd_session_held_elsewhere(qesd_tx *tx, const char *tenant_id,
+    const char *session_id, const char *replica, int64_t alive_after_ms,
+    int *held);
+
 /* ==== backend interface: for store_devices.c and store_*.c only ==== */
 
 struct qesd_store_device_ops {
@@ -327,6 +336,9 @@ struct qesd_store_device_ops {
 	int (*session_reap)(qesd_tx *tx, const char *tenant_id,
 	    const char *session_id, int64_t dead_before_ms,
 	    int64_t orphan_before_ms, int64_t now_ms);
+	int (*session_held_elsewhere)(qesd_tx *tx, const char *tenant_id,
+	    const char *session_id, const char *replica, int64_t alive_after_ms,
+	    int *held);
 };
 
 extern const struct qesd_store_device_ops qesd_store_sqlite_device_ops;

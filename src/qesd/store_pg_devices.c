@@ -193,6 +193,10 @@ static const char sql_ses_reap[] =
     "close_reason = 'replica_lost' "
     "WHERE tenant_id = $3 AND id = $4 AND closed_at_ms IS NULL AND "
     LOST_SQL("device_sessions");
+static const char sql_ses_held[] =
+    "SELECT 1 FROM device_sessions s JOIN replicas r ON r.name = s.replica_id "
+    "WHERE s.tenant_id = $1 AND s.id = $2 AND s.closed_at_ms IS NULL "
+    "AND s.replica_id <> $3 AND r.last_beat_at_ms >= $4";
 static const char sql_rep_mark[] =
     "UPDATE replicas SET reaped_at_ms = $3 WHERE name = (SELECT replica_id "
     "FROM device_sessions WHERE tenant_id = $1 AND id = $2) "
@@ -827,6 +831,27 @@ pg_session_reap(qesd_tx *tx, const char *tenant_id, const char *session_id,
 	return qesd_pg_exec(tx, sql_rep_mark, &q, what, NULL, NULL);
 }
 
+static int
+pg_session_held_elsewhere(qesd_tx *tx, const char *tenant_id,
+    const char *session_id, const char *replica, int64_t alive_after_ms,
+    int *held)
+{
+	qesd_pg_params p = { 0 };
+	PGresult *res = NULL;
+	int r;
+
+	qesd_pg_text(&p, tenant_id);
+	qesd_pg_text(&p, session_id);
+	qesd_pg_text(&p, replica);
+	qesd_pg_i64(&p, alive_after_ms);
+	if ((r = query_one(tx, sql_ses_held, &p, "looking up a session's replica",
+	    &res)) < 0)
+		return r;
+	PQclear(res);
+	*held = r;
+	return 0;
+}
+
 const struct qesd_store_device_ops qesd_store_pg_device_ops = {
 	.enrollment_insert = pg_enrollment_insert,
 	.enrollment_get_by_code = pg_enrollment_get_by_code,
@@ -848,4 +873,5 @@ const struct qesd_store_device_ops qesd_store_pg_device_ops = {
 	.replica_beat = pg_replica_beat,
 	.sessions_of_lost_replicas = pg_sessions_of_lost_replicas,
 	.session_reap = pg_session_reap,
+	.session_held_elsewhere = pg_session_held_elsewhere,
 };

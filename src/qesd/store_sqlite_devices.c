@@ -202,6 +202,10 @@ static const char sql_ses_reap[] =
     "close_reason = 'replica_lost' "
     "WHERE tenant_id = ?3 AND id = ?4 AND closed_at_ms IS NULL AND "
     LOST_SQL("device_sessions");
+static const char sql_ses_held[] =
+    "SELECT 1 FROM device_sessions s JOIN replicas r ON r.name = s.replica_id "
+    "WHERE s.tenant_id = ?1 AND s.id = ?2 AND s.closed_at_ms IS NULL "
+    "AND s.replica_id <> ?3 AND r.last_beat_at_ms >= ?4";
 static const char sql_rep_mark[] =
     "UPDATE replicas SET reaped_at_ms = ?3 WHERE name = (SELECT replica_id "
     "FROM device_sessions WHERE tenant_id = ?1 AND id = ?2) "
@@ -930,6 +934,30 @@ sq_session_reap(qesd_tx *tx, const char *tenant_id, const char *session_id,
 	return qesd_sq_run(tx, s, what);
 }
 
+static int
+sq_session_held_elsewhere(qesd_tx *tx, const char *tenant_id,
+    const char *session_id, const char *replica, int64_t alive_after_ms,
+    int *held)
+{
+	static const char what[] = "looking up a session's replica";
+	sqlite3_stmt *s;
+	int rc, r;
+
+	if ((r = qesd_sq_stmt(tx, sql_ses_held, &s)) != 0)
+		return r;
+	if ((rc = qesd_sq_bind_text(s, 1, tenant_id)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 2, session_id)) != SQLITE_OK ||
+	    (rc = qesd_sq_bind_text(s, 3, replica)) != SQLITE_OK ||
+	    (rc = bind_i64(s, 4, alive_after_ms)) != SQLITE_OK)
+		return bind_fail(tx, s, rc, what);
+	if ((r = step_one(tx, s, what)) < 0)
+		return r;
+	if (r == 1)
+		qesd_sq_done(s);
+	*held = r;
+	return 0;
+}
+
 const struct qesd_store_device_ops qesd_store_sqlite_device_ops = {
 	.enrollment_insert = sq_enrollment_insert,
 	.enrollment_get_by_code = sq_enrollment_get_by_code,
@@ -951,4 +979,5 @@ const struct qesd_store_device_ops qesd_store_sqlite_device_ops = {
 	.replica_beat = sq_replica_beat,
 	.sessions_of_lost_replicas = sq_sessions_of_lost_replicas,
 	.session_reap = sq_session_reap,
+	.session_held_elsewhere = sq_session_held_elsewhere,
 };

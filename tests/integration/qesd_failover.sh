@@ -17,6 +17,7 @@
 #    failed with device_disconnected; the audit chain verifies on B; the
 #    agent, let go, reconnects to B and a new job through B is signed and
 #    verified by openssl;
+#  - A restarted while B's job is at the device leaves that job alone;
 #  - SIGTERM on B with a job at the device: /readyz 503 at once, a new POST
 #    503 with Retry-After, the agent's session stays while its dialog is
 #    open, the job completes, then the agent is told 4004 and reconnects to
@@ -249,11 +250,14 @@ ok "the agent moved to B by itself; a new job through B is signed and verifies"
 
 # ---------------------------------------------------------------------------
 # SIGTERM on B while the signer types the PIN: the job finishes first.
-start_qesd "$T/a.conf" "$T/a2.log"
-PID_A=$SERVER_PID
-pinentry_script "sleep 4" "pin $QES_TOKEN_A_PIN"
+pinentry_script "sleep 6" "pin $QES_TOKEN_A_PIN"
 submit "$PORT_B" "a contract during the drain"
 wait_state "$PORT_B" awaiting_user 20
+# A comes back meanwhile: its start-up recovery leaves B's job alone
+start_qesd "$T/a.conf" "$T/a2.log"
+PID_A=$SERVER_PID
+state_on "$PORT_A"
+expect_eq "$ST" awaiting_user "B's job after A restarted"
 N4004=$(grep -c '"code":"4004"' "$T/agent.log" || true)
 kill -TERM "$PID_B"
 sleep 0.3
@@ -271,7 +275,7 @@ stop_wait "$PID_B" 25
 [ "$(grep -c '"code":"4004"' "$T/agent.log" || true)" -gt "$N4004" ] ||
     fail "the agent was not told 4004"
 open_on replica-a 20
-ok "SIGTERM on B: /readyz and new POSTs 503 at once, the open dialog's job completed, then 4004; B exited 0; the agent is back on A"
+ok "A restarted without touching B's job; SIGTERM on B: /readyz and new POSTs 503 at once, the open dialog's job completed, then 4004; B exited 0; the agent is back on A"
 
 # ---------------------------------------------------------------------------
 # SIGTERM with a dialog that outlasts the drain: the job ends definitely.

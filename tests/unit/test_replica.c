@@ -8,8 +8,9 @@
  * from the store waits before judging others, two reapers close a session
  * once (compare-and-set), a replica that was reaped while alive learns it
  * on its next beat, and sessions of a replica without any heartbeat row
- * are reaped only after QESD_REPLICA_ORPHAN_AFTER_MS. Links qesd_core; no
- * server runs.
+ * are reaped only after QESD_REPLICA_ORPHAN_AFTER_MS; a replica starting
+ * up fails the jobs its predecessor and dead replicas left open, never
+ * those a live replica holds. Links qesd_core; no server runs.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -451,6 +452,55 @@ test_orphan_sessions(void **state)
 	qesd_replicas_free(b);
 }
 
+static void
+job_state(struct fx *f, const char *id, const char *want_state,
+    const char *want_reason)
+{
+	qesd_job job;
+	qesd_tx *tx = NULL;
+
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_READ, &tx), 0);
+	assert_int_equal(qesd_job_get(tx, f->tenant.id, id, &job), 0);
+	qesd_tx_end(tx);
+	assert_string_equal(qesd_job_state_name(job.state), want_state);
+	assert_string_equal(job.reason, want_reason);
+	qesd_job_clear(&job);
+}
+
+/* A starting replica ends what it and dead replicas left, not the rest. */
+static void
+test_recover_spares_live_replicas(void **state)
+{
+	struct fx *f = *state;
+	qesd_replicas *a = replica(f, "qesd-a"), *c = replica(f, "qesd-c");
+	qesd_replicas *old_b = replica(f, "qesd-b");
+	char ses_a[QESD_ID_SIZE], ses_b[QESD_ID_SIZE], ses_c[QESD_ID_SIZE];
+	char job_a[QESD_ID_SIZE], job_b[QESD_ID_SIZE], job_c[QESD_ID_SIZE];
+	uint64_t count = 0;
+
+	free(f->cfg.replica_name);
+	f->cfg.replica_name = strdup("qesd-b");	/* this process */
+	beat_at(f, 0, a, c);
+	assert_int_equal(qesd_replicas_beat(old_b), 0);
+	open_session(f, "qesd-a", qesd_now_ms(f->app), ses_a);
+	open_session(f, "qesd-b", qesd_now_ms(f->app), ses_b);
+	open_session(f, "qesd-c", qesd_now_ms(f->app), ses_c);
+	job_at_device(f, ses_a, job_a);
+	job_at_device(f, ses_b, job_b);
+	job_at_device(f, ses_c, job_c);
+	/* c stops beating; a goes on; b restarts now (its old row is fresh) */
+	beat_at(f, 10, a, NULL);
+	beat_at(f, 21, a, NULL);
+	assert_int_equal(qesd_jobs_recover(f->app->jobs, &count), 0);
+	assert_int_equal(count, 2);
+	job_state(f, job_a, "awaiting_user", "");
+	job_state(f, job_b, "failed", "gateway_restart");
+	job_state(f, job_c, "failed", "gateway_restart");
+	qesd_replicas_free(a);
+	qesd_replicas_free(c);
+	qesd_replicas_free(old_b);
+}
+
 /* Bad configurations are refused. */
 static void
 test_config(void **state)
@@ -489,6 +539,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_sessions, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_recover_spares_live_replicas,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 	};
 
