@@ -33,9 +33,11 @@
 #         database, two paths two databases) and adds `bus = nats:URL`; on
 #         sqlite, nothing.  QESD_STORE=sqlite:PATH given to start_qesd is
 #         mapped the same way.
-#   db_query PATH SQL   run SQL on the store of PATH; rows as sqlite3 prints
+#   db_query PATH SQL [ARG...]   run SQL on the store of PATH, each ? in it
+#         replaced by the next ARG as a string literal; rows as sqlite3 prints
 #         them by default (columns separated by |, NULL empty) - on PostgreSQL
 #         booleans print t/f, so select integers (CASE, ::int) where it matters
+#   db_value PATH SQL [ARG...]   the first row only (empty if none)
 #   db_dump PATH   the whole store as SQL text (sqlite3 .dump, pg_dump), to
 #         grep it for secrets and documents
 #   db_blob HEX   a blob literal for SQL (X'..' or '\x..'::bytea)
@@ -119,15 +121,28 @@ qesd_conf() {
     mv -f -- "$out" "$f"
 }
 
-# db_query PATH SQL: see above.
+# db_query PATH SQL [ARG...]: see above.
 db_query() {
+    local path=$1 q=$2 sql= a
+    shift 2
+    for a in "$@"; do
+        [[ $q == *'?'* ]] || fail "db_query: more arguments than ? in: $2"
+        sql+="${q%%\?*}'${a//\'/\'\'}'"
+        q=${q#*\?}
+    done
+    sql+=$q
     if [ "$QES_TEST_BACKEND" = pgnats ]; then
-        printf '%s\n' "$2" | qes_pg_as_owner "$QES_PG_BIN/psql" -h "$QES_PG_DIR" \
-            -p "$QES_PG_PORT" -U qes -d "$(qesd_backend_db "$1")" -X -q \
+        printf '%s\n' "$sql" | qes_pg_as_owner "$QES_PG_BIN/psql" -h "$QES_PG_DIR" \
+            -p "$QES_PG_PORT" -U qes -d "$(qesd_backend_db "$path")" -X -q \
             -v ON_ERROR_STOP=1 -At -f -
     else
-        sqlite3 -batch "$1" "$2"
+        sqlite3 -batch "$path" "$sql"
     fi
+}
+
+# db_value PATH SQL [ARG...]: see above.
+db_value() {
+    db_query "$@" | awk 'NR == 1'
 }
 
 # db_dump PATH: see above.

@@ -74,6 +74,7 @@ replica_name = replica-t1
 agent_ping_interval_s = 1
 agent_dead_after_s = 3
 EOF
+qesd_conf "$T/qesd.conf"
 
 
 
@@ -114,14 +115,7 @@ admin_tenant() {
 }
 
 # sql QUERY [ARGS...]: one value from the database (read while qesd runs).
-sql() {
-    python3 - "$T/qesd.db" "$@" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-row = db.execute(sys.argv[2], sys.argv[3:]).fetchone()
-print("" if row is None or row[0] is None else row[0])
-EOF
-}
+sql() { db_value "$T/qesd.db" "$@"; }
 
 # audits TENANT TYPE [DEVICE]: how many records of TYPE (for DEVICE).
 audits() {
@@ -328,7 +322,7 @@ for c in inv["credentials"]:
 s = d["recent_sessions"][0]
 assert s["id"] == sys.argv[2] and s["close_reason"] == "peer_closed" and s["live"] is False, s
 EOF
-CRED_IDS=$(sql "select group_concat(id) from (select id from device_credentials where device_id = ? order by id)" "$DEV1")
+CRED_IDS=$(db_query "$T/qesd.db" "select id from device_credentials where device_id = ? order by id" "$DEV1" | paste -sd,)
 ok "a session: hello, challenge (server_name localhost), auth, auth_ok; inventory stored as $ncred credentials; session row with replica, address, agent version; opened/closed/inventory audited"
 
 # The same inventory again: nothing changed, no record; the ids are stable.
@@ -336,7 +330,7 @@ ws second --device-id "$DEV1" --key "$T/dev1.pem" --inventory "$T/inventory.json
 has "$WS_OUT" '"type":"auth_ok"' || fail "second session"
 wait_for "the second session's end" 10 audits_are 2 "$A_TENANT" device.session_closed "$DEV1"
 expect_eq "$(audits "$A_TENANT" device.inventory_changed "$DEV1")" 1 "device.inventory_changed after the same inventory"
-expect_eq "$(sql "select group_concat(id) from (select id from device_credentials where device_id = ? order by id)" "$DEV1")" \
+expect_eq "$(db_query "$T/qesd.db" "select id from device_credentials where device_id = ? order by id" "$DEV1" | paste -sd,)" \
     "$CRED_IDS" "credential ids after a reconnect"
 python3 - "$T/inventory.json" "$T/inventory-empty.json" <<'EOF'
 import json, sys
@@ -468,21 +462,22 @@ ok "a session left open by a killed qesd is closed with gateway_restart at the n
 # ---------------------------------------------------------------------------
 # The audit chain, and no enrollment code anywhere it should not be.
 check 200 "audit verify" "$A_ADMIN" GET /v1/audit/verify
-python3 - "$T/qesd.db" "$A_TENANT" <<'EOF' || fail "audit records missing"
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-types = dict(db.execute("select type, count(*) from audit_records where tenant_id = ? group by type",
-                        (sys.argv[2],)).fetchall())
+db_query "$T/qesd.db" "select type, count(*) from audit_records where tenant_id = ? group by type" \
+    "$A_TENANT" > "$T/audit-types"
+python3 - "$T/audit-types" <<'EOF' || fail "audit records missing"
+import sys
+types = {t: int(n) for t, n in (l.rstrip("\n").split("|") for l in open(sys.argv[1]))}
 for t in ("enrollment.created", "device.enrolled", "device.enroll_refused", "device.session_opened",
           "device.session_closed", "device.auth_failed", "device.protocol_error",
           "device.inventory_changed", "device.revoked"):
     assert types.get(t, 0) > 0, (t, types)
 EOF
 stop_qesd
+db_dump "$T/qesd.db" > "$T/db.dump"
 while read -r code; do
     [ -n "$code" ] || continue
     raw=${code//-/}
-    for f in "$T/qesd.log" "$T/qesd2.log" "$T/qesd3.log" "$T/qesd.db" "$T/qesd.db-wal"; do
+    for f in "$T/qesd.log" "$T/qesd2.log" "$T/qesd3.log" "$T/db.dump" "$T/qesd.db" "$T/qesd.db-wal"; do
         [ -f "$f" ] || continue
         grep -qaF -- "$raw" "$f" && fail "enrollment code found in $f"
         grep -qaF -- "$code" "$f" && fail "enrollment code found in $f"

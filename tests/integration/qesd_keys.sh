@@ -68,6 +68,7 @@ write_config() {
         echo "drain_timeout_s = 10"
         for line in "$@"; do echo "$line"; done
     } > "$f"
+    qesd_conf "$f"
 }
 
 # check STATUS WHAT KEY METHOD PATH [BODY]: call, and expect STATUS.
@@ -485,23 +486,18 @@ check 200 "/metrics" - GET /metrics
 grep -q '^qesd_auth_failures_total [1-9]' "$BODY" || fail "qesd_auth_failures_total not counted"
 stop_qesd
 expect_contains "$T/fail.log" '"reason":"wrong_secret"'
-n_failed=$(python3 - "$T/qesd.db" "$A_TENANT" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-print(db.execute("select count(*) from audit_records where tenant_id = ? and type = 'auth.failed'",
-                 (sys.argv[2],)).fetchone()[0])
-EOF
-)
+n_failed=$(db_value "$T/qesd.db" "select count(*) from audit_records where tenant_id = ? and type = 'auth.failed'" \
+    "$A_TENANT")
 [ "$n_failed" -ge 20 ] || fail "only $n_failed auth.failed records in tenant A"
 ok "bad keys from one address: slowed after 3 (deferred, workers free), 429 after 20, $n_failed auth.failed records"
 
 # ---------------------------------------------------------------------------
 # Audit: every lifecycle event and every authenticated request has a record.
-python3 - "$T/qesd.db" "$A_TENANT" <<'EOF' || fail "audit records missing"
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-types = dict(db.execute("select type, count(*) from audit_records where tenant_id = ? group by type",
-                        (sys.argv[2],)).fetchall())
+db_query "$T/qesd.db" "select type, count(*) from audit_records where tenant_id = ? group by type" \
+    "$A_TENANT" > "$T/audit-types"
+python3 - "$T/audit-types" <<'EOF' || fail "audit records missing"
+import sys
+types = {t: int(n) for t, n in (l.rstrip("\n").split("|") for l in open(sys.argv[1]))}
 for t in ("key.created", "key.rotated", "key.revoked", "api.request", "auth.failed"):
     assert types.get(t, 0) > 0, (t, types)
 assert types["key.rotated"] == 2, types
@@ -511,7 +507,9 @@ ok "audit: key.created, key.rotated, key.revoked, api.request, auth.failed recor
 
 # ---------------------------------------------------------------------------
 # No secret anywhere but in the response that returned it.
-files=("$T/qesd.log" "$T/rate.log" "$T/fail.log" "$T/qesd.db")
+db_dump "$T/qesd.db" > "$T/db.dump"
+files=("$T/qesd.log" "$T/rate.log" "$T/fail.log" "$T/db.dump")
+[ -f "$T/qesd.db" ] && files+=("$T/qesd.db")
 for f in "$T/qesd.db-wal" "$T/qesd.db-shm"; do
     [ -f "$f" ] && files+=("$f")
 done
