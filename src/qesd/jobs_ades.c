@@ -174,6 +174,10 @@ jobs_ades_init(qesd_jobs *j)
 	/* revocation: the certificates' own AIA and CDP, libqes's limits */
 	memset(&a->rev, 0, sizeof(a->rev));
 	a->enabled = 1;
+	qesd_log(QESD_LOG_INFO, "document signing on",
+	    QLI("document_max_bytes", a->document_max),
+	    QLI("chain_certificates", a->nchain),
+	    QLS("tsa_url", a->has_tsa ? a->tsa.url : "none (B-B only)"));
 	return 0;
  fail:
 	jobs_ades_destroy(j);
