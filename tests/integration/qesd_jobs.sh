@@ -66,6 +66,7 @@ rate_key_per_s = 1000
 rate_key_burst = 10000
 job_result_retention_s = 60
 EOF
+qesd_conf "$T/qesd.conf"
 
 
 
@@ -107,9 +108,31 @@ create_key() {
     KEY=$(jfield "$BODY" key)
 }
 
-# jobdb ...: the job helper below (python: ids, the idempotency hash, rows)
+# jobdb ...: the job helper below (python: ids, the idempotency hash, rows).
+# The rows are SQL statements written to descriptor 3 with literal values, run
+# by the shell through db_query (either backend).
 cat > "$T/jobdb.py" <<'EOF'
-import base64, hashlib, json, secrets, sqlite3, struct, sys, time
+import base64, hashlib, json, os, secrets, struct, sys, time
+
+def lit(v):
+    """v as an SQL literal of the test's backend (tests/qesd.sh db_blob)."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, bytes):
+        if os.environ.get("QES_TEST_BACKEND") == "pgnats":
+            return "'\\x%s'::bytea" % v.hex()
+        return "X'%s'" % v.hex()
+    return "'" + str(v).replace("'", "''") + "'"
+
+def sql(stmt, args=()):
+    """Write stmt, each ? replaced by the next of args, to descriptor 3."""
+    parts = stmt.split("?")
+    assert len(parts) == len(args) + 1, stmt
+    out = parts[0] + "".join(lit(a) + p for a, p in zip(args, parts[1:]))
+    with os.fdopen(3, "a", closefd=False) as f:
+        f.write(out + ";\n")
 
 B32 = "abcdefghijklmnopqrstuvwxyz234567"
 
@@ -161,8 +184,7 @@ def insert(db, tenant, state, body, idem=None, now_ms=None, expires_in_s=300,
         "credential": "TOKEN0001:0a0b", "certificate": "AAAA",
     }
     jid = new_id("job")
-    c = sqlite3.connect(db, timeout=10)
-    c.execute(
+    sql(
         "INSERT INTO jobs (id, tenant_id, state, reason, credential_id, "
         "device_id, session_id, key_id, request, result, verification_code, "
         "idempotency_key, request_hash, created_at_ms, updated_at_ms, "
@@ -172,8 +194,6 @@ def insert(db, tenant, state, body, idem=None, now_ms=None, expires_in_s=300,
          json.dumps(request), result, vcode(body["digest_algorithm"], digests),
          idem, request_hash(body) if idem else None, now_ms, now_ms,
          now_ms + expires_in_s * 1000))
-    c.commit()
-    c.close()
     print(jid)
 
 if __name__ == "__main__":
@@ -196,11 +216,10 @@ if __name__ == "__main__":
         # "DEVICE-ID CREDENTIAL-ID"
         db, tenant, der = sys.argv[2], sys.argv[3], open(sys.argv[4], "rb").read()
         dev, crd, now = new_id("dev"), new_id("crd"), int(time.time() * 1000)
-        c = sqlite3.connect(db, timeout=10)
-        c.execute("INSERT INTO devices (id, tenant_id, name, public_key, "
-                  "enrolled_at_ms) VALUES (?, ?, 'laptop', x'00', ?)",
-                  (dev, tenant, now))
-        c.execute(
+        sql("INSERT INTO devices (id, tenant_id, name, public_key, "
+            "enrolled_at_ms) VALUES (?, ?, 'laptop', ?, ?)",
+            (dev, tenant, b"\0", now))
+        sql(
             "INSERT INTO device_credentials (tenant_id, id, device_id, serial, "
             "key_id_hex, label, token_label, subject, subject_cn, issuer, "
             "cert_serial, class, not_before_ms, not_after_ms, key_type, "
@@ -211,33 +230,36 @@ if __name__ == "__main__":
             "'qualified', ?, ?, 2, 256, 'P-256', 64, 7, 1, 0, ?, ?, ?)",
             (tenant, crd, dev, now - 86400000, now + 86400000 * 365,
              hashlib.sha256(der).hexdigest(), der, now))
-        c.commit()
-        c.close()
         print(dev, crd)
     elif cmd == "session":
         # session DB TENANT DEVICE: an open session row
-        c = sqlite3.connect(sys.argv[2], timeout=10)
         now = int(time.time() * 1000)
-        c.execute("INSERT INTO device_sessions (id, tenant_id, device_id, "
+        sql("INSERT INTO device_sessions (id, tenant_id, device_id, "
                   "replica_id, connected_at_ms, last_seen_at_ms) VALUES "
                   "(?, ?, ?, 'test', ?, ?)",
                   (new_id("ses"), sys.argv[3], sys.argv[4], now, now))
-        c.commit()
-        c.close()
     elif cmd == "revoke":
-        c = sqlite3.connect(sys.argv[2], timeout=10)
-        c.execute("UPDATE devices SET revoked_at_ms = ? WHERE id = ?",
-                  (int(time.time() * 1000), sys.argv[3]))
-        c.commit()
-        c.close()
-    elif cmd == "state":
-        c = sqlite3.connect(sys.argv[2], timeout=10)
-        row = c.execute("SELECT state, coalesce(reason, ''), "
-                        "result IS NOT NULL FROM jobs WHERE id = ?",
-                        (sys.argv[3],)).fetchone()
-        print("%s %s %d" % row)
+        sql("UPDATE devices SET revoked_at_ms = ? WHERE id = ?",
+            (int(time.time() * 1000), sys.argv[3]))
 EOF
-jobdb() { python3 "$T/jobdb.py" "$@"; }
+# jobdb id PREFIX | vcode BODY | insert DB ... | device DB ... | session DB ...
+#   | revoke DB DEVICE | state DB JOB ("STATE REASON HAS-RESULT")
+jobdb() {
+    case $1 in
+    id | vcode) python3 "$T/jobdb.py" "$@" ;;
+    state)
+        db_value "$2" "SELECT state, coalesce(reason, ''), CASE WHEN result IS NULL THEN 0 ELSE 1 END FROM jobs WHERE id = ?" \
+            "$3" | tr '|' ' ' ;;
+    *)
+        # what it prints comes after the rows are in (a reader goes on then)
+        local sqlf out
+        sqlf=$(mktemp "$T/jobdb.XXXXXX")
+        out=$(python3 "$T/jobdb.py" "$@" 3>"$sqlf") || fail "jobdb $1"
+        db_query "$2" "$(cat "$sqlf")" >/dev/null || fail "jobdb $1: SQL failed"
+        rm -f "$sqlf"
+        [ -z "$out" ] || printf '%s\n' "$out" ;;
+    esac
+}
 # now_ms [DELTA-MS]: qesd's clock (wall time plus the test offset) in ms
 now_ms() { python3 -c 'import sys, time; print(int(time.time() * 1000) + int(sys.argv[1]) + int(sys.argv[2]))' "$OFFSET_MS" "${1:-0}"; }
 
