@@ -23,8 +23,8 @@
 # (413 document_too_large); combinations qes does not make (400 naming
 # them); a byte changed in a returned PDF's signed range refused by pdfsig
 # and qes verify; and when the jobs are over, no row in job_documents and no
-# byte of any document (a marker string) in the database, its WAL or the
-# logs.
+# byte of any document (a marker string) in the database (its file and WAL
+# on SQLite, a dump on either backend, tests/qesd.sh) or the logs.
 # shellcheck disable=SC2015
 . "$(dirname -- "$0")/../lib.sh"
 . "$QES_SOURCE_DIR/tests/pki_services.sh"
@@ -36,7 +36,7 @@ P=$QES_PKI
 PY=/usr/bin/python3
 JV=$QES_SOURCE_DIR/tests/helpers/jws_verify.py
 CT=$QES_BUILD_DIR/tests/qes-cades-tool
-for tool in curl openssl sqlite3 qpdf pdfsig certutil vfychain xmlsec1 "$PY"; do
+for tool in curl openssl qpdf pdfsig certutil vfychain xmlsec1 "$PY"; do
     command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/deps.sh)"
 done
 "$PY" -c 'import cairo, jwcrypto' 2>/dev/null || fail "python3-cairo and python3-jwcrypto are needed"
@@ -396,13 +396,13 @@ expect_problem 413 document_too_large
 ok "a document over document_max_bytes ($DOC_MAX) is 413 document_too_large"
 
 # ---------------------------------------------------------------- nothing kept
-n=$(sqlite3 qesd.db "SELECT count(*) FROM job_documents")
-expect_eq "$n" 0 "rows left in job_documents"
+expect_eq "$(db_value qesd.db "SELECT count(*) FROM job_documents")" 0 "rows left in job_documents"
 stop_qesd 30
 kill -TERM "$AGENT_PID" 2>/dev/null || true
-for f in qesd.db qesd.db-wal qesd.db-journal qesd.log agent.log; do
+db_dump qesd.db >db.dump
+for f in qesd.db qesd.db-wal qesd.db-journal db.dump qesd.log agent.log; do
     [ -e "$f" ] || continue
     ! grep -aq "$MARKER" "$f" || fail "$f holds document content"
 done
 expect_not_contains qesd.log "$QES_TOKEN_A_PIN"
-ok "after the jobs: no row in job_documents, no document byte in the database, its WAL or the logs"
+ok "after the jobs: no row in job_documents, no document byte in the database ($QES_TEST_BACKEND) or the logs"
