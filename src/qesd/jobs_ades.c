@@ -31,7 +31,12 @@
  * signed jobs left behind by its scan (every FINISH_SCAN_MS; the sweeper
  * and the restart recovery leave signed jobs alone). The regular scan
  * takes only jobs signed FINISH_STALE_MS ago, so that the replica that
- * got the signer's value (and was kicked) normally finishes alone. A signed job that
+ * got the signer's value (and was kicked) normally finishes alone.
+ *
+ * A TSA or OCSP/CRL responder that cannot be reached (not one that answers
+ * wrongly) leaves the job signed for the next scans, up to FINISH_RETRY_MS
+ * after the signature; then it fails (timestamp_failed,
+ * revocation_failed). A signed job that
  * cannot be finished for FINISH_GRACE_MS past its expiry (a store that
  * keeps failing) fails with gateway_error.
  *
@@ -623,6 +628,20 @@ finish_one(qesd_jobs *j, const char *tenant_id, const char *job_id,
 	}
 	if ((r = qes_ades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig))) != 0) {
 		const char *reason = finish_reason(r, a);
+
+		/* the TSA or a responder out of reach: a moment's outage must
+		 * not cost the signer another PIN entry; the scan tries again
+		 * until FINISH_RETRY_MS after the signature */
+		if ((r == QES_ERR_FETCH || r == QES_ERR_TIMEOUT) &&
+		    qesd_now_ms(j->app) - job.updated_at_ms < FINISH_RETRY_MS) {
+			qesd_log(QESD_LOG_WARN, "a signed document could not be "
+			    "finished yet: the job stays signed and is tried again",
+			    QLS("tenant", tenant_id), QLS("job_id", job_id),
+			    QLS("would_be", reason), QLS("error", qes_strerror(r)),
+			    QLS("detail", qes_ades_errmsg(ctx)));
+			r = 0;
+			goto out;
+		}
 
 		qesd_log(QESD_LOG_WARN, "a signed document could not be finished",
 		    QLS("tenant", tenant_id), QLS("job_id", job_id),

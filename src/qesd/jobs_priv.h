@@ -71,6 +71,8 @@ void jobs_cert_release(struct jobs_certs *c, struct jobs_cert *e);
 #define FINISH_QUEUE 64		/* jobs kicked, waiting for the finisher */
 #define FINISH_SCAN_MS 5000	/* the finisher looks for signed jobs this often */
 #define FINISH_STALE_MS 30000	/* ... signed at least this long ago (not the first) */
+#define FINISH_RETRY_MS 90000	/* a TSA or responder out of reach is tried
+				 * again until this long after the signature */
 #define FINISH_GRACE_MS (10LL * 60 * 1000)	/* a signed job still unfinished this
 					 * long after expires_at fails */
 #define JOBS_CHAIN_MAX 64	/* certificates in chain_file */

@@ -844,12 +844,13 @@ test_ades_bad_value(void **state)
 	qesd_job_clear(&job);
 }
 
-/* B-T with a TSA that does not answer: timestamp_failed, purged */
+/* B-T with a TSA that does not answer: retried for a while, then
+ * timestamp_failed, purged */
 static void
 test_ades_timestamp_failed(void **state)
 {
 	struct afx *f = *state;
-	char detail[256], reason[QESD_JOB_REASON_MAX + 1];
+	char detail[256], reason[QESD_JOB_REASON_MAX + 1], sql[256];
 	qesd_job job;
 	uint64_t count = 0;
 
@@ -858,6 +859,16 @@ test_ades_timestamp_failed(void **state)
 	    strlen(bin_doc), NULL, &job, detail, sizeof(detail)),
 	    QESD_SUBMIT_ACCEPTED);
 	a_sign(f, job.id, 0);
+	/* out of reach: the job stays signed and is tried again ... */
+	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
+	assert_int_equal(count, 0);
+	assert_int_equal(a_state(f, job.id, NULL), QESD_JOB_SIGNED);
+	assert_true(a_has_doc(f, job.id, QESD_JOB_DOC_INPUT));
+	/* ... until FINISH_RETRY_MS after the signature */
+	snprintf(sql, sizeof(sql), "UPDATE jobs SET updated_at_ms = "
+	    "updated_at_ms - %lld WHERE id = '%s'", FINISH_RETRY_MS + 1000LL,
+	    job.id);
+	a_sql(f, sql);
 	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
 	assert_int_equal(count, 1);
 	assert_int_equal(a_state(f, job.id, reason), QESD_JOB_FAILED);
