@@ -25,6 +25,9 @@
 
 #define REAP_BATCH	100
 #define REAP_ROUNDS	100		/* at most this many batches per run */
+/* a session closed this long ago with jobs still at its device: the
+ * process that closed it died before failing them */
+#define LEFTOVER_AFTER_MS	30000
 
 struct qesd_replicas {
 	qesd_app *app;
@@ -238,6 +241,39 @@ reap_one(qesd_replicas *r, const qesd_device_session *s, int64_t dead_before,
 	return rc;
 }
 
+/*
+ * Jobs still at the device of a session closed long ago (its replica died
+ * between closing the row and failing the jobs): hand the session to
+ * session_reaped again, whose jobs then fail. Jobs move by compare-and-set,
+ * so replicas doing this at once fail each job once.
+ */
+static int
+end_leftover_jobs(qesd_replicas *r, int64_t now)
+{
+	qesd_device_session *items = NULL;
+	qesd_tx *tx = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	if ((rc = qesd_store_begin(r->app->store, QESD_TX_READ, &tx)) == 0)
+		rc = qesd_sessions_closed_with_jobs(tx, now - LEFTOVER_AFTER_MS,
+		    REAP_BATCH, &items, &n);
+	qesd_tx_end(tx);
+	if (rc != 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		qesd_log(QESD_LOG_WARN, "jobs of a session closed long ago were "
+		    "still open: they fail now", QLS("tenant", items[i].tenant_id),
+		    QLS("device_id", items[i].device_id),
+		    QLS("session_id", items[i].id));
+		if (r->cfg.session_reaped != NULL)
+			r->cfg.session_reaped(r->cfg.ctx, items[i].tenant_id,
+			    items[i].device_id, items[i].id);
+	}
+	free(items);
+	return 0;
+}
+
 int
 qesd_replicas_reap(qesd_replicas *r, size_t *closed)
 {
@@ -252,6 +288,10 @@ qesd_replicas_reap(qesd_replicas *r, size_t *closed)
 	if (r == NULL)
 		return QES_ERR_INVALID_ARG;
 	now = qesd_now_ms(r->app);
+	if (r->last_ok_ms == 0 || now - r->last_ok_ms > r->dead_after_ms / 2)
+		return 0;	/* the store is away for us: nothing to do */
+	if ((rc = end_leftover_jobs(r, now)) != 0)
+		return rc;
 	/* our own view of the store must be steady before we judge others */
 	if (r->steady_since_ms == 0 || r->last_ok_ms == 0 ||
 	    now - r->steady_since_ms < r->dead_after_ms ||

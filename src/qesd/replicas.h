@@ -20,6 +20,10 @@
  * learns it and self_reaped tells the hub to make its agents reconnect, so
  * each gets a fresh session row.
  *
+ * The reaper also ends the jobs still at the device of a session closed
+ * more than 30 s ago (the process that closed it died before failing them),
+ * through the same session_reaped.
+ *
  * Threads: one thread of its own (qesd_replicas_start), never the event
  * loop; callbacks run on it. Tests call beat and reap themselves.
  */

@@ -744,3 +744,32 @@ qesd_session_held_elsewhere(qesd_tx *tx, const char *tenant_id,
 	return qesd_tx_result(tx, DOPS(tx)->session_held_elsewhere(tx, tenant_id,
 	    session_id, replica, alive_after_ms, held));
 }
+
+int
+qesd_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
+    size_t limit, qesd_device_session **items, size_t *n)
+{
+	qesd_device_session *v = NULL;
+	size_t got = 0;
+	int r;
+
+	if (items != NULL)
+		*items = NULL;
+	if (n != NULL)
+		*n = 0;
+	if ((r = qesd_tx_check(tx, 0)) != 0)
+		return r;
+	if (items == NULL || n == NULL || closed_before_ms <= 0)
+		return QES_ERR_INVALID_ARG;
+	limit = clamp_limit(limit);
+	if ((v = calloc(limit, sizeof(*v))) == NULL)
+		return QES_ERR_ALLOC;
+	if ((r = qesd_tx_result(tx, DOPS(tx)->sessions_closed_with_jobs(tx,
+	    closed_before_ms, limit, v, &got))) != 0 || got == 0) {
+		free(v);
+		return r;
+	}
+	*items = v;
+	*n = got;
+	return 0;
+}

@@ -277,6 +277,15 @@ int qesd_session_held_elsewhere(qesd_tx *tx, const char *tenant_id,
     const char *session_id, const char *replica, int64_t alive_after_ms,
     int *held);
 
+/*
+ * Up to limit closed sessions, any tenant, that still have jobs at the
+ * device (dispatched or awaiting_user) although they closed before
+ * closed_before_ms: a process died between closing a session and failing
+ * its jobs. Only id, tenant_id and device_id are set. Read transaction.
+ */
+int qesd_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
+    size_t limit, qesd_device_session **items, size_t *n);
+
 /* ==== backend interface: for store_devices.c and store_*.c only ==== */
 
 struct qesd_store_device_ops {
@@ -339,6 +348,8 @@ struct qesd_store_device_ops {
 	int (*session_held_elsewhere)(qesd_tx *tx, const char *tenant_id,
 	    const char *session_id, const char *replica, int64_t alive_after_ms,
 	    int *held);
+	int (*sessions_closed_with_jobs)(qesd_tx *tx, int64_t closed_before_ms,
+	    size_t limit, qesd_device_session *out, size_t *n);
 };
 
 extern const struct qesd_store_device_ops qesd_store_sqlite_device_ops;

@@ -197,6 +197,12 @@ static const char sql_ses_held[] =
     "SELECT 1 FROM device_sessions s JOIN replicas r ON r.name = s.replica_id "
     "WHERE s.tenant_id = $1 AND s.id = $2 AND s.closed_at_ms IS NULL "
     "AND s.replica_id <> $3 AND r.last_beat_at_ms >= $4";
+static const char sql_ses_closed_jobs[] =
+    "SELECT DISTINCT s.id, s.tenant_id, s.device_id FROM jobs j "
+    "JOIN device_sessions s ON s.tenant_id = j.tenant_id AND s.id = j.session_id "
+    "WHERE j.state IN ('dispatched', 'awaiting_user') "
+    "AND s.closed_at_ms IS NOT NULL AND s.closed_at_ms < $1 "
+    "ORDER BY s.id LIMIT $2";
 static const char sql_rep_mark[] =
     "UPDATE replicas SET reaped_at_ms = $3 WHERE name = (SELECT replica_id "
     "FROM device_sessions WHERE tenant_id = $1 AND id = $2) "
@@ -852,6 +858,37 @@ pg_session_held_elsewhere(qesd_tx *tx, const char *tenant_id,
 	return 0;
 }
 
+static int
+pg_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
+    size_t limit, qesd_device_session *out, size_t *n)
+{
+	qesd_pg_params p = { 0 };
+	PGresult *res;
+	int r, i;
+
+	*n = 0;
+	qesd_pg_i64(&p, closed_before_ms);
+	qesd_pg_i64(&p, (int64_t)limit);
+	if ((r = qesd_pg_exec(tx, sql_ses_closed_jobs, &p,
+	    "listing closed sessions with jobs", &res, NULL)) != 0)
+		return r;
+	for (i = 0; i < PQntuples(res) && *n < limit; i++) {
+		memset(&out[*n], 0, sizeof(out[*n]));
+		if (qesd_pg_col_text(res, i, 0, out[*n].id, sizeof(out[*n].id),
+		    0) != 0 ||
+		    qesd_pg_col_text(res, i, 1, out[*n].tenant_id,
+		    sizeof(out[*n].tenant_id), 0) != 0 ||
+		    qesd_pg_col_text(res, i, 2, out[*n].device_id,
+		    sizeof(out[*n].device_id), 0) != 0) {
+			r = qesd_pg_corrupt(tx, "device_sessions");
+			break;
+		}
+		(*n)++;
+	}
+	PQclear(res);
+	return r;
+}
+
 const struct qesd_store_device_ops qesd_store_pg_device_ops = {
 	.enrollment_insert = pg_enrollment_insert,
 	.enrollment_get_by_code = pg_enrollment_get_by_code,
@@ -874,4 +911,5 @@ const struct qesd_store_device_ops qesd_store_pg_device_ops = {
 	.sessions_of_lost_replicas = pg_sessions_of_lost_replicas,
 	.session_reap = pg_session_reap,
 	.session_held_elsewhere = pg_session_held_elsewhere,
+	.sessions_closed_with_jobs = pg_sessions_closed_with_jobs,
 };

@@ -206,6 +206,12 @@ static const char sql_ses_held[] =
     "SELECT 1 FROM device_sessions s JOIN replicas r ON r.name = s.replica_id "
     "WHERE s.tenant_id = ?1 AND s.id = ?2 AND s.closed_at_ms IS NULL "
     "AND s.replica_id <> ?3 AND r.last_beat_at_ms >= ?4";
+static const char sql_ses_closed_jobs[] =
+    "SELECT DISTINCT s.id, s.tenant_id, s.device_id FROM jobs j "
+    "JOIN device_sessions s ON s.tenant_id = j.tenant_id AND s.id = j.session_id "
+    "WHERE j.state IN ('dispatched', 'awaiting_user') "
+    "AND s.closed_at_ms IS NOT NULL AND s.closed_at_ms < ?1 "
+    "ORDER BY s.id LIMIT ?2";
 static const char sql_rep_mark[] =
     "UPDATE replicas SET reaped_at_ms = ?3 WHERE name = (SELECT replica_id "
     "FROM device_sessions WHERE tenant_id = ?1 AND id = ?2) "
@@ -958,6 +964,37 @@ sq_session_held_elsewhere(qesd_tx *tx, const char *tenant_id,
 	return 0;
 }
 
+static int
+sq_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
+    size_t limit, qesd_device_session *out, size_t *n)
+{
+	static const char what[] = "listing closed sessions with jobs";
+	sqlite3_stmt *s;
+	int rc, r;
+
+	*n = 0;
+	if ((r = qesd_sq_stmt(tx, sql_ses_closed_jobs, &s)) != 0)
+		return r;
+	if ((rc = bind_i64(s, 1, closed_before_ms)) != SQLITE_OK ||
+	    (rc = bind_i64(s, 2, (int64_t)limit)) != SQLITE_OK)
+		return bind_fail(tx, s, rc, what);
+	while (*n < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&out[*n], 0, sizeof(out[*n]));
+		if (qesd_sq_col_text(s, 0, out[*n].id, sizeof(out[*n].id), 0) != 0 ||
+		    qesd_sq_col_text(s, 1, out[*n].tenant_id,
+		    sizeof(out[*n].tenant_id), 0) != 0 ||
+		    qesd_sq_col_text(s, 2, out[*n].device_id,
+		    sizeof(out[*n].device_id), 0) != 0) {
+			qesd_sq_done(s);
+			return qesd_sq_corrupt(tx, "device_sessions");
+		}
+		(*n)++;
+	}
+	r = *n < limit && rc != SQLITE_DONE ? qesd_sq_fail(tx, rc, what) : 0;
+	qesd_sq_done(s);
+	return r;
+}
+
 const struct qesd_store_device_ops qesd_store_sqlite_device_ops = {
 	.enrollment_insert = sq_enrollment_insert,
 	.enrollment_get_by_code = sq_enrollment_get_by_code,
@@ -980,4 +1017,5 @@ const struct qesd_store_device_ops qesd_store_sqlite_device_ops = {
 	.sessions_of_lost_replicas = sq_sessions_of_lost_replicas,
 	.session_reap = sq_session_reap,
 	.session_held_elsewhere = sq_session_held_elsewhere,
+	.sessions_closed_with_jobs = sq_sessions_closed_with_jobs,
 };

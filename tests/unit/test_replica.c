@@ -501,6 +501,39 @@ test_recover_spares_live_replicas(void **state)
 	qesd_replicas_free(old_b);
 }
 
+/* Jobs of a session closed long ago (its closer died first) end. */
+static void
+test_leftover_jobs(void **state)
+{
+	struct fx *f = *state;
+	qesd_replicas *b = replica(f, "qesd-b");
+	qesd_tx *tx = NULL;
+	char ses[QESD_ID_SIZE], job[QESD_ID_SIZE];
+	size_t closed = 9;
+
+	beat_at(f, 0, b, NULL);
+	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
+	job_at_device(f, ses, job);
+	/* qesd-a closed the row and died before failing the job */
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_session_close(tx, f->tenant.id, ses,
+	    qesd_now_ms(f->app), qesd_now_ms(f->app), "peer_closed"), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+	beat_at(f, 20, b, NULL);
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(f->reaped_calls, 0);	/* maybe still being failed */
+	job_state(f, job, "awaiting_user", "");
+	beat_at(f, 31, b, NULL);
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 0);
+	assert_int_equal(f->reaped_calls, 1);
+	job_state(f, job, "failed", "device_disconnected");
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(f->reaped_calls, 1);
+	qesd_replicas_free(b);
+}
+
 /* Bad configurations are refused. */
 static void
 test_config(void **state)
@@ -541,6 +574,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_recover_spares_live_replicas,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_leftover_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 	};
 
