@@ -476,14 +476,10 @@ write_tmp(qes_pdf *pdf, const char *out_path, const qes_buf *body,
 	return r;
 }
 
-/*
- * The same into memory: the original bytes and the update appended to out
- * (hashed when md is set, [skip_from, skip_to) of the body left out); out
- * is truncated back on failure.
- */
+/* The same into memory: the original bytes and the update appended to
+ * out; out is as it was on failure. */
 static int
-write_buf(qes_pdf *pdf, qes_buf *out, const qes_buf *body, EVP_MD_CTX *md,
-    size_t skip_from, size_t skip_to)
+write_buf(qes_pdf *pdf, qes_buf *out, const qes_buf *body)
 {
 	size_t base = qes_buf_len(out);
 	int r;
@@ -494,14 +490,6 @@ write_buf(qes_pdf *pdf, qes_buf *out, const qes_buf *body, EVP_MD_CTX *md,
 		(void)qes_buf_truncate(out, base);
 		return r == QES_ERR_LIMIT ? pdf_err(pdf, r, "the signed PDF would be "
 		    "larger than the output buffer's limit") : r;
-	}
-	if (md != NULL && ((r = hash_update(md, qes_buf_data(out) + base,
-	    pdf->size)) != 0 ||
-	    (r = hash_update(md, qes_buf_data(body), skip_from)) != 0 ||
-	    (r = hash_update(md, qes_buf_data(body) + skip_to,
-	    qes_buf_len(body) - skip_to)) != 0)) {
-		(void)qes_buf_truncate(out, base);
-		return r;
 	}
 	return 0;
 }
@@ -1155,7 +1143,7 @@ qes_pdf_sign_finish(qes_pdf_sign_ctx *ctx, const uint8_t *der, size_t len)
 		/* the placeholder of the update, then the whole document out */
 		memcpy(qes_buf_mutable(ctx->body) + (ctx->br[1] - ctx->pdf->size) + 1,
 		    qes_buf_data(hex), qes_buf_len(hex));
-		r = write_buf(ctx->pdf, ctx->obuf, ctx->body, NULL, 0, 0);
+		r = write_buf(ctx->pdf, ctx->obuf, ctx->body);
 		goto out;
 	}
 	while (off < qes_buf_len(hex)) {
@@ -1280,7 +1268,7 @@ add_dss(qes_pdf *pdf, const qes_ades_vdata *vd, const char *out_path, qes_buf *o
 	    (r = upd_xref(&u)) != 0)
 		goto out;
 	if (obuf != NULL) {
-		r = write_buf(pdf, obuf, u.body, NULL, 0, 0);
+		r = write_buf(pdf, obuf, u.body);
 		goto out;
 	}
 	if ((r = write_tmp(pdf, out_path, u.body, NULL, 0, 0, &tmp, &fd)) != 0)

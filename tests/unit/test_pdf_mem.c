@@ -4,7 +4,7 @@
  * for every seed PDF of the fuzz corpus (cairo, Ghostscript, qpdf plain,
  * object streams and linearized, AcroForm, signed once and twice,
  * encrypted) the memory path opens or refuses exactly as the file path
- * does and writes the same bytes; the caller's document is never changed;
+ * does and writes the same bytes (into a buffer or, from memory, a file); the caller's document is never changed;
  * the update is deterministic (the /ID derived from id_seed and the
  * update); a failed or abandoned signing leaves the output buffer as it
  * was.
@@ -124,6 +124,14 @@ compare(const char *path)
 	/* a signature: the same digest and the same bytes */
 	sign(pf, NULL, "job-1", d1);
 	sign(pm, a, "job-1", d2);
+	assert_memory_equal(d1, d2, 32);
+	f = slurp(out_sig);
+	assert_int_equal(qes_buf_len(f), qes_buf_len(a));
+	assert_memory_equal(qes_buf_data(f), qes_buf_data(a), qes_buf_len(a));
+	qes_buf_free(f);
+	f = NULL;
+	/* from memory into a file: the same bytes again */
+	sign(pm, NULL, "job-1", d1);
 	assert_memory_equal(d1, d2, 32);
 	f = slurp(out_sig);
 	assert_int_equal(qes_buf_len(f), qes_buf_len(a));
