@@ -69,11 +69,12 @@ qesd_bus_ready(qesd_bus *bus)
 
 void
 qesd_bus_device_open(qesd_bus *bus, const char *tenant_id,
-    const char *device_id, const char *session_id)
+    const char *device_id, const char *session_id, int64_t connected_ms)
 {
 	if (bus != NULL && bus->ops->device_open != NULL && tenant_id != NULL &&
 	    device_id != NULL && session_id != NULL)
-		bus->ops->device_open(bus, tenant_id, device_id, session_id);
+		bus->ops->device_open(bus, tenant_id, device_id, session_id,
+		    connected_ms);
 }
 
 void

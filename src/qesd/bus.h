@@ -66,9 +66,11 @@ int qesd_bus_ready(qesd_bus *bus);
 
 /* The hub's session events: a device became live here / its session
  * ended (subscribe, unsubscribe). Session ids tell a replaced session's
- * late close from the current one's. */
+ * late close from the current one's. On open, an older session of the
+ * device on another replica (connected before connected_ms) is closed
+ * there with 4003, as the hub does on one replica. */
 void qesd_bus_device_open(qesd_bus *bus, const char *tenant_id,
-    const char *device_id, const char *session_id);
+    const char *device_id, const char *session_id, int64_t connected_ms);
 void qesd_bus_device_closed(qesd_bus *bus, const char *tenant_id,
     const char *device_id, const char *session_id);
 

@@ -28,6 +28,7 @@ static const char *const op_names[] = {
 	[QESD_BUS_REPLY] = "reply",
 	[QESD_BUS_DIAG_RESULT] = "diag_result",
 	[QESD_BUS_JOB] = "job",
+	[QESD_BUS_REPLACE] = "replace",
 };
 #define N_OPS (sizeof(op_names) / sizeof(op_names[0]))
 
@@ -186,6 +187,11 @@ check(const qesd_bus_msg *m)
 		if (!qesd_bus_id_ok(m->tenant_id) || !qesd_bus_id_ok(m->job_id))
 			return QES_ERR_FORMAT;
 		break;
+	case QESD_BUS_REPLACE:
+		if (!qesd_bus_id_ok(m->session_id) || m->since_ms <= 0)
+			return QES_ERR_FORMAT;
+		ids = 1;
+		break;
 	default:
 		return QES_ERR_FORMAT;
 	}
@@ -242,6 +248,10 @@ qesd_bus_msg_encode(const qesd_bus_msg *m, qes_buf *out)
 	switch (m->op) {
 	case QESD_BUS_REPLY:
 		if (set_str(h, "r", result_word(m->result)) != 0)
+			goto out;
+		break;
+	case QESD_BUS_REPLACE:
+		if (set_int(h, "since_ms", m->since_ms) != 0)
 			goto out;
 		break;
 	case QESD_BUS_CLOSE:
@@ -374,7 +384,8 @@ qesd_bus_msg_decode(const uint8_t *data, size_t len, qesd_bus_msg *out)
 	    get_int(h, "code", 0, 65535, 0, &code) != 0 ||
 	    get_int(h, "rtt_ms", -1, INT32_MAX, -1, &out->rtt_ms) != 0 ||
 	    get_int(h, "scan_ms", -1, INT32_MAX, -1, &out->scan_ms) != 0 ||
-	    get_int(h, "total_ms", -1, INT32_MAX, -1, &out->total_ms) != 0)
+	    get_int(h, "total_ms", -1, INT32_MAX, -1, &out->total_ms) != 0 ||
+	    get_int(h, "since_ms", 0, INT64_C(1) << 53, 0, &out->since_ms) != 0)
 		goto out;
 	out->close_code = (int)code;
 	if (out->op == QESD_BUS_REPLY) {
@@ -401,8 +412,11 @@ qesd_bus_msg_decode(const uint8_t *data, size_t len, qesd_bus_msg *out)
 		out->job_id[0] = '\0';
 	if (out->op != QESD_BUS_DIAG && out->op != QESD_BUS_DIAG_RESULT)
 		out->ref[0] = '\0';
-	if (out->op != QESD_BUS_REPLY && out->op != QESD_BUS_DIAG_RESULT)
+	if (out->op != QESD_BUS_REPLY && out->op != QESD_BUS_DIAG_RESULT &&
+	    out->op != QESD_BUS_REPLACE)
 		out->session_id[0] = '\0';
+	if (out->op != QESD_BUS_REPLACE)
+		out->since_ms = 0;
 	if (out->op == QESD_BUS_REPLY)
 		out->tenant_id[0] = '\0';
 	if (out->op == QESD_BUS_REPLY || out->op == QESD_BUS_JOB)

@@ -17,6 +17,7 @@
  *   live         to the holder    t d                     -
  *   close        to the holder    t d code reason         -
  *   diag         to the holder    t d ref                 -
+ *   replace      to the holder    t d s since_ms          - (no reply)
  *   reply        from the holder  r [s]                   -
  *   diag_result  from the holder  t d ref outcome s rtt_ms scan_ms total_ms
  *                                 [agent_error close_reason invalid]
@@ -55,6 +56,7 @@ typedef enum qesd_bus_op {
 	QESD_BUS_REPLY,
 	QESD_BUS_DIAG_RESULT,
 	QESD_BUS_JOB,
+	QESD_BUS_REPLACE,
 } qesd_bus_op;
 
 /* One envelope. Strings are copied in; body is borrowed from the input
@@ -64,7 +66,9 @@ typedef struct qesd_bus_msg {
 	char tenant_id[QESD_ID_SIZE];		/* t */
 	char device_id[QESD_ID_SIZE];		/* d */
 	char job_id[QESD_ID_SIZE];		/* j */
-	char session_id[QESD_ID_SIZE];		/* s: reply (live), diag_result */
+	char session_id[QESD_ID_SIZE];		/* s: reply (live), diag_result,
+						 * replace (the newer session) */
+	int64_t since_ms;			/* replace: its connect time, > 0 */
 	char ref[QESD_BUS_REF_MAX + 1];		/* diag, diag_result */
 	/* reply: 0, QES_ERR_NOT_FOUND, QES_ERR_LIMIT, QES_ERR_INVALID_ARG
 	 * ("ok", "not_found", "limit", "invalid") */

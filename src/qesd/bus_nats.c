@@ -7,7 +7,9 @@
  *                              subscribes while the session lives; requests
  *                              (send, live, close, diag) go there, so NATS
  *                              finds the holder and "no responders" means
- *                              offline
+ *                              offline; a replica where the device opens a
+ *                              newer session publishes `replace` there
+ *                              first, so an older one elsewhere is closed
  *   qes.job.<tenant>.<job>     every replica subscribes to qes.job.*.*; a
  *                              job change wakes the long-polls everywhere
  *   <inbox>.<ref>              this replica's replies to diagnoses it asked
@@ -318,7 +320,8 @@ on_device_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 	}
 	r = qesd_bus_msg_decode((const uint8_t *)natsMsg_GetData(msg),
 	    (size_t)natsMsg_GetDataLength(msg), &m);
-	if (r != 0 || reply == NULL || reply[0] == '\0' ||
+	if (r != 0 || ((reply == NULL || reply[0] == '\0') &&
+	    m.op != QESD_BUS_REPLACE) ||
 	    dev_subject(m.tenant_id, m.device_id, subject) != 0 ||
 	    strcmp(subject, natsMsg_GetSubject(msg)) != 0) {
 		/* never the payload: it may hold a frame for a device */
@@ -348,6 +351,14 @@ on_device_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 		break;
 	case QESD_BUS_DIAG:
 		held_diag_start(b, &m, reply);
+		break;
+	case QESD_BUS_REPLACE:
+		if (qesd_hub_close_older(app->hub, m.tenant_id, m.device_id,
+		    m.session_id, m.since_ms) == 0)
+			qesd_log(QESD_LOG_INFO, "bus: a newer session of the device "
+			    "opened on another replica: closing the one here",
+			    QLS("tenant", m.tenant_id), QLS("device_id", m.device_id),
+			    QLS("newer_session_id", m.session_id));
 		break;
 	default:
 		qesd_log(QESD_LOG_WARN, "bus: unexpected operation on a device "
@@ -781,17 +792,32 @@ unsubscribe(natsSubscription *sub)
 
 static void
 nats_device_open(qesd_bus *bus, const char *tenant_id, const char *device_id,
-    const char *session_id)
+    const char *session_id, int64_t connected_ms)
 {
 	struct bus_nats *b = (struct bus_nats *)bus;
 	char subject[SUBJECT_MAX];
 	natsSubscription *sub = NULL;
 	struct dev_sub *e;
+	qesd_bus_msg m;
 	natsStatus s;
 
 	if (dev_subject(tenant_id, device_id, subject) != 0 ||
-	    strlen(session_id) >= QESD_ID_SIZE)
+	    !qesd_bus_id_ok(session_id))
 		return;
+	/*
+	 * First, before this replica subscribes: a session of the device that
+	 * connected earlier on another replica is stale (the agent runs one
+	 * connection) or another process with the same device key; its
+	 * holder closes it with 4003, as the hub does on one replica. Best
+	 * effort: a stale session also goes at its heartbeat deadline.
+	 */
+	if (connected(b) && connected_ms > 0) {
+		qesd_bus_msg_init(&m, QESD_BUS_REPLACE);
+		fill_ids(&m, tenant_id, device_id);
+		memcpy(m.session_id, session_id, strlen(session_id) + 1);
+		m.since_ms = connected_ms;
+		(void)publish(b, subject, NULL, &m);
+	}
 	pthread_mutex_lock(&b->mu);
 	if (b->stopping) {
 		pthread_mutex_unlock(&b->mu);

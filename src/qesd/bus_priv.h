@@ -13,7 +13,8 @@ struct qesd_bus_ops {
 	int remote;
 	int (*ready)(qesd_bus *bus);
 	void (*device_open)(qesd_bus *bus, const char *tenant_id,
-	    const char *device_id, const char *session_id);
+	    const char *device_id, const char *session_id,
+	    int64_t connected_ms);
 	void (*device_closed)(qesd_bus *bus, const char *tenant_id,
 	    const char *device_id, const char *session_id);
 	int (*send)(qesd_bus *bus, const char *tenant_id, const char *device_id,

@@ -341,6 +341,32 @@ qesd_hub_close_device(qesd_hub *hub, const char *tenant_id,
 	return 0;
 }
 
+int
+qesd_hub_close_older(qesd_hub *hub, const char *tenant_id,
+    const char *device_id, const char *keep_session_id, int64_t newer_ms)
+{
+	struct hub_sess *s;
+
+	if (hub == NULL || tenant_id == NULL || device_id == NULL ||
+	    keep_session_id == NULL)
+		return QES_ERR_INVALID_ARG;
+	pthread_mutex_lock(&hub->mu);
+	s = find_locked(hub, tenant_id, device_id);
+	if (s == NULL || strcmp(s->session_id, keep_session_id) == 0 ||
+	    s->connected_ms >= newer_ms) {
+		pthread_mutex_unlock(&hub->mu);
+		return QES_ERR_NOT_FOUND;
+	}
+	hub_request_close_locked(s, QES_PROTO_CLOSE_REPLACED,
+	    "a newer session of this device opened on another replica",
+	    "replaced");
+	hub_wake_locked(s);
+	if (hub->srv != NULL)
+		qesd_server_wake(hub->srv);
+	pthread_mutex_unlock(&hub->mu);
+	return 0;
+}
+
 /* ---- tasks ---- */
 
 void
@@ -398,7 +424,7 @@ ev_open(struct hub_sess *s)
 
 	/* the other replicas reach the device through this one from now */
 	qesd_bus_device_open(hub->app->bus, s->tenant_id, s->device_id,
-	    s->session_id);
+	    s->session_id, s->connected_ms);
 	if (hub->events.session_open != NULL)
 		hub->events.session_open(hub->events.app, s->tenant_id,
 		    s->device_id, s->session_id);

@@ -85,6 +85,16 @@ int qesd_hub_close_device(qesd_hub *hub, const char *tenant_id,
     const char *device_id, int close_code, const char *reason);
 
 /*
+ * A newer session of the device opened on another replica (bus.h): close
+ * the one here with 4003 replaced, as a newer session on this replica
+ * would, if it connected before newer_ms (wall clock) and is not
+ * keep_session_id. 0 closed; QES_ERR_NOT_FOUND when there is none, or it
+ * is the newer one.
+ */
+int qesd_hub_close_older(qesd_hub *hub, const char *tenant_id,
+    const char *device_id, const char *keep_session_id, int64_t newer_ms);
+
+/*
  * The stable credential id of one certificate on one device's token:
  * "crd_" + 26 base32 characters of SHA-256 over a length-prefixed
  * (device_id, token serial, CKA_ID hex, certificate SHA-256 hex). The same

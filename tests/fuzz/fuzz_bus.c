@@ -38,6 +38,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (again.op != m.op || again.result != m.result ||
 	    again.close_code != m.close_code || again.rtt_ms != m.rtt_ms ||
 	    again.scan_ms != m.scan_ms || again.total_ms != m.total_ms ||
+	    again.since_ms != m.since_ms ||
 	    strcmp(again.tenant_id, m.tenant_id) != 0 ||
 	    strcmp(again.device_id, m.device_id) != 0 ||
 	    strcmp(again.session_id, m.session_id) != 0 ||

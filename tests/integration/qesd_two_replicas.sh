@@ -24,6 +24,9 @@
 #    completes;
 #  - the agent stopped: a job on B gets 409 device_offline (no responders),
 #    diagnostics on B too;
+#  - a second agent process with the same device key connecting to B: A
+#    closes its older session with 4003 (the older agent exits 11, as on
+#    one replica), and a job asked on A reaches the device on B;
 #  - the device revoked with DELETE on B: A closes the agent's session
 #    (reason revoked), the agent does not come back;
 #  - the NATS token and the database password are in no log; both replicas
@@ -303,6 +306,44 @@ expect_problem 409 device_offline
 check 409 "POST diagnostics on B with the agent stopped" "$KEY" POST "/v1/devices/$DEVICE/diagnostics"
 expect_problem 409 device_offline
 ok "the agent stopped: B answers 409 device_offline for a job and for diagnostics"
+
+# ---------------------------------------------------------------------------
+# A newer session of the device on B replaces the one on A (4003), as on
+# one replica: a second agent process with the same device key, on B.
+S0=$(sessions_opened)
+start_agent
+for _ in $(seq 1 200); do [ "$(sessions_opened)" -gt "$S0" ] && break; sleep 0.1; done
+[ "$(sessions_opened)" -gt "$S0" ] || fail "the agent did not reconnect to A"
+credential
+FIRST_PID=$AGENT_PID
+cp -a "$CFG" "$T/agent-b"
+rm -f "$T/agent-b/run.lock"
+python3 - "$T/agent-b/enrollment.json" "https://localhost:$PORT_B" <<'PY'
+import json, sys
+e = json.load(open(sys.argv[1]))
+e["server"] = sys.argv[2]
+json.dump(e, open(sys.argv[1], "w"))
+PY
+"$QES_AGENT" run --config "$T/agent-b" --module "$QES_TEST_MODULE" --only-module \
+    --pinentry "$T/pinentry.sh" 2>> "$T/agent-b.log" &
+SECOND_PID=$!
+qes_on_exit "kill -KILL $SECOND_PID"
+for _ in $(seq 1 150); do kill -0 "$FIRST_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$FIRST_PID" 2>/dev/null && { tail -n 5 "$T/a.log" >&2; fail "the older agent on A was not replaced"; }
+rc=0
+wait "$FIRST_PID" || rc=$?
+expect_eq "$rc" 11 "exit status of the agent replaced from another replica"
+expect_contains "$T/a.log" '"msg":"bus: a newer session of the device opened on another replica: closing the one here"'
+grep -q "\"msg\":\"device session closed\".*\"device_id\":\"$DEVICE\".*\"reason\":\"replaced\"" "$T/a.log" ||
+    fail "A did not close the older session as replaced"
+# the device is on B now: a job asked on A goes there
+PORT_SAVE=$PORT_B
+PORT_B=$PORT_A
+sign "a contract asked on A for the device now on B"
+PORT_B=$PORT_SAVE
+kill -TERM "$SECOND_PID"
+wait "$SECOND_PID" 2>/dev/null || true
+ok "a newer session on B closes the older one on A (4003, the older agent exits 11); a job asked on A reaches the device on B"
 
 # ---------------------------------------------------------------------------
 # Revoked through B while the session is on A.

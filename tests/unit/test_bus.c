@@ -148,6 +148,17 @@ test_round_trips(void **state)
 	assert_int_equal(d.op, QESD_BUS_DIAG);
 	assert_string_equal(d.ref, "r1");
 	qes_buf_free(b);
+
+	qesd_bus_msg_init(&m, QESD_BUS_REPLACE);
+	strcpy(m.tenant_id, TENANT);
+	strcpy(m.device_id, DEVICE);
+	strcpy(m.session_id, "ses_newer");
+	m.since_ms = INT64_C(1764115200123);
+	round_trip(&m, &b, &d);
+	assert_int_equal(d.op, QESD_BUS_REPLACE);
+	assert_string_equal(d.session_id, "ses_newer");
+	assert_true(d.since_ms == INT64_C(1764115200123));
+	qes_buf_free(b);
 }
 
 static void
@@ -249,6 +260,21 @@ test_parser_refuses(void **state)
 	    &d), QES_ERR_FORMAT);
 	assert_int_equal(decode_str("{\"v\":1,\"op\":\"diag_result\",\"t\":\"a\",\"d\":\"c\",\"ref\":\"r.x\",\"outcome\":\"ok\"}\n",
 	    &d), QES_ERR_FORMAT);
+	/* a replace needs the newer session and its time */
+	assert_int_equal(decode_str("{\"v\":1,\"op\":\"replace\",\"t\":\"a\",\"d\":\"c\",\"s\":\"s1\"}\n",
+	    &d), QES_ERR_FORMAT);
+	assert_int_equal(decode_str("{\"v\":1,\"op\":\"replace\",\"t\":\"a\",\"d\":\"c\",\"since_ms\":5}\n",
+	    &d), QES_ERR_FORMAT);
+	assert_int_equal(decode_str("{\"v\":1,\"op\":\"replace\",\"t\":\"a\",\"d\":\"c\",\"s\":\"s1\",\"since_ms\":-5}\n",
+	    &d), QES_ERR_FORMAT);
+	assert_int_equal(decode_str("{\"v\":1,\"op\":\"replace\",\"t\":\"a\",\"d\":\"c\",\"s\":\"s1\",\"since_ms\":5}\n",
+	    &d), 0);
+	assert_true(d.since_ms == 5);
+	/* ... and a since_ms on another op means nothing */
+	assert_int_equal(decode_str("{\"v\":1,\"op\":\"live\",\"t\":\"a\",\"d\":\"c\",\"since_ms\":5,\"s\":\"s1\"}\n",
+	    &d), 0);
+	assert_true(d.since_ms == 0);
+	assert_string_equal(d.session_id, "");
 	/* an unknown key is ignored (a newer replica's optional field) */
 	assert_int_equal(decode_str("{\"v\":1,\"op\":\"live\",\"t\":\"a\",\"d\":\"c\",\"hint\":[1,2]}\n",
 	    &d), 0);
@@ -321,7 +347,7 @@ test_local_bus(void **state)
 	    (const uint8_t *)"{}", 2), QES_ERR_INVALID_ARG);
 	assert_int_equal(qesd_bus_diagnose(bus, TENANT, DEVICE, "r"),
 	    QES_ERR_NOT_FOUND);
-	qesd_bus_device_open(bus, TENANT, DEVICE, "ses_1");
+	qesd_bus_device_open(bus, TENANT, DEVICE, "ses_1", 1);
 	qesd_bus_device_closed(bus, TENANT, DEVICE, "ses_1");
 	qesd_bus_job_changed(bus, TENANT, "job_1");
 	qesd_bus_stop(bus);
