@@ -539,8 +539,12 @@ create_raw(qesd_request *req, qesd_response *resp)
 			for (i = 0; i < n; i++)
 				mime[i] = (char)tolower((unsigned char)req->content_type[i]);
 			mime[n] = '\0';
+			/* octet-stream says nothing; a form type is what curl
+			 * -d sends by default, not the document's */
 			if (mime_ok(mime) &&
-			    strcmp(mime, "application/octet-stream") != 0)
+			    strcmp(mime, "application/octet-stream") != 0 &&
+			    strcmp(mime, "application/x-www-form-urlencoded") != 0 &&
+			    strcmp(mime, "multipart/form-data") != 0)
 				doc.mime_type = mime;
 		}
 	}
