@@ -610,7 +610,8 @@ verify_device_sig(const qesd_device *d, const struct hub_auth *a,
  * session of this replica is hub_register's to replace.
  */
 static void
-replace_elsewhere(struct hub_sess *s, int64_t now_ms)
+replace_elsewhere(struct hub_sess *s, const char *tenant_id,
+    const char *device_id, int64_t now_ms)
 {
 	qesd_hub *hub = s->hub;
 	qesd_device_session *v = NULL;
@@ -620,7 +621,7 @@ replace_elsewhere(struct hub_sess *s, int64_t now_ms)
 	int r;
 
 	if ((r = qesd_store_begin(hub->app->store, QESD_TX_READ, &tx)) == 0)
-		r = qesd_session_list(tx, s->tenant_id, s->device_id, NULL,
+		r = qesd_session_list(tx, tenant_id, device_id, NULL,
 		    HUB_REPLACE_SCAN, &v, &n, next);
 	qesd_tx_end(tx);
 	tx = NULL;
@@ -650,8 +651,8 @@ replace_elsewhere(struct hub_sess *s, int64_t now_ms)
 		if (r != 0)
 			goto out;
 		qesd_log(QESD_LOG_INFO, "device session on another replica "
-		    "replaced by a new one here", QLS("tenant", s->tenant_id),
-		    QLS("device_id", s->device_id), QLS("session_id", v[i].id),
+		    "replaced by a new one here", QLS("tenant", tenant_id),
+		    QLS("device_id", device_id), QLS("session_id", v[i].id),
 		    QLS("replica", v[i].replica),
 		    QLS("replaced_by", s->session_id));
 		if (hub->events.session_closed != NULL)
@@ -662,8 +663,8 @@ replace_elsewhere(struct hub_sess *s, int64_t now_ms)
 	if (r != 0)
 		qesd_log(QESD_LOG_WARN, "the older sessions of a reconnected "
 		    "device could not be closed; the reaper or their replica "
-		    "will", QLS("tenant", s->tenant_id),
-		    QLS("device_id", s->device_id), QLS("error", qes_strerror(r)));
+		    "will", QLS("tenant", tenant_id),
+		    QLS("device_id", device_id), QLS("error", qes_strerror(r)));
 	free(v);
 }
 
@@ -730,7 +731,8 @@ auth_work(void *arg)
 	a->fail_reason = NULL;
 	qesd_tx_end(tx);
 	tx = NULL;
-	replace_elsewhere(s, a->now_ms);
+	/* s's tenant and device are set on the loop later: d's here */
+	replace_elsewhere(s, d.tenant_id, d.id, a->now_ms);
  out:
 	if (r != 0 && !a->ok)
 		qesd_log(QESD_LOG_WARN, "device authentication: store error",

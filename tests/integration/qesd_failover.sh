@@ -24,6 +24,8 @@
 #    the restarted A; B exits 0;
 #  - SIGTERM on a replica whose dialog outlasts drain_timeout_s: the job
 #    fails with gateway_restart before the deadline and the replica exits 0;
+#  - SIGKILL on A and the agent back on B before any reaper acts: the new
+#    session replaces A's in the store and A's job fails at once;
 #  - at the end no job is in a state that is not final.
 . "$(dirname -- "$0")/../lib.sh"
 T=$(qes_tmpdir)
@@ -297,6 +299,40 @@ expect_eq "$(qes_psql -c "SELECT state || ' ' || coalesce(reason, '') FROM jobs 
     "failed gateway_restart" "the job whose dialog outlasted the drain"
 [ "$MS" -le 7000 ] || fail "the drain took ${MS} ms (drain_timeout_s 6)"
 ok "SIGTERM with a dialog longer than drain_timeout_s (6 s): the job failed gateway_restart, B exited 0 after ${MS} ms"
+
+# ---------------------------------------------------------------------------
+# The device back on B at once after A died, before any reaper could act:
+# its new session replaces A's in the store and A's job fails at once.
+DEAD_S=30
+conf "$T/a-slow.conf" replica-a "$PORT_A" 20
+conf "$T/b-slow.conf" replica-b "$PORT_B" 20
+kill -KILL "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null || true
+start_qesd "$T/a-slow.conf" "$T/a3.log"
+PID_A=$SERVER_PID
+start_qesd "$T/b-slow.conf" "$T/b3.log"
+PID_B=$SERVER_PID
+"$QES_AGENT" run --config "$CFG" --module "$QES_TEST_MODULE" --only-module \
+    --pinentry "$T/pinentry.sh" 2>> "$T/agent.log" &
+AGENT_PID=$!
+qes_on_exit "kill -KILL $AGENT_PID"
+open_on replica-a 20
+credential "$PORT_A"
+pinentry_script "sleep 120" "pin $QES_TOKEN_A_PIN"
+submit "$PORT_B" "a contract when A dies again"
+REPLACED_JOB=$JOB
+wait_state "$PORT_B" awaiting_user 20
+kill -KILL "$PID_A"
+wait "$PID_A" 2>/dev/null || true
+T0=$(date +%s%N)
+wait_state "$PORT_B" failed 15
+T1=$(date +%s%N)
+MS=$(( (T1 - T0) / 1000000 ))
+expect_eq "$REASON" device_disconnected "reason of the job whose device came back elsewhere"
+expect_eq "$(qes_psql -c "SELECT close_reason FROM device_sessions WHERE replica_id = 'replica-a' ORDER BY connected_at_ms DESC LIMIT 1")" \
+    replaced "close reason of A's last session"
+open_on replica-b 5
+ok "SIGKILL on A, the agent back on B at once: A's session closed as replaced and its job failed ${MS} ms after the kill (replica_dead_after_s ${DEAD_S})"
 
 # ---------------------------------------------------------------------------
 OPEN=$(qes_psql -c "SELECT count(*) FROM jobs WHERE state NOT IN ('completed', 'failed', 'expired', 'cancelled')")
