@@ -20,6 +20,16 @@
 #         holding the body and the headers) and N (the request's number).
 #   expect_problem STATUS NAME   the last response is an RFC 9457 problem
 #         with that status and type urn:qes:problem:NAME.
+#   qesd_tls_files DIR [CN]   DIR/server.key and DIR/server.pem (localhost
+#         and 127.0.0.1, issued by the test PKI's root) and DIR/pepper
+#   enroll_agent SERVER CODE CONFIG [NAME]   `qes-agent enroll` into the
+#         directory CONFIG (output $T/enroll.out, .err); sets DEVICE
+#   start_agent CONFIG PINENTRY [LOG]   `qes-agent run` on the private
+#         SoftHSM2 module (qes_private_tokens) in the background, appending to
+#         LOG (default $T/agent.log), under valgrind with QES_VALGRIND=1; sets
+#         AGENT_PID (killed at exit, also when stopped)
+#   wait_credential KEY [CERT]   poll GET /v1/credentials (3 s) until token
+#         A's key 02 is listed (with CERT's SHA-256 if given); sets CRED
 #
 # The backend: QES_TEST_BACKEND=sqlite (the default) runs qesd as the test
 # writes it, on its SQLite file and the in-process bus; QES_TEST_BACKEND=pgnats
@@ -255,6 +265,67 @@ expect_problem() {
         fail "response $N is not application/problem+json"
 }
 
+qesd_tls_files() {
+    local dir=$1 cn=${2:-localhost}
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/server.key" \
+        -out "$dir/server.csr" -subj "/CN=$cn" 2>/dev/null || fail "server key"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
+        >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$QES_PKI/root-ca.pem" \
+        -CAkey "$QES_PKI/root-ca.key" -set_serial "0x$(openssl rand -hex 12)" -days 2 \
+        -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null || fail "server certificate"
+    chmod 600 "$dir/server.key"
+    openssl rand -hex 32 >"$dir/pepper"
+    chmod 600 "$dir/pepper"
+}
+
+enroll_agent() {
+    local name=()
+    [ -z "${4:-}" ] || name=(--name "$4")
+    "$QES_AGENT" enroll --server "$1" --code "$2" --ca "$CA" --config "$3" "${name[@]}" \
+        >"$T/enroll.out" 2>"$T/enroll.err" || { cat "$T/enroll.err" >&2; fail "qes-agent enroll"; }
+    DEVICE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_id"])' \
+        "$3/enrollment.json") || fail "no device id in $3/enrollment.json"
+}
+
+start_agent() {
+    local cfg=$1 pe=$2 log=${3:-$T/agent.log} vg=()
+    if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
+        vg=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
+            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
+            --suppressions="$QES_SOURCE_DIR/tests/valgrind.supp")
+    fi
+    # a simple command, so that $! is the agent itself (signals reach it)
+    "${vg[@]}" "$QES_AGENT" run --config "$cfg" --module "$QES_TEST_MODULE" --only-module \
+        --pinentry "$pe" 2>>"$log" &
+    AGENT_PID=$!
+    qes_on_exit "kill -CONT $AGENT_PID; kill -KILL $AGENT_PID"
+}
+
+wait_credential() {
+    local key=$1 sha= _
+    [ -z "${2:-}" ] || sha=$(openssl x509 -in "$2" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
+    CRED=
+    for _ in $(seq 1 150); do
+        call "$key" GET /v1/credentials
+        if [ "$CODE" = 200 ]; then
+            CRED=$(python3 - "$BODY" "$QES_TOKEN_A_SERIAL" 02 "$sha" <<'PY'
+import json, sys
+for c in json.load(open(sys.argv[1]))["items"]:
+    if c["token_serial"] == sys.argv[2] and c["key_id"] == sys.argv[3] and \
+            sys.argv[4] in ("", c["certificate_sha256"]):
+        print(c["id"])
+        break
+PY
+)
+            [ -n "$CRED" ] && return 0
+        fi
+        sleep 0.2
+    done
+    tail -n 20 "$T/agent.log" >&2 2>/dev/null
+    fail "GET /v1/credentials on port $PORT never listed token A's key 02"
+}
+
 # qesd_with_agent NAME [EXTRA_CONF]: the stage of a test that signs through
 # the gateway, built in the current directory (the test's $T): a localhost
 # certificate from the test PKI, qesd.conf (store qesd.db: see qesd_conf; the lines
@@ -266,15 +337,8 @@ expect_problem() {
 # Sets SERVER, KEY, CRED, AGENT_PID; pinentry_script LINE... rewrites the
 # dialog's script (QES_TEST_PINENTRY_SCRIPT and _LOG are exported).
 qesd_with_agent() {
-    local name=$1 extra=${2:-} enroll sha _
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
-        -out server.csr -subj "/CN=qesd $name" 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >server.ext
-    openssl x509 -req -in server.csr -CA "$QES_PKI/root-ca.pem" -CAkey "$QES_PKI/root-ca.key" \
-        -set_serial "0x$(openssl rand -hex 12)" -days 2 -extfile server.ext -out server.pem 2>/dev/null
-    chmod 600 server.key
-    openssl rand -hex 32 >pepper
-    chmod 600 pepper
+    local name=$1 extra=${2:-} enroll
+    qesd_tls_files "$PWD" "qesd $name"
     cat >qesd.conf <<CONF
 listen = 127.0.0.1:0
 tls_cert = $PWD/server.pem
@@ -301,34 +365,13 @@ CONF
     call "$KEY" POST /v1/enrollments '{}'
     expect_eq "$CODE" 201 "POST /v1/enrollments"
     enroll=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["code"])' "$BODY")
-    "$QES_AGENT" enroll --server "$SERVER" --code "$enroll" --ca "$CA" --config agent \
-        --name "$name desktop" >enroll.out 2>enroll.err || { cat enroll.err >&2; fail "enroll"; }
+    enroll_agent "$SERVER" "$enroll" agent "$name desktop"
     export QES_TEST_PINENTRY_SCRIPT=$PWD/pinentry.script QES_TEST_PINENTRY_LOG=$PWD/pinentry.log
     pinentry_script() {
         printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"
         rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"
     }
     pinentry_script "pin $QES_TOKEN_A_PIN"
-    "$QES_AGENT" run --config agent --module "$QES_TEST_MODULE" --only-module \
-        --pinentry "$QES_BUILD_DIR/tests/qes-test-pinentry" 2>>agent.log &
-    AGENT_PID=$!
-    qes_on_exit "kill -KILL $AGENT_PID"
-    sha=$(openssl x509 -in "$QES_PKI/qual-p256.pem" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
-    CRED=
-    for _ in $(seq 1 100); do
-        call "$KEY" GET /v1/credentials
-        if [ "$CODE" = 200 ]; then
-            CRED=$(python3 - "$BODY" "$QES_TOKEN_A_SERIAL" 02 "$sha" <<'PY'
-import json, sys
-for c in json.load(open(sys.argv[1]))["items"]:
-    if c["token_serial"] == sys.argv[2] and c["key_id"] == sys.argv[3] and \
-            c["certificate_sha256"] == sys.argv[4]:
-        print(c["id"])
-PY
-)
-            [ -n "$CRED" ] && break
-        fi
-        sleep 0.2
-    done
-    [ -n "$CRED" ] || fail "GET /v1/credentials never listed token A's P-256 credential"
+    start_agent agent "$QES_BUILD_DIR/tests/qes-test-pinentry" "$PWD/agent.log"
+    wait_credential "$KEY" "$QES_PKI/qual-p256.pem"
 }

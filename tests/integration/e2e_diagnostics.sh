@@ -38,16 +38,7 @@ TIMEOUT_S=4
 
 # ---------------------------------------------------------------------------
 # qesd with a localhost certificate from the test PKI; two tenants.
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/server.key" \
-    -out "$T/server.csr" -subj "/CN=qesd diagnostics" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-    >"$T/server.ext"
-openssl x509 -req -in "$T/server.csr" -CA "$QES_PKI/root-ca.pem" -CAkey "$QES_PKI/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 12)" -days 2 -extfile "$T/server.ext" \
-    -out "$T/server.pem" 2>/dev/null
-chmod 600 "$T/server.key"
-openssl rand -hex 32 >"$T/pepper"
-chmod 600 "$T/pepper"
+qesd_tls_files "$T" "qesd diagnostics"
 cat >"$T/qesd.conf" <<EOF
 listen = 127.0.0.1:0
 tls_cert = $T/server.pem
@@ -105,23 +96,12 @@ call "$KEY" POST /v1/enrollments '{"name":"diag desktop"}'
 expect_eq "$CODE" 201 "POST /v1/enrollments"
 ECODE=$(jget 'v["code"]')
 CFG=$T/agent
-"$QES_AGENT" enroll --server "$SERVER" --code "$ECODE" --ca "$CA" --config "$CFG" \
-    >"$T/enroll.out" 2>"$T/enroll.err" || { cat "$T/enroll.err" >&2; fail "enroll"; }
-DEVICE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_id"])' "$CFG/enrollment.json")
+enroll_agent "$SERVER" "$ECODE" "$CFG"
 
 AGENT_PID=
-start_agent() {
-    local i vg=()
-    if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
-        vg=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
-            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
-            --suppressions="$QES_SOURCE_DIR/tests/valgrind.supp")
-    fi
-    # a simple command, so that $! is the agent itself (SIGSTOP reaches it)
-    "${vg[@]}" "$QES_AGENT" run --config "$CFG" --module "$QES_TEST_MODULE" --only-module \
-        --pinentry /bin/false 2>>"$T/agent.log" &
-    AGENT_PID=$!
-    qes_on_exit "kill -CONT $AGENT_PID; kill -KILL $AGENT_PID"
+run_agent() { # start_agent (tests/qesd.sh), then wait until the device is live
+    local i
+    start_agent "$CFG" /bin/false
     # live once GET /v1/devices/{id} says so
     for i in $(seq 1 200); do
         call "$KEY" GET "/v1/devices/$DEVICE"
@@ -140,7 +120,7 @@ wait_offline() {
     done
     fail "the device stays live"
 }
-start_agent
+run_agent
 ok "tenant $TENANT, device $DEVICE enrolled, qes-agent connected"
 
 # ---------------------------------------------------------------------------
@@ -262,7 +242,7 @@ ok "the session closed while waiting: 502 device_disconnected after $ELAPSED_MS 
 
 # ---------------------------------------------------------------------------
 # Revoked.
-start_agent
+run_agent
 call "$KEY" DELETE "/v1/devices/$DEVICE"
 expect_eq "$CODE" 204 "DELETE /v1/devices/{id}"
 call "$KEY" POST "/v1/devices/$DEVICE/diagnostics"

@@ -39,16 +39,7 @@ mkdir -p "$T/http"
 
 # ---------------------------------------------------------------------------
 # qesd with a localhost certificate from the test PKI.
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/server.key" \
-    -out "$T/server.csr" -subj "/CN=qesd e2e" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-    >"$T/server.ext"
-openssl x509 -req -in "$T/server.csr" -CA "$QES_PKI/root-ca.pem" -CAkey "$QES_PKI/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 12)" -days 2 -extfile "$T/server.ext" \
-    -out "$T/server.pem" 2>/dev/null
-chmod 600 "$T/server.key"
-openssl rand -hex 32 >"$T/pepper"
-chmod 600 "$T/pepper"
+qesd_tls_files "$T" "qesd e2e"
 # a fixed port, so the enrolled URL survives a restart of qesd
 PORT=$(qes_free_port)
 cat >"$T/qesd.conf" <<EOF
@@ -102,10 +93,7 @@ ok "tenant $TENANT, an API key (sign, devices, diagnostics, audit), enrollment c
 # ---------------------------------------------------------------------------
 # Enroll and run the agent.
 CFG=$T/agent
-"$QES_AGENT" enroll --server "https://localhost:$PORT" --code "$CODE" \
-    --ca "$QES_PKI/root-ca.pem" --config "$CFG" --name "e2e desktop" \
-    >"$T/enroll.out" 2>"$T/enroll.err" || { cat "$T/enroll.err" >&2; fail "enroll"; }
-DEVICE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_id"])' "$CFG/enrollment.json")
+enroll_agent "https://localhost:$PORT" "$CODE" "$CFG" "e2e desktop"
 rc=0
 "$QES_AGENT" enroll --server "https://localhost:$PORT" --code "$CODE" \
     --ca "$QES_PKI/root-ca.pem" --config "$T/agent2" >/dev/null 2>"$T/enroll2.err" || rc=$?
@@ -123,18 +111,8 @@ pinentry_script() { printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"; rm -f "$QES
 pinentry_script "pin $QES_TOKEN_A_PIN"
 
 AGENT_PID=
-start_agent() {
-    local vg=()
-    if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
-        vg=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
-            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
-            --suppressions="$QES_SOURCE_DIR/tests/valgrind.supp")
-    fi
-    "${vg[@]}" "$QES_AGENT" run --config "$CFG" --module "$QES_TEST_MODULE" --only-module \
-        --pinentry "$T/pinentry.sh" 2>>"$T/agent.log" &
-    AGENT_PID=$!
-    qes_on_exit "kill -KILL $AGENT_PID"
-}
+# run_agent: start_agent (tests/qesd.sh) with this test's configuration
+run_agent() { start_agent "$CFG" "$T/pinentry.sh"; }
 # wait_exit PID SECONDS: $EXIT_RC is its exit status; fail if it still runs
 wait_exit() {
     local i
@@ -166,7 +144,7 @@ wait_credentials() {
     cat "$T/http/creds.json" >&2
     fail "GET /v1/credentials did not list $1 credentials"
 }
-start_agent
+run_agent
 wait_sessions 1 20
 wait_credentials 4
 ok "qes-agent run: session open, GET /v1/credentials lists the tokens' certificates"
@@ -418,7 +396,7 @@ ok "agent killed with the dialog open: failed: device_disconnected"
 
 # qesd restarted with a job in flight: the job ends (gateway_restart) and the
 # agent reconnects by itself.
-start_agent
+run_agent
 S0=$(sessions_opened)
 wait_sessions $((S0 + 1)) 20
 S1=$(sessions_opened)
@@ -450,7 +428,7 @@ wait_exit "$AGENT_PID" 10
 expect_eq "$EXIT_RC" 10 "agent exit status after revocation"
 expect_contains "$T/agent.log" "enroll again"
 S0=$(sessions_opened)
-start_agent
+run_agent
 # docs/protocol.md 3.5: a revoked device is refused with 4002, and the agent stops
 wait_exit "$AGENT_PID" 20
 expect_eq "$EXIT_RC" 10 "a revoked device cannot reconnect"

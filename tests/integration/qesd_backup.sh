@@ -41,16 +41,7 @@ qes_private_tokens "$T/tokens"
 PE=$QES_BUILD_DIR/tests/qes-test-pinentry
 mkdir -p "$T/resp" "$T/load" "$T/restore"
 
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
-    > "$T/ext.cnf"
-openssl x509 -req -in "$T/server.csr" -CA "$CA" -CAkey "$QES_PKI/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$T/ext.cnf" \
-    -out "$T/server.pem" 2>/dev/null
-chmod 600 "$T/server.key"
-openssl rand -hex 32 > "$T/pepper"
-chmod 600 "$T/pepper"
+qesd_tls_files "$T"
 DB=$T/qesd.db
 BACKUP=$T/backup/qesd-backup.db
 mkdir -p "$T/backup"
@@ -130,40 +121,16 @@ KEY=$(jget 'v["key"]')
 check 201 "an enrollment code" "$KEY" POST /v1/enrollments '{}'
 ENROLL_CODE=$(jget 'v["code"]')
 CFG=$T/agent
-"$QES_AGENT" enroll --server "https://localhost:$PORT" --code "$ENROLL_CODE" \
-    --ca "$CA" --config "$CFG" --name "backup desktop" \
-    > "$T/enroll.out" 2> "$T/enroll.err" || { cat "$T/enroll.err" >&2; fail "enroll"; }
+enroll_agent "https://localhost:$PORT" "$ENROLL_CODE" "$CFG" "backup desktop"
 
-cat > "$T/pinentry.sh" <<EOF
-#!/bin/sh
-exec "$PE"
-EOF
-chmod 755 "$T/pinentry.sh"
 export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$T/pinentry.log
 {
     for _ in 1 2 3 4; do echo "pin $QES_TOKEN_A_PIN"; done
     echo "sleep 60"                      # the fifth job: the signer hesitates
     for _ in $(seq 1 200); do echo "pin $QES_TOKEN_A_PIN"; done
 } > "$QES_TEST_PINENTRY_SCRIPT"
-"$QES_AGENT" run --config "$CFG" --module "$QES_TEST_MODULE" --only-module \
-    --pinentry "$T/pinentry.sh" 2>> "$T/agent.log" &
-AGENT_PID=$!
-qes_on_exit "kill -KILL $AGENT_PID"
-CRED=
-for _ in $(seq 1 100); do
-    call "$KEY" GET /v1/credentials
-    if [ "$CODE" = 200 ]; then
-        CRED=$(python3 -c '
-import json, sys
-for c in json.load(open(sys.argv[1]))["items"]:
-    if c["token_serial"] == sys.argv[2] and c["key_id"] == "02":
-        print(c["id"])
-        break' "$BODY" "$QES_TOKEN_A_SERIAL")
-        [ -n "$CRED" ] && break
-    fi
-    sleep 0.2
-done
-[ -n "$CRED" ] || { tail -n 20 "$T/agent.log" >&2; fail "the agent's P-256 credential is not listed"; }
+start_agent "$CFG" "$PE"
+wait_credential "$KEY"
 ok "qesd serving, agent enrolled and connected, credential $CRED"
 
 # ---------------------------------------------------------------------------

@@ -34,16 +34,7 @@ for tool in curl openssl python3; do
 done
 [ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI (run tests/setup-testenv.sh)"
 
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
-    > "$T/ext.cnf"
-openssl x509 -req -in "$T/server.csr" -CA "$CA" -CAkey "$QES_PKI/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$T/ext.cnf" \
-    -out "$T/server.pem" 2>/dev/null
-chmod 600 "$T/server.key"
-openssl rand -hex 32 > "$T/pepper"
-chmod 600 "$T/pepper"
+qesd_tls_files "$T"
 echo 0 > "$T/clock"
 OFFSET_MS=0
 DB=$T/qesd.db

@@ -34,16 +34,7 @@ qes_private_tokens "$T/tokens"
 PE=$QES_BUILD_DIR/tests/qes-test-pinentry
 mkdir -p "$T/resp" "$T/load"
 
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
-    > "$T/ext.cnf"
-openssl x509 -req -in "$T/server.csr" -CA "$CA" -CAkey "$QES_PKI/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$T/ext.cnf" \
-    -out "$T/server.pem" 2>/dev/null
-chmod 600 "$T/server.key"
-openssl rand -hex 32 > "$T/pepper"
-chmod 600 "$T/pepper"
+qesd_tls_files "$T"
 
 qes_pg_start
 ok "a private PostgreSQL cluster on 127.0.0.1:$QES_PG_PORT"
@@ -105,41 +96,17 @@ ok "qesd admin made the tenant; two replicas ready; a key made on A works on B"
 # ---------------------------------------------------------------------------
 # An agent on replica A and a signature: devices, sessions, credentials, jobs.
 CFG=$T/agent
-"$QES_AGENT" enroll --server "https://localhost:$PORT_A" --code "$ENROLL_CODE" \
-    --ca "$CA" --config "$CFG" --name "pg desktop" \
-    > "$T/enroll.out" 2> "$T/enroll.err" || { cat "$T/enroll.err" >&2; fail "enroll"; }
-cat > "$T/pinentry.sh" <<EOF
-#!/bin/sh
-exec "$PE"
-EOF
-chmod 755 "$T/pinentry.sh"
+enroll_agent "https://localhost:$PORT_A" "$ENROLL_CODE" "$CFG" "pg desktop"
 export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$T/pinentry.log
 for _ in $(seq 1 20); do echo "pin $QES_TOKEN_A_PIN"; done > "$QES_TEST_PINENTRY_SCRIPT"
-"$QES_AGENT" run --config "$CFG" --module "$QES_TEST_MODULE" --only-module \
-    --pinentry "$T/pinentry.sh" 2>> "$T/agent.log" &
-AGENT_PID=$!
-qes_on_exit "kill -KILL $AGENT_PID"
+start_agent "$CFG" "$PE"
 
 # credential PORT: the live P-256 credential of token A, as that replica lists it
 credential() {
-    local p=$PORT i
+    local p=$PORT
     PORT=$1
-    CRED=
-    for i in $(seq 1 150); do
-        call "$KEY" GET /v1/credentials
-        if [ "$CODE" = 200 ]; then
-            CRED=$(python3 -c '
-import json, sys
-for c in json.load(open(sys.argv[1]))["items"]:
-    if c["token_serial"] == sys.argv[2] and c["key_id"] == "02":
-        print(c["id"])
-        break' "$BODY" "$QES_TOKEN_A_SERIAL")
-            [ -n "$CRED" ] && break
-        fi
-        sleep 0.2
-    done
+    wait_credential "$KEY"
     PORT=$p
-    [ -n "$CRED" ] || { tail -n 20 "$T/agent.log" >&2; fail "no live P-256 credential on port $1"; }
 }
 # sign WHAT: a job on replica A for the document WHAT, signed and verified
 sign() {
