@@ -134,7 +134,8 @@ def tsa_reply(query, mode):
         query = mutate_query(query, "imprint")
     elif mode not in ("", "rejection"):
         return None
-    qfile = f"{ARGS.work}/query.der"
+    # one file per request thread: concurrent requests must not swap queries
+    qfile = f"{ARGS.work}/query-{threading.get_ident()}.der"
     with open(qfile, "wb") as f:
         f.write(query)
     if mode == "rejection":
