@@ -18,7 +18,10 @@
 # detached and enveloping B-B..B-LT; XAdES enveloped and detached
 # B-B..B-LTA; JAdES JSON B-B..B-LT and compact B-B.
 #
-# Also: a 20 MB PDF as a raw upload (Content-Type: application/pdf); the
+# Also: the finish in another process (a qesd killed while its finisher
+# waits for the TSA, a second one on the same store re-prepares the sealed
+# PDF and finishes it); a 20 MB PDF as a raw upload (Content-Type:
+# application/pdf); the
 # result handed out once (410 after); a document over document_max_bytes
 # (413 document_too_large); combinations qes does not make (400 naming
 # them); a byte changed in a returned PDF's signed range refused by pdfsig
@@ -48,6 +51,46 @@ CA=$P/root-ca.pem
 . "$QES_SOURCE_DIR/tests/qesd.sh"
 
 # ---------------------------------------------------------------- qesd
+# qesd's TSA is the PKI's behind a pass-through that holds a request made
+# while $T/tsa.hold exists until it goes, then drops it (for the finish in
+# another process, below)
+cat >tsa_hold.py <<'EOF'
+import http.server, os, sys, time, urllib.request
+port_file, hold, upstream = sys.argv[1:4]
+class Hold(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if os.path.exists(hold):
+            # held until the hold goes, then dropped: its client (a qesd
+            # killed meanwhile) is gone, and the TSA takes one at a time
+            open(hold + ".seen", "w").close()
+            while os.path.exists(hold):
+                time.sleep(0.1)
+            self.send_error(503)
+            return
+        req = urllib.request.Request(upstream, data=body,
+                                     headers={"Content-Type": "application/timestamp-query"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            out = r.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/timestamp-reply")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def log_message(self, *args):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hold)
+srv.daemon_threads = True
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(srv.server_address[1]))
+os.rename(port_file + ".tmp", port_file)
+srv.serve_forever()
+EOF
+"$PY" tsa_hold.py tsa_hold.port "$T/tsa.hold" "$QES_PKI_TSA_URL" 2>tsa_hold.log &
+HOLD_PID=$!
+qes_on_exit "kill $HOLD_PID"
+for _ in $(seq 1 100); do [ -s tsa_hold.port ] && break; sleep 0.05; done
+[ -s tsa_hold.port ] || fail "the holding TSA did not start"
 cat "$P/issuing-ca.pem" "$P/root-ca.pem" >trust.pem
 openssl rand -hex 32 >doc.key
 chmod 600 doc.key
@@ -56,7 +99,7 @@ cat >ades.conf <<EOF
 document_key_file = $T/doc.key
 document_max_bytes = $DOC_MAX
 chain_file = $T/trust.pem
-tsa_url = $QES_PKI_TSA_URL
+tsa_url = http://127.0.0.1:$(cat tsa_hold.port)/tsa
 tsa_ca_file = $P/root-ca.pem
 EOF
 qesd_with_agent e2e-ades ades.conf
@@ -394,6 +437,48 @@ head -c $((DOC_MAX + 4096)) /dev/zero >over.pdf
 post over over.pdf application/pdf "?credential_id=$CRED&format=pades&level=B-B&title=Too%20big"
 expect_problem 413 document_too_large
 ok "a document over document_max_bytes ($DOC_MAX) is 413 document_too_large"
+
+# ---------------------------------------------------------------- another process finishes
+# (last: the agent stays with the first qesd's port.) The first qesd gets the signer's value and is killed (SIGKILL) while its
+# finisher waits for the timestamp; a second qesd on the same store finds
+# the signed job, prepares the PDF again from what it sealed (the digest
+# must be the one the signer signed: qes_ades_prepare is deterministic) and
+# finishes it.
+touch tsa.hold
+rm -f tsa.hold.seen
+pinentry_script "pin $QES_TOKEN_A_PIN"
+request_json resume.req pades B-LT - doc.pdf -
+post resume resume.req application/json
+[ "$CODE" = 202 ] || { cat "$BODY" >&2; fail "POST /v1/signatures (resume): $CODE"; }
+ID=$(jget "$BODY" 'v["id"]')
+st=
+for _ in $(seq 1 100); do
+    call "$KEY" GET "/v1/signatures/$ID"
+    st=$(jget "$BODY" 'v["state"]')
+    [ "$st" = signed ] && [ -e tsa.hold.seen ] && break
+    case $st in completed|failed|cancelled|expired) break ;; esac
+    sleep 0.2
+done
+[ "$st" = signed ] && [ -e tsa.hold.seen ] ||
+    { cat "$BODY" >&2; fail "the job is $st, not held at the TSA in signed"; }
+call "$KEY" GET "/v1/signatures/$ID/result"
+expect_problem 409 result_not_ready
+kill -KILL "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null || true
+rm -f tsa.hold
+start_qesd qesd.conf qesd.log
+SERVER="https://localhost:$PORT"
+for _ in $(seq 1 10); do
+    call "$KEY" GET "/v1/signatures/$ID?wait=30"
+    st=$(jget "$BODY" 'v["state"]')
+    case $st in completed|failed|cancelled|expired) break ;; esac
+done
+[ "$st" = completed ] || { cat "$BODY" >&2; tail -n 20 qesd.log >&2; fail "after the restart the job is $st"; }
+call "$KEY" GET "/v1/signatures/$ID/result"
+expect_eq "$CODE" 200 "GET the result from the second qesd"
+cp "$BODY" resume.pdf
+check_pades resume.pdf B-LT ""
+ok "PAdES B-LT signed while one qesd ran, that qesd killed at its TSA call: a second qesd prepared the stored PDF again (the same digest) and finished it; valid everywhere"
 
 # ---------------------------------------------------------------- nothing kept
 expect_eq "$(db_value qesd.db "SELECT count(*) FROM job_documents")" 0 "rows left in job_documents"
