@@ -12,8 +12,18 @@
  * need many descriptors to do. The hard limit stays the administrator's:
  * LimitNOFILE= in the unit (deploy/systemd/qesd.service sets 65536), the
  * container runtime, or limits.conf (docs/configuration.md).
+ *
+ * At the limit, accept() fails with EMFILE; the listening socket stays
+ * readable, so an event loop that keeps polling it spins, and
+ * libwebsockets logs each failure: a qesd full of agents burned a CPU,
+ * wrote a million log lines in seconds and answered nobody. The server
+ * therefore tells libwebsockets to hold at most qesd_fd_limit_connections()
+ * TLS connections (simultaneous_ssl_restriction): at that count it stops
+ * polling its listeners, new connections wait in the kernel's backlog, and
+ * accepting resumes when one closes.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -58,4 +68,18 @@ qesd_fd_limit_raise(void)
 	else
 		qesd_log(QESD_LOG_INFO, "open-file limit", QLI("nofile", rl.rlim_cur),
 		    QLI("raised_from", before));
+}
+
+int
+qesd_fd_limit_connections(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	if (rl.rlim_cur <= 2 * FD_RESERVE)
+		return rl.rlim_cur > 1 ? (int)(rl.rlim_cur / 2) : 1;
+	if (rl.rlim_cur - FD_RESERVE > (rlim_t)INT_MAX)
+		return INT_MAX;
+	return (int)(rl.rlim_cur - FD_RESERVE);
 }

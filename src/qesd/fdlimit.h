@@ -13,4 +13,13 @@
  */
 void qesd_fd_limit_raise(void);
 
+/*
+ * The TLS connections the server may hold at once: the open-file limit
+ * less a reserve for qesd's own descriptors (store, logs, bus, the
+ * server's pipes), at least 1; 0 when the limit is infinite. At this many
+ * the server stops accepting until one closes, instead of failing accept()
+ * with EMFILE in a loop.
+ */
+int qesd_fd_limit_connections(void);
+
 #endif

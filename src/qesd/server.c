@@ -56,6 +56,7 @@
 #include "log.h"
 #include "hub_ws.h"
 #include "problem.h"
+#include "fdlimit.h"
 #include "server.h"
 
 #define TICK_US (100 * LWS_US_PER_MS)
@@ -1550,6 +1551,8 @@ qesd_server_new(const qesd_server_config *sc, qesd_server **out, char *err,
 		arena = 131072;
 	info.max_http_header_data2 = (unsigned)arena;
 	info.max_http_header_pool2 = 256;
+	/* stop accepting below the open-file limit, not spin on EMFILE */
+	info.simultaneous_ssl_restriction = qesd_fd_limit_connections();
 	if ((srv->ctx = lws_create_context(&info)) == NULL) {
 		r = errf(err, errlen, "cannot create the libwebsockets context");
 		goto fail;

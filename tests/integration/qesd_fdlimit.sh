@@ -8,6 +8,11 @@
 # keep-alive TLS connections (each has made one request) while a new
 # client is still served. Without the raise, the 250-odd-th connection
 # fails with EMFILE and the server spins on its listening socket.
+#
+# Then qesd runs at a hard limit of 256: it must stop accepting at 192 TLS
+# connections (the limit less 64 for its own files) instead of failing
+# accept() with EMFILE in a loop (a million log lines in seconds, and no
+# answer to anyone), and serve again once they close.
 . "$(dirname -- "$0")/../lib.sh"
 T=$(qes_tmpdir)
 QESD=$QES_BUILD_DIR/qesd
@@ -84,3 +89,46 @@ if [ "$(grep -c 'errno 24' "$T/qesd.log" || true)" != 0 ]; then
     fail "qesd ran out of descriptors (EMFILE in its log)"
 fi
 ok "no EMFILE in the log"
+
+# ---------------------------------------------------------------------------
+# At the hard limit: 256 descriptors, so 192 TLS connections at most.
+printf '#!/bin/sh\nexec prlimit --nofile=256:256 %s "$@"\n' "$QES_BUILD_DIR/qesd" > "$T/qesd-256"
+chmod +x "$T/qesd-256"
+QESD=$T/qesd-256
+start_qesd "$T/qesd.conf" "$T/qesd-256.log"
+python3 - "$PORT" "$CA" <<'EOF' || fail "qesd at its descriptor limit"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+req = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+def one(timeout):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=timeout),
+                        server_hostname="localhost")
+    s.sendall(req)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise OSError("closed before an answer")
+        data += chunk
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise SystemExit("unexpected answer %r" % data[:40])
+    return s
+held = []
+try:
+    while len(held) < 300:
+        held.append(one(2))
+except OSError:
+    pass
+if not 150 <= len(held) <= 192:
+    raise SystemExit("%d connections held; expected 150..192 (at most 256 - 64)" % len(held))
+for s in held:
+    s.close()
+one(10).close()
+print("held %d at the limit, served again after they closed" % len(held))
+EOF
+ok "at a hard limit of 256 qesd holds at most 192 connections, then serves again"
+stop_qesd
+n=$(grep -c 'errno 24' "$T/qesd-256.log" || true)
+expect_eq "$n" 0 "EMFILE lines in the log at the limit"
+ok "no accept() loop on EMFILE at the limit"
