@@ -698,21 +698,21 @@ finish_scan(qesd_jobs *j, int64_t min_age_ms, uint64_t *count)
 	if (!j->ades.enabled)
 		return 0;
 	/*
-	 * The live jobs, soonest expiry first: signed ones among them are
-	 * document jobs (a hash-only job never rests in signed). One batch a
-	 * round; a kick (jobs_ades_kick) reaches a job past the batch.
+	 * The jobs resting in signed, longest waiting first: document jobs
+	 * (a hash-only job never rests in signed), however many other jobs
+	 * are open. One batch a round.
 	 */
+	now = qesd_now_ms(j->app);
 	if ((r = qesd_store_begin(j->app->store, QESD_TX_READ, &tx)) == 0)
-		r = qesd_job_list_live(tx, INT64_MAX, SWEEP_BATCH, &items, &n);
+		r = qesd_job_list_signed_before(tx, min_age_ms > 0 ?
+		    now - min_age_ms + 1 : INT64_MAX, SWEEP_BATCH, &items, &n);
 	qesd_tx_end(tx);
 	if (r != 0)
 		return r;
-	now = qesd_now_ms(j->app);
 	for (i = 0; i < n; i++) {
 		int ri;
 
-		if (items[i].state != QESD_JOB_SIGNED ||
-		    items[i].updated_at_ms > now - min_age_ms)
+		if (items[i].state != QESD_JOB_SIGNED)
 			continue;
 		if (items[i].expires_at_ms + FINISH_GRACE_MS < now) {
 			ri = fail_signed(j, &items[i], "gateway_error", &moved);

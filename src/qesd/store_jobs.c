@@ -342,3 +342,11 @@ qesd_job_list_completed_before(qesd_tx *tx, int64_t before_ms, size_t limit,
 	return list(tx, QESD_JOB_LIST_COMPLETED, NULL, NULL, NULL, before_ms,
 	    limit, items, n);
 }
+
+int
+qesd_job_list_signed_before(qesd_tx *tx, int64_t before_ms, size_t limit,
+    qesd_job **items, size_t *n)
+{
+	return list(tx, QESD_JOB_LIST_SIGNED, NULL, NULL, NULL, before_ms,
+	    limit, items, n);
+}

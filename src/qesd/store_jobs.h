@@ -137,6 +137,10 @@ int qesd_job_list_live_on_device(qesd_tx *tx, const char *tenant_id,
 /* Completed jobs last changed before before_ms, ALL TENANTS (retention). */
 int qesd_job_list_completed_before(qesd_tx *tx, int64_t before_ms,
     size_t limit, qesd_job **items, size_t *n);
+/* Jobs resting in signed (document jobs waiting for their finish) last
+ * changed before before_ms, longest waiting first, ALL TENANTS. */
+int qesd_job_list_signed_before(qesd_tx *tx, int64_t before_ms,
+    size_t limit, qesd_job **items, size_t *n);
 
 /*
  * ---- job documents (migration 4): store_docs.c ----
@@ -206,6 +210,7 @@ enum qesd_job_list_kind {
 	QESD_JOB_LIST_LIVE = 1,		/* bound: expires_at_ms < bound_ms */
 	QESD_JOB_LIST_LIVE_DEVICE = 2,	/* tenant, device, optional session */
 	QESD_JOB_LIST_COMPLETED = 3,	/* bound: updated_at_ms < bound_ms */
+	QESD_JOB_LIST_SIGNED = 4,	/* bound: updated_at_ms < bound_ms */
 };
 
 struct qesd_store_job_ops {

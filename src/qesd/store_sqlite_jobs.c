@@ -48,6 +48,10 @@ static const char sql_list_device[] =
 static const char sql_list_completed[] =
     "SELECT " JOB_COLS " FROM jobs WHERE state = 'completed' "
     "AND updated_at_ms < ?1 ORDER BY updated_at_ms, id LIMIT ?2";
+/* LIVE too, so that the partial index jobs_live serves it */
+static const char sql_list_signed[] =
+    "SELECT " JOB_COLS " FROM jobs WHERE " LIVE " AND state = 'signed' "
+    "AND updated_at_ms < ?1 ORDER BY updated_at_ms, id LIMIT ?2";
 
 /* Columns 0..14 (JOB_COLS); -1 when a value breaks the schema's rules. */
 static int
@@ -214,6 +218,9 @@ sq_job_list(qesd_tx *tx, enum qesd_job_list_kind kind, const char *tenant_id,
 		break;
 	case QESD_JOB_LIST_COMPLETED:
 		sql = sql_list_completed;
+		break;
+	case QESD_JOB_LIST_SIGNED:
+		sql = sql_list_signed;
 		break;
 	default:
 		return QES_ERR_INVALID_ARG;

@@ -683,6 +683,42 @@ test_ades_xades_end_to_end(void **state)
 	qesd_job_clear(&job);
 }
 
+/*
+ * A signed job is finished however many other jobs are open: the finisher
+ * lists the jobs resting in signed, not the soonest-expiring live ones.
+ */
+static void
+test_ades_finish_beyond_batch(void **state)
+{
+	struct afx *f = *state;
+	qesd_job job, last;
+	char detail[256];
+	uint64_t count = 9;
+	size_t i;
+
+	memset(&last, 0, sizeof(last));
+	for (i = 0; i < SWEEP_BATCH + 1; i++) {
+		memset(&job, 0, sizeof(job));
+		assert_int_equal(a_submit(f, QES_ADES_XADES, QES_ADES_B_B,
+		    xml_doc, strlen(xml_doc), NULL, &job, detail,
+		    sizeof(detail)), QESD_SUBMIT_ACCEPTED);
+		/* keep the one the live listing would reach last */
+		if (i == 0 || job.expires_at_ms > last.expires_at_ms ||
+		    (job.expires_at_ms == last.expires_at_ms &&
+		    strcmp(job.id, last.id) > 0)) {
+			qesd_job_clear(&last);
+			last = job;
+		} else
+			qesd_job_clear(&job);
+	}
+	a_sign(f, last.id, 0);
+	assert_int_equal(a_state(f, last.id, NULL), QESD_JOB_SIGNED);
+	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(a_state(f, last.id, NULL), QESD_JOB_COMPLETED);
+	qesd_job_clear(&last);
+}
+
 static void
 test_ades_refusals(void **state)
 {
@@ -1169,6 +1205,7 @@ main(void)
 		T(test_retention_purges),
 #define A(fn) cmocka_unit_test_setup_teardown(fn, setup_ades, teardown_ades)
 		A(test_ades_xades_end_to_end),
+		A(test_ades_finish_beyond_batch),
 		A(test_ades_refusals),
 		A(test_ades_idempotency),
 		A(test_ades_digest_mismatch),
