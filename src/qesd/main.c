@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "routes.h"
 #include "server.h"
+#include "store_jobs.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -124,6 +125,18 @@ serve(int argc, char **argv)
 	    app.cfg.bus_credentials_file, "bus_credentials_file", err,
 	    sizeof(err)) != 0)
 		goto config_error;
+	/* the document key: a placeholder or a wrong mode is a configuration
+	 * error (exit 3: systemd does not restart, see qesd.service), checked
+	 * here before the store; jobs_ades.c reads it again for use */
+	if (app.cfg.document_key_file != NULL) {
+		uint8_t dk[QESD_DOC_KEY_LEN];
+
+		r = qesd_doc_key_load(app.cfg.document_key_file, dk, err,
+		    sizeof(err));
+		qes_wipe(dk, sizeof(dk));
+		if (r != 0)
+			goto config_error;
+	}
 	if (app.cfg.testing_routes)
 		qesd_log(QESD_LOG_WARN, "testing routes are ON: never do this in production");
 	/* one descriptor per agent: before the server sizes its table */
