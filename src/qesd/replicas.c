@@ -28,6 +28,7 @@
 /* a session closed this long ago with jobs still at its device: the
  * process that closed it died before failing them */
 #define LEFTOVER_AFTER_MS	30000
+#define FORGET_INTERVAL_MS	(10 * 60 * 1000)	/* look for old rows */
 
 struct qesd_replicas {
 	qesd_app *app;
@@ -39,6 +40,7 @@ struct qesd_replicas {
 	int64_t steady_since_ms;
 	int64_t last_ok_ms;
 	int64_t last_beat_mono_ms;		/* the last attempt */
+	int64_t next_forget_mono_ms;
 	int failing;				/* the last beat failed: logged once */
 
 	pthread_mutex_t mu;
@@ -274,6 +276,28 @@ end_leftover_jobs(qesd_replicas *r, int64_t now)
 	return 0;
 }
 
+/* Rows of replicas gone for QESD_REPLICA_FORGET_AFTER_MS without a
+ * session left: dropped, or every pod name ever would stay. */
+static void
+forget_old_rows(qesd_replicas *r, int64_t now)
+{
+	qesd_tx *tx = NULL;
+	uint64_t n = 0;
+	int rc;
+
+	if ((rc = qesd_store_begin(r->app->store, QESD_TX_WRITE, &tx)) == 0 &&
+	    (rc = qesd_replicas_forget(tx, now - QESD_REPLICA_FORGET_AFTER_MS,
+	    &n)) == 0)
+		rc = qesd_tx_commit(tx);
+	qesd_tx_end(tx);
+	if (rc != 0)
+		qesd_log(QESD_LOG_WARN, "rows of replicas long gone not dropped; "
+		    "the next round tries again", QLS("error", qes_strerror(rc)));
+	else if (n > 0)
+		qesd_log(QESD_LOG_INFO, "dropped the heartbeat rows of replicas "
+		    "gone for a week", QLI("replicas", n));
+}
+
 int
 qesd_replicas_reap(qesd_replicas *r, size_t *closed)
 {
@@ -343,6 +367,10 @@ qesd_replicas_reap(qesd_replicas *r, size_t *closed)
 	}
 	if (closed != NULL)
 		*closed = count;
+	if (rc == 0 && qesd_mono_ms() >= r->next_forget_mono_ms) {
+		forget_old_rows(r, now);
+		r->next_forget_mono_ms = qesd_mono_ms() + FORGET_INTERVAL_MS;
+	}
 	return rc;
 }
 

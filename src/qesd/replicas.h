@@ -66,6 +66,10 @@ typedef struct qesd_replicas_config {
 int qesd_replica_name(const qesd_config *cfg, char out[QESD_REPLICA_MAX + 1],
     char *err, size_t errlen);
 
+/* The heartbeat row of a replica gone this long, with no open session
+ * left, is dropped by the reaper. */
+#define QESD_REPLICA_FORGET_AFTER_MS (7LL * 24 * 3600 * 1000)
+
 /* app is borrowed (store, clock). Starts nothing. */
 int qesd_replicas_new(qesd_app *app, const qesd_replicas_config *c,
     qesd_replicas **out);

@@ -773,3 +773,23 @@ qesd_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
 	*n = got;
 	return 0;
 }
+
+int
+qesd_replicas_forget(qesd_tx *tx, int64_t before_ms, uint64_t *n)
+{
+	uint64_t got = 0;
+	int r;
+
+	if (n != NULL)
+		*n = 0;
+	if ((r = qesd_tx_check(tx, 1)) != 0)
+		return r;
+	if (before_ms <= 0)
+		return QES_ERR_INVALID_ARG;
+	if ((r = qesd_tx_result(tx, DOPS(tx)->replicas_forget(tx, before_ms,
+	    &got))) != 0)
+		return r;
+	if (n != NULL)
+		*n = got;
+	return 0;
+}

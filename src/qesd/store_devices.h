@@ -286,6 +286,13 @@ int qesd_session_held_elsewhere(qesd_tx *tx, const char *tenant_id,
 int qesd_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
     size_t limit, qesd_device_session **items, size_t *n);
 
+/*
+ * Drop the rows of replicas that last beat before before_ms and hold no
+ * open session (pods come and go under new names; their rows would pile
+ * up). *n (optional): how many. Write transaction.
+ */
+int qesd_replicas_forget(qesd_tx *tx, int64_t before_ms, uint64_t *n);
+
 /* ==== backend interface: for store_devices.c and store_*.c only ==== */
 
 struct qesd_store_device_ops {
@@ -350,6 +357,7 @@ struct qesd_store_device_ops {
 	    int *held);
 	int (*sessions_closed_with_jobs)(qesd_tx *tx, int64_t closed_before_ms,
 	    size_t limit, qesd_device_session *out, size_t *n);
+	int (*replicas_forget)(qesd_tx *tx, int64_t before_ms, uint64_t *n);
 };
 
 extern const struct qesd_store_device_ops qesd_store_sqlite_device_ops;

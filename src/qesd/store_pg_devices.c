@@ -203,6 +203,10 @@ static const char sql_ses_closed_jobs[] =
     "WHERE j.state IN ('dispatched', 'awaiting_user') "
     "AND s.closed_at_ms IS NOT NULL AND s.closed_at_ms < $1 "
     "ORDER BY s.id LIMIT $2";
+static const char sql_rep_forget[] =
+    "DELETE FROM replicas WHERE last_beat_at_ms < $1 AND NOT EXISTS "
+    "(SELECT 1 FROM device_sessions s WHERE s.replica_id = replicas.name "
+    "AND s.closed_at_ms IS NULL)";
 static const char sql_rep_mark[] =
     "UPDATE replicas SET reaped_at_ms = $3 WHERE name = (SELECT replica_id "
     "FROM device_sessions WHERE tenant_id = $1 AND id = $2) "
@@ -889,6 +893,16 @@ pg_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
 	return r;
 }
 
+static int
+pg_replicas_forget(qesd_tx *tx, int64_t before_ms, uint64_t *n)
+{
+	qesd_pg_params p = { 0 };
+
+	qesd_pg_i64(&p, before_ms);
+	return qesd_pg_exec(tx, sql_rep_forget, &p,
+	    "dropping rows of replicas long gone", NULL, n);
+}
+
 const struct qesd_store_device_ops qesd_store_pg_device_ops = {
 	.enrollment_insert = pg_enrollment_insert,
 	.enrollment_get_by_code = pg_enrollment_get_by_code,
@@ -912,4 +926,5 @@ const struct qesd_store_device_ops qesd_store_pg_device_ops = {
 	.session_reap = pg_session_reap,
 	.session_held_elsewhere = pg_session_held_elsewhere,
 	.sessions_closed_with_jobs = pg_sessions_closed_with_jobs,
+	.replicas_forget = pg_replicas_forget,
 };

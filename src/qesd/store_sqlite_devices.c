@@ -212,6 +212,10 @@ static const char sql_ses_closed_jobs[] =
     "WHERE j.state IN ('dispatched', 'awaiting_user') "
     "AND s.closed_at_ms IS NOT NULL AND s.closed_at_ms < ?1 "
     "ORDER BY s.id LIMIT ?2";
+static const char sql_rep_forget[] =
+    "DELETE FROM replicas WHERE last_beat_at_ms < ?1 AND NOT EXISTS "
+    "(SELECT 1 FROM device_sessions s WHERE s.replica_id = replicas.name "
+    "AND s.closed_at_ms IS NULL)";
 static const char sql_rep_mark[] =
     "UPDATE replicas SET reaped_at_ms = ?3 WHERE name = (SELECT replica_id "
     "FROM device_sessions WHERE tenant_id = ?1 AND id = ?2) "
@@ -995,6 +999,25 @@ sq_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
 	return r;
 }
 
+static int
+sq_replicas_forget(qesd_tx *tx, int64_t before_ms, uint64_t *n)
+{
+	static const char what[] = "dropping rows of replicas long gone";
+	sqlite3_stmt *s;
+	sqlite3 *db;
+	int rc, r;
+
+	if ((r = qesd_sq_stmt(tx, sql_rep_forget, &s)) != 0)
+		return r;
+	db = sqlite3_db_handle(s);
+	if ((rc = bind_i64(s, 1, before_ms)) != SQLITE_OK)
+		return bind_fail(tx, s, rc, what);
+	if ((r = qesd_sq_run(tx, s, what)) != 0)
+		return r;
+	*n = (uint64_t)sqlite3_changes(db);
+	return 0;
+}
+
 const struct qesd_store_device_ops qesd_store_sqlite_device_ops = {
 	.enrollment_insert = sq_enrollment_insert,
 	.enrollment_get_by_code = sq_enrollment_get_by_code,
@@ -1018,4 +1041,5 @@ const struct qesd_store_device_ops qesd_store_sqlite_device_ops = {
 	.session_reap = sq_session_reap,
 	.session_held_elsewhere = sq_session_held_elsewhere,
 	.sessions_closed_with_jobs = sq_sessions_closed_with_jobs,
+	.replicas_forget = sq_replicas_forget,
 };

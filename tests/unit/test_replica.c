@@ -534,6 +534,45 @@ test_leftover_jobs(void **state)
 	qesd_replicas_free(b);
 }
 
+/* Rows of replicas gone for a week without sessions are dropped. */
+static void
+test_forget_old_rows(void **state)
+{
+	struct fx *f = *state;
+	qesd_replicas *a = replica(f, "qesd-a"), *c = replica(f, "qesd-c");
+	qesd_replicas *b = replica(f, "qesd-b");
+	qesd_tx *tx = NULL;
+	char ses[QESD_ID_SIZE];
+	size_t closed;
+	uint64_t n = 0;
+	long long t, week = 7LL * 24 * 3600;
+
+	beat_at(f, 0, a, c);
+	open_session(f, "qesd-c", qesd_now_ms(f->app), ses);
+	/* a jump of the fake clock: b's beats start a week later */
+	for (t = week + 100; t <= week + 130; t += 10)
+		beat_at(f, t, b, NULL);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM replicas"), 3);
+	/* c still holds an open session: only a's row goes */
+	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
+	assert_int_equal(qesd_replicas_forget(tx, qesd_now_ms(f->app) -
+	    QESD_REPLICA_FORGET_AFTER_MS, &n), 0);
+	assert_int_equal(qesd_tx_commit(tx), 0);
+	qesd_tx_end(tx);
+	assert_int_equal(n, 1);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM replicas WHERE "
+	    "name = 'qesd-a'"), 0);
+	/* the reaper closes c's session, then drops c's row too */
+	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
+	assert_int_equal(closed, 1);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM replicas"), 1);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM replicas WHERE "
+	    "name = 'qesd-b'"), 1);
+	qesd_replicas_free(a);
+	qesd_replicas_free(b);
+	qesd_replicas_free(c);
+}
+
 /* Bad configurations are refused. */
 static void
 test_config(void **state)
@@ -575,6 +614,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_recover_spares_live_replicas,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leftover_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forget_old_rows, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 	};
 
