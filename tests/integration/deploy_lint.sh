@@ -198,7 +198,8 @@ for e in main.get("env", []):
         if ref["key"] not in (s.get("stringData") or {}):
             err("env %s: secret %s has no key %s" % (e["name"], ref["name"], ref["key"]))
 mounts = {m["mountPath"]: m for m in main.get("volumeMounts", [])}
-cfg_mount = [p for p, m in mounts.items() if "configMap" in vols.get(m["name"], {})]
+cfg_mount = [p for p, m in mounts.items()
+             if vols.get(m["name"], {}).get("configMap", {}).get("name") == "qesd-config"]
 if cfg_mount != ["/etc/qesd"]:
     err("the ConfigMap must be mounted at /etc/qesd (the image's --config), not %s" % cfg_mount)
 for k in ("tls_cert", "tls_key", "pepper_file"):
