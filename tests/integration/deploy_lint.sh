@@ -13,14 +13,23 @@
 #     drain_timeout_s plus the preStop pause; every Secret, ConfigMap, port
 #     name and selector it refers to exists; the Secrets are templates; the
 #     HPA keeps >= 2 replicas; the Ingress outlasts agent_dead_after_s;
+#     the ConfigMap signs documents (document_key_file, document_max_bytes,
+#     chain_file, tsa_url, tsa_ca_file in mounted volumes), the init
+#     container installs every secret file mode 0600 from a Secret that has
+#     it, and the NetworkPolicy lets qesd reach the internet on tsa_url's
+#     port and on 80/443 (the TSA, OCSP responders, CRL distribution points);
 #   - the Containerfile: two stages on debian:12-slim, a non-root USER, no
 #     HEALTHCHECK, EXPOSE of the listen port, the ENTRYPOINT's config path
 #     where the Deployment mounts the ConfigMap, and its runtime package
 #     list provides every library `ldd qesd` loads (dpkg -S, with the
 #     packages' dependencies);
 #   - qesd itself accepts both configuration files (the ConfigMap's and the
-#     systemd example): it starts on each (store and secret paths
-#     overridden), /healthz and /readyz answer 200, SIGTERM ends it with 0;
+#     systemd example): it starts on each (store, secret and certificate
+#     paths overridden: a document key, a chain bundle and a TSA anchor from
+#     the test PKI), logs document signing on with them, /healthz and
+#     /readyz answer 200, SIGTERM ends it with 0; the Secret templates'
+#     placeholders (pepper, document key) and a document key of mode 0644 are
+#     refused with exit 3, the trust ConfigMap's placeholder chain too;
 #   - systemd-analyze verify on the units, when systemd-analyze exists; the
 #     unit's TimeoutStopSec exceeds drain_timeout_s of its example config.
 . "$(dirname -- "$0")/../lib.sh"
@@ -102,7 +111,9 @@ for line in (cm.get("data") or {}).get("qesd.conf", "").splitlines():
     k, _, v = s.partition("=")
     conf[k.strip()] = v.strip()
 for k in ("listen", "tls_cert", "tls_key", "pepper_file", "store",
-          "drain_timeout_s", "agent_dead_after_s", "server_name"):
+          "drain_timeout_s", "agent_dead_after_s", "server_name",
+          "document_key_file", "document_max_bytes", "chain_file", "tsa_url",
+          "tsa_ca_file"):
     if k not in conf:
         err("qesd.conf in the ConfigMap has no %s" % k)
 def port_of(v):
@@ -202,12 +213,35 @@ cfg_mount = [p for p, m in mounts.items()
              if vols.get(m["name"], {}).get("configMap", {}).get("name") == "qesd-config"]
 if cfg_mount != ["/etc/qesd"]:
     err("the ConfigMap must be mounted at /etc/qesd (the image's --config), not %s" % cfg_mount)
-for k in ("tls_cert", "tls_key", "pepper_file"):
+for k in ("tls_cert", "tls_key", "pepper_file", "document_key_file",
+          "chain_file", "tsa_ca_file"):
     d = os.path.dirname(conf.get(k, ""))
     if d not in mounts:
         err("%s %s is not in a mounted volume" % (k, conf.get(k)))
     elif mounts[d].get("readOnly") is not True:
         err("the volume of %s must be mounted read-only" % k)
+
+# the secret files qesd checks (mode 0600, owner) come from the init
+# container: install -m 0600 SRC DST, SRC a key of a mounted Secret
+inits = pod.get("initContainers", [])
+installs = {}
+for c in inits:
+    cmd = " ".join(c.get("command", []) + c.get("args", []))
+    imounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    for src, dst in re.findall(r"install -m 0600 (\S+) (\S+)", cmd):
+        installs[dst] = (src, imounts.get(os.path.dirname(src)))
+for k in ("tls_key", "pepper_file", "document_key_file"):
+    path = conf.get(k, "")
+    if path not in installs:
+        err("no init container installs %s %s mode 0600" % (k, path))
+        continue
+    src, vol = installs[path]
+    sec = (vols.get(vol) or {}).get("secret", {}).get("secretName")
+    if sec is None:
+        err("%s: %s is not in a mounted Secret volume" % (k, src))
+        continue
+    if os.path.basename(src) not in (one("Secret", sec).get("stringData") or {}):
+        err("%s: Secret %s has no key %s" % (k, sec, os.path.basename(src)))
 
 for (kind, name), o in objs.items():
     if kind == "Secret":
@@ -243,6 +277,22 @@ np_ = one("NetworkPolicy")
 nports = {p.get("port") for r in np_.get("spec", {}).get("ingress", []) for p in r.get("ports", [])}
 if listen_port not in nports:
     err("NetworkPolicy does not admit the listen port %s" % listen_port)
+# document signing: the TSA (tsa_url's port) and the OCSP responders and
+# CRL distribution points (http, 80; https, 443) are outside the cluster
+m = re.match(r"^(https?)://(\[[^\]]*\]|[^/:?#]+)(?::(\d+))?", conf.get("tsa_url", ""))
+if not m:
+    err("tsa_url %r is not an http(s) URL" % conf.get("tsa_url"))
+    tsa_port = None
+else:
+    tsa_port = int(m.group(3) or (443 if m.group(1) == "https" else 80))
+internet = set()
+for r in np_.get("spec", {}).get("egress", []):
+    if any((t.get("ipBlock") or {}).get("cidr") == "0.0.0.0/0" for t in r.get("to", [])):
+        internet |= {p.get("port") for p in r.get("ports", []) if p.get("protocol", "TCP") == "TCP"}
+for port, what in ((tsa_port, "the TSA (tsa_url)"), (80, "OCSP/CRL over http"),
+                   (443, "OCSP/CRL over https")):
+    if port is not None and port not in internet:
+        err("NetworkPolicy: no egress to the internet on port %s for %s" % (port, what))
 
 ing = one("Ingress")
 ann = ing.get("metadata", {}).get("annotations", {})
@@ -270,8 +320,12 @@ if errors:
     print("\n".join(errors), file=sys.stderr)
     sys.exit(1)
 open(os.environ["CONF_OUT"], "w").write(cm["data"]["qesd.conf"])
-print("%d objects; listen %s, drain %d s, grace %d s, preStop %d s" %
-      (len(objs), listen_port, drain, grace, pause))
+print("%d objects; listen %s, drain %d s, grace %d s, preStop %d s; "
+      "secrets installed by the init container: %s; egress to the internet "
+      "on %s (TSA %s)" %
+      (len(objs), listen_port, drain, grace, pause,
+       " ".join(sorted(os.path.basename(d) for d in installs)),
+       "/".join(str(p) for p in sorted(internet)), tsa_port))
 EOF
 CONF_OUT=$T/k8s-qesd.conf python3 "$T/k8s.py" "$D/kubernetes" "$T/routes.json" > "$T/k8s.out" 2> "$T/k8s.err" ||
     { cat "$T/k8s.err" >&2; fail "the Kubernetes manifests"; }
@@ -282,12 +336,19 @@ mkdir -p "$T/broken"
 cp "$D/kubernetes/"*.yaml "$T/broken/"
 sed -i 's/terminationGracePeriodSeconds: 45/terminationGracePeriodSeconds: 30/; s|path: /readyz|path: /ready|' \
     "$T/broken/deployment.yaml"
+# ... an init container that installs the document key elsewhere, and a
+# NetworkPolicy without HTTPS to the internet (the TSA)
+sed -i 's|^\( *\)/run/qesd/secrets/document.key$|\1/run/qesd/secrets/doc.key|' \
+    "$T/broken/deployment.yaml"
+sed -i 's/^\( *\)port: 443$/\1port: 4443/' "$T/broken/networkpolicy.yaml"
 rc=0
 CONF_OUT=$T/broken.conf python3 "$T/k8s.py" "$T/broken" "$T/routes.json" > /dev/null 2> "$T/broken.err" || rc=$?
 expect_eq "$rc" 1 "the check of a Deployment with a short grace period and a wrong probe path"
 expect_contains "$T/broken.err" "terminationGracePeriodSeconds 30 must exceed"
 expect_contains "$T/broken.err" "readinessProbe path /ready is not a qesd route"
-ok "a short grace period and a wrong probe path are caught"
+expect_contains "$T/broken.err" "no init container installs document_key_file /run/qesd/secrets/document.key"
+expect_contains "$T/broken.err" "no egress to the internet on port 443 for the TSA"
+ok "a short grace period, a wrong probe path, a document key not installed and no TSA egress are caught"
 
 # ---------------------------------------------------------------------------
 # The Containerfile.
@@ -416,6 +477,18 @@ openssl x509 -req -in "$T/server.csr" -CA "$CA" -CAkey "$QES_PKI/root-ca.key" \
 chmod 600 "$T/server.key"
 openssl rand -hex 32 > "$T/pepper"
 chmod 600 "$T/pepper"
+# document signing: a key, the signers' chain (issuing CA and root of the
+# test PKI) and the TSA's anchor, in place of the Secret and the trust
+# ConfigMap (or the files in /etc/qesd)
+openssl rand -hex 32 > "$T/document.key"
+chmod 600 "$T/document.key"
+cat "$QES_PKI/issuing-ca.pem" "$QES_PKI/root-ca.pem" > "$T/signer-cas.pem"
+cp "$QES_PKI/tsa-chain.pem" "$T/tsa-anchors.pem"
+doc_env=(QESD_DOCUMENT_KEY_FILE="$T/document.key" QESD_CHAIN_FILE="$T/signer-cas.pem"
+    QESD_TSA_CA_FILE="$T/tsa-anchors.pem")
+conf_value() {   # conf_value FILE KEY: the value of an uncommented key = value
+    awk -F' *= *' -v k="$2" '{ sub(/^[ \t]+/, "") } $1 == k { print $2 }' "$1"
+}
 mkdir -p "$T/resp"
 # the ConfigMap's replicas talk through NATS: a private server stands in
 . "$QES_SOURCE_DIR/tests/nats.sh"
@@ -425,17 +498,32 @@ for conf in "$T/k8s-qesd.conf" "$D/systemd/qesd.conf"; do
     "$T"/*) name=configmap-qesd.conf bus=nats:$NATS_URL ;;
     *) name=systemd-qesd.conf bus=local ;;
     esac
+    # both sign documents: the key, chain and TSA keys are there (only
+    # their file paths are overridden; tsa_url and document_max_bytes not)
+    for k in document_key_file document_max_bytes chain_file tsa_url tsa_ca_file; do
+        [ -n "$(conf_value "$conf" "$k")" ] || fail "$name has no $k"
+    done
+    tsa_url=$(conf_value "$conf" tsa_url)
+    doc_max=$(conf_value "$conf" document_max_bytes)
     mport=$(qes_free_port)
     start_qesd "$conf" "$T/$name.log" QESD_LISTEN=127.0.0.1:0 \
         QESD_METRICS_LISTEN=127.0.0.1:$mport QESD_STORE=sqlite:$T/$name.db \
         QESD_TLS_CERT="$T/server.pem" QESD_TLS_KEY="$T/server.key" \
-        QESD_PEPPER_FILE="$T/pepper" QESD_SERVER_NAME=localhost QESD_BUS="$bus"
+        QESD_PEPPER_FILE="$T/pepper" QESD_SERVER_NAME=localhost QESD_BUS="$bus" \
+        "${doc_env[@]}"
     call - GET /readyz
     expect_eq "$CODE" 200 "GET /readyz with $name"
     call - GET /healthz
     expect_eq "$CODE" 200 "GET /healthz with $name"
+    # document signing is on, with the whole chain and the TSA of the file
+    grep '"msg":"document signing on"' "$T/$name.log" > "$T/$name.docs" ||
+        { cat "$T/$name.log" >&2; fail "qesd with $name does not sign documents"; }
+    expect_contains "$T/$name.docs" "\"document_max_bytes\":$doc_max,"
+    expect_contains "$T/$name.docs" '"chain_certificates":2,'
+    expect_contains "$T/$name.docs" "\"tsa_url\":\"$tsa_url\""
     stop_qesd 40
-    ok "qesd starts with $name as it is; /readyz and /healthz answer 200; SIGTERM exits 0"
+    expect_not_contains "$T/$name.log" "$(cat "$T/document.key")"
+    ok "qesd starts with $name as it is; document signing on (${doc_max} bytes, chain of 2, TSA $tsa_url); /readyz and /healthz answer 200; SIGTERM exits 0"
 done
 
 # the pepper placeholder of secret-pepper.yaml must not start a server
@@ -449,6 +537,45 @@ QESD_PEPPER_FILE=$T/placeholder-pepper QESD_TLS_CERT=$T/server.pem QESD_TLS_KEY=
 expect_eq "$rc" 3 "qesd with the template's placeholder pepper"
 expect_contains "$T/placeholder.err" "at least 32 are needed"
 ok "the template's placeholder pepper is refused (exit 3)"
+
+# ... nor the document key placeholder of secret-document-key.yaml, nor a
+# real key readable by others (both before the store is touched: exit 3,
+# which qesd.service does not restart)
+python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["stringData"]["document.key"], end="")' \
+    "$D/kubernetes/secret-document-key.yaml" > "$T/placeholder-document.key"
+chmod 600 "$T/placeholder-document.key"
+cp "$T/document.key" "$T/open-document.key"
+chmod 644 "$T/open-document.key"
+for key in placeholder-document.key open-document.key; do
+    rc=0
+    env QESD_PEPPER_FILE="$T/pepper" QESD_TLS_CERT="$T/server.pem" QESD_TLS_KEY="$T/server.key" \
+        QESD_STORE=sqlite:$T/$key.db QESD_LISTEN=127.0.0.1:0 \
+        QESD_METRICS_LISTEN=127.0.0.1:$(qes_free_port) "${doc_env[@]}" \
+        QESD_DOCUMENT_KEY_FILE="$T/$key" \
+        timeout 20 "$QESD" serve --config "$T/k8s-qesd.conf" > /dev/null 2> "$T/$key.err" || rc=$?
+    expect_eq "$rc" 3 "qesd with $key"
+    expect_contains "$T/$key.err" '"msg":"configuration error"'
+    [ ! -e "$T/$key.db" ] || fail "qesd with $key opened the store"
+done
+expect_contains "$T/placeholder-document.key.err" "must hold 32 random bytes or 64 hex digits"
+expect_contains "$T/open-document.key.err" "mode 0600 (is 0644)"
+expect_not_contains "$T/open-document.key.err" "$(cat "$T/document.key")"
+ok "the template's placeholder document key and a key of mode 0644 are refused (exit 3, the store untouched)"
+
+# ... nor the placeholder chain of configmap-trust.yaml (the TSA anchors'
+# placeholder would fail every timestamp instead: qesd reads tsa_ca_file
+# only when it checks a TSA's answer)
+python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["signer-cas.pem"], end="")' \
+    "$D/kubernetes/configmap-trust.yaml" > "$T/placeholder-signer-cas.pem"
+rc=0
+env QESD_PEPPER_FILE="$T/pepper" QESD_TLS_CERT="$T/server.pem" QESD_TLS_KEY="$T/server.key" \
+    QESD_STORE=sqlite:$T/placeholder-chain.db QESD_LISTEN=127.0.0.1:0 \
+    QESD_METRICS_LISTEN=127.0.0.1:$(qes_free_port) QESD_BUS=local "${doc_env[@]}" \
+    QESD_CHAIN_FILE="$T/placeholder-signer-cas.pem" \
+    timeout 20 "$QESD" serve --config "$T/k8s-qesd.conf" > /dev/null 2> "$T/placeholder-chain.err" || rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "qesd with the placeholder chain: exit $rc"
+expect_contains "$T/placeholder-chain.err" "chain_file holds no PEM certificate"
+ok "the template's placeholder chain is refused (exit $rc)"
 
 # ---------------------------------------------------------------------------
 # systemd: the units verify, the stop timeout outlasts the drain.
