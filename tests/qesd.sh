@@ -20,6 +20,17 @@
 #         holding the body and the headers) and N (the request's number).
 #   expect_problem STATUS NAME   the last response is an RFC 9457 problem
 #         with that status and type urn:qes:problem:NAME.
+#   check STATUS WHAT KEY METHOD PATH [BODY [CURL ARGS ...]]   call, and
+#         fail (with the body) unless the status is STATUS
+#   jget EXPR   a Python expression over the last response's JSON (v)
+#   jfield FILE NAME   a top-level member of a JSON file (empty when null or
+#         absent; lists and objects as JSON)
+#   admin_tenant NAME   `qesd admin tenant create NAME` with $T/qesd.conf
+#         (QESD_INSECURE_TESTING=1, for a testing clock); sets ADMIN_KEY and
+#         TENANT_ID
+#   advance_clock MS   move the testing clock ($T/clock, the configuration's
+#         insecure_testing_clock_file; OFFSET_MS is its value) on by MS and
+#         give qesd the 100 ms it takes to re-read it
 #   qesd_tls_files DIR [CN]   DIR/server.key and DIR/server.pem (localhost
 #         and 127.0.0.1, issued by the test PKI's root) and DIR/pepper
 #   enroll_agent SERVER CODE CONFIG [NAME]   `qes-agent enroll` into the
@@ -146,7 +157,8 @@ db_query() {
             -p "$QES_PG_PORT" -U qes -d "$(qesd_backend_db "$path")" -X -q \
             -v ON_ERROR_STOP=1 -At -f -
     else
-        sqlite3 -batch "$path" "$sql"
+        # qesd writes meanwhile: wait for its lock as qesd's own busy timeout does
+        sqlite3 -batch -cmd '.timeout 10000' "$path" "$sql"
     fi
 }
 
@@ -161,7 +173,7 @@ db_dump() {
         qes_pg_as_owner "$QES_PG_BIN/pg_dump" -h "$QES_PG_DIR" -p "$QES_PG_PORT" \
             -U qes --no-owner "$(qesd_backend_db "$1")"
     else
-        sqlite3 -batch "$1" .dump
+        sqlite3 -batch -cmd '.timeout 10000' "$1" .dump
     fi
 }
 
@@ -263,6 +275,39 @@ expect_problem() {
     expect_eq "$got" "$1 urn:qes:problem:$2" "problem of response $N"
     grep -qi '^content-type: application/problem+json' "$HDR" ||
         fail "response $N is not application/problem+json"
+}
+
+check() {
+    local want=$1 what=$2
+    shift 2
+    call "$@"
+    [ "$CODE" = "$want" ] || { cat "$BODY" >&2 2>/dev/null; fail "$what: expected $want, got $CODE"; }
+}
+
+jget() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$BODY" "$1"; }
+
+jfield() {
+    python3 -c 'import json,sys
+v = json.load(open(sys.argv[1])).get(sys.argv[2])
+print("" if v is None else (json.dumps(v) if isinstance(v, (list, dict)) else v))' "$1" "$2"
+}
+
+admin_tenant() {
+    local out=$T/admin-$1.out
+    QESD_INSECURE_TESTING=1 "$QESD" admin --config "$T/qesd.conf" tenant create "$1" \
+        >"$out" 2>"$T/admin-$1.err" ||
+        { cat "$T/admin-$1.err" >&2; fail "qesd admin tenant create $1"; }
+    ADMIN_KEY=$(awk '$1 == "api_key:" { print $2 }' "$out")
+    TENANT_ID=$(awk '$1 == "tenant_id:" { print $2 }' "$out")
+    [ -n "$ADMIN_KEY" ] && [ -n "$TENANT_ID" ] || fail "no key in qesd admin output"
+}
+
+OFFSET_MS=${OFFSET_MS:-0}
+advance_clock() {
+    OFFSET_MS=$((OFFSET_MS + $1))
+    echo "$OFFSET_MS" >"$T/clock.new"
+    mv "$T/clock.new" "$T/clock"
+    sleep 0.3
 }
 
 qesd_tls_files() {

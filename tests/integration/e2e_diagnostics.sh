@@ -88,7 +88,6 @@ problem_is() {
     python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); assert (p["status"], p["type"]) == (int(sys.argv[2]), "urn:qes:problem:" + sys.argv[3]), p' \
         "$T/resp/$1.body" "$2" "$3" || fail "$1: $(cat "$T/resp/$1.body")"
 }
-jget() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$BODY" "$1"; }
 
 # ---------------------------------------------------------------------------
 # Enroll and run the agent.

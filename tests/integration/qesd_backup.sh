@@ -66,13 +66,6 @@ rate_key_burst = 10000
 EOF
 }
 conf "$T/qesd.conf" "sqlite:$DB" "127.0.0.1:$(qes_free_port)"
-jget() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$BODY" "$1"; }
-check() {
-    local want=$1 what=$2
-    shift 2
-    call "$@"
-    [ "$CODE" = "$want" ] || { cat "$BODY" >&2 2>/dev/null; fail "$what: expected $want, got $CODE"; }
-}
 
 # ---------------------------------------------------------------------------
 # The refusals, before there is a server.

@@ -62,36 +62,10 @@ qesd_conf "$T/qesd.conf"
 
 
 
-check() {
-    local want=$1 what=$2
-    shift 2
-    call "$@"
-    [ "$CODE" = "$want" ] || { cat "$BODY" >&2 2>/dev/null; fail "$what: expected $want, got $CODE"; }
-}
-
-jfield() {
-    python3 -c 'import json,sys
-v = json.load(open(sys.argv[1])).get(sys.argv[2])
-print("" if v is None else (json.dumps(v) if isinstance(v, (list, dict)) else v))' "$1" "$2"
-}
 
 
-advance_clock() {
-    OFFSET_MS=$((OFFSET_MS + $1))
-    echo "$OFFSET_MS" > "$T/clock.new"
-    mv "$T/clock.new" "$T/clock"
-    sleep 0.3
-}
 
-admin_tenant() {
-    local out=$T/admin-$1.out
-    QESD_INSECURE_TESTING=1 "$QESD" admin --config "$T/qesd.conf" tenant create "$1" \
-        > "$out" 2> "$T/admin-$1.err" ||
-        { cat "$T/admin-$1.err" >&2; fail "qesd admin tenant create $1"; }
-    ADMIN_KEY=$(awk '$1 == "api_key:" { print $2 }' "$out")
-    TENANT_ID=$(awk '$1 == "tenant_id:" { print $2 }' "$out")
-    [ -n "$ADMIN_KEY" ] && [ -n "$TENANT_ID" ] || fail "no key in qesd admin output"
-}
+
 
 # create_key ADMIN NAME SCOPES-JSON: sets KEY.
 create_key() {

@@ -62,20 +62,7 @@ write_config() {
     qesd_conf "$f"
 }
 
-# check STATUS WHAT KEY METHOD PATH [BODY]: call, and expect STATUS.
-check() {
-    local want=$1 what=$2
-    shift 2
-    call "$@"
-    [ "$CODE" = "$want" ] || { cat "$BODY" >&2 2>/dev/null; fail "$what: expected $want, got $CODE"; }
-}
 
-# jfield FILE NAME: a top-level member of a JSON file (empty when null/absent).
-jfield() {
-    python3 -c 'import json,sys
-v = json.load(open(sys.argv[1])).get(sys.argv[2])
-print("" if v is None else (json.dumps(v) if isinstance(v, (list, dict)) else v))' "$1" "$2"
-}
 
 
 # remember_key KEY: record a key minted by the last response.
@@ -102,13 +89,6 @@ a = "abcdefghijklmnopqrstuvwxyz234567"
 print("key_" + "".join(secrets.choice(a) for _ in range(25)) + secrets.choice("aeimquy4"))'
 }
 
-# advance_clock MS: move qesd's clock forward (re-read within 100 ms).
-advance_clock() {
-    OFFSET_MS=$((OFFSET_MS + $1))
-    echo "$OFFSET_MS" > "$T/clock.new"
-    mv "$T/clock.new" "$T/clock"
-    sleep 0.3
-}
 
 # rfc3339_in SECONDS: qesd's now (wall + offset) plus SECONDS, RFC 3339.
 rfc3339_in() {

@@ -62,13 +62,6 @@ EOF
 }
 conf "$T/a.conf" replica-a
 conf "$T/b.conf" replica-b
-jget() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$BODY" "$1"; }
-check() {
-    local want=$1 what=$2
-    shift 2
-    call "$@"
-    [ "$CODE" = "$want" ] || { cat "$BODY" >&2 2>/dev/null; fail "$what: expected $want, got $CODE"; }
-}
 
 "$QESD" admin --config "$T/a.conf" tenant create pg-co > "$T/tenant.out" 2> "$T/tenant.err" ||
     { cat "$T/tenant.err" >&2; fail "qesd admin tenant create on PostgreSQL"; }
