@@ -18,6 +18,7 @@
 #     container installs every secret file mode 0600 from a Secret that has
 #     it, and the NetworkPolicy lets qesd reach the internet on tsa_url's
 #     port and on 80/443 (the TSA, OCSP responders, CRL distribution points);
+#     the Ingress passes the largest document request and does not spool it;
 #   - the Containerfile: two stages on debian:12-slim, a non-root USER, no
 #     HEALTHCHECK, EXPOSE of the listen port, the ENTRYPOINT's config path
 #     where the Deployment mounts the ConfigMap, and its runtime package
@@ -303,6 +304,23 @@ for a in ("nginx.ingress.kubernetes.io/proxy-read-timeout",
 if ann.get("nginx.ingress.kubernetes.io/backend-protocol") != "HTTPS" and \
         ann.get("nginx.ingress.kubernetes.io/ssl-passthrough") != "true":
     err("Ingress must re-encrypt (backend-protocol HTTPS) or pass TLS through")
+# documents: the largest body POST /v1/signatures takes (server.c: JSON is
+# the base64 of document_max_bytes plus max_body_bytes) must pass, and not
+# be spooled to the controller's disk
+def nginx_size(v):
+    m = re.match(r"^(\d+)([kKmMgG]?)$", str(v))
+    if not m:
+        return None
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+doc_max = int(conf.get("document_max_bytes", "16777216"))
+body_max = int(conf.get("max_body_bytes", "1048576")) + (doc_max + 2) // 3 * 4
+ing_body = nginx_size(ann.get("nginx.ingress.kubernetes.io/proxy-body-size", "1m"))
+if ing_body is None or (ing_body != 0 and ing_body < body_max):
+    err("Ingress proxy-body-size %s is below the largest document request, %d bytes"
+        % (ann.get("nginx.ingress.kubernetes.io/proxy-body-size", "1m"), body_max))
+if ann.get("nginx.ingress.kubernetes.io/proxy-request-buffering") != "off":
+    err("Ingress must not buffer request bodies (documents) on its disk: "
+        "proxy-request-buffering off")
 hosts = [r.get("host") for r in ing.get("spec", {}).get("rules", [])]
 if conf.get("server_name") not in hosts:
     err("server_name %s is not the Ingress host %s" % (conf.get("server_name"), hosts))
@@ -341,6 +359,7 @@ sed -i 's/terminationGracePeriodSeconds: 45/terminationGracePeriodSeconds: 30/; 
 sed -i 's|^\( *\)/run/qesd/secrets/document.key$|\1/run/qesd/secrets/doc.key|' \
     "$T/broken/deployment.yaml"
 sed -i 's/^\( *\)port: 443$/\1port: 4443/' "$T/broken/networkpolicy.yaml"
+sed -i 's/proxy-body-size: "23m"/proxy-body-size: "1m"/' "$T/broken/ingress.yaml"
 rc=0
 CONF_OUT=$T/broken.conf python3 "$T/k8s.py" "$T/broken" "$T/routes.json" > /dev/null 2> "$T/broken.err" || rc=$?
 expect_eq "$rc" 1 "the check of a Deployment with a short grace period and a wrong probe path"
@@ -348,7 +367,8 @@ expect_contains "$T/broken.err" "terminationGracePeriodSeconds 30 must exceed"
 expect_contains "$T/broken.err" "readinessProbe path /ready is not a qesd route"
 expect_contains "$T/broken.err" "no init container installs document_key_file /run/qesd/secrets/document.key"
 expect_contains "$T/broken.err" "no egress to the internet on port 443 for the TSA"
-ok "a short grace period, a wrong probe path, a document key not installed and no TSA egress are caught"
+expect_contains "$T/broken.err" "Ingress proxy-body-size 1m is below the largest document request"
+ok "a short grace period, a wrong probe path, a document key not installed, no TSA egress and an Ingress body limit below a document are caught"
 
 # ---------------------------------------------------------------------------
 # The Containerfile.
