@@ -14,7 +14,7 @@
 #         what the run before wrote). Sets SERVER_PID (the process signals go to,
 #         and whose status stop_qesd checks) and PORT.
 #   stop_qesd [SECONDS]   SIGTERM, then expect exit status 0 within SECONDS
-#         (default 30)
+#         (default 30); on pgnats, the database password is not in its log
 #   call KEY METHOD PATH [BODY [CURL ARGS ...]]   one HTTPS request; KEY "-"
 #         sends no Authorization. Sets CODE (the status), BODY and HDR (files
 #         holding the body and the headers) and N (the request's number).
@@ -68,6 +68,7 @@
 CA=${CA:-$QES_PKI/root-ca.pem}
 N=${N:-0}
 SERVER_PID=
+SERVER_LOG=
 PORT=
 QES_TEST_BACKEND=${QES_TEST_BACKEND:-sqlite}
 case $QES_TEST_BACKEND in
@@ -218,6 +219,7 @@ start_qesd() {
     from=$(($(stat -c %s -- "$log" 2>/dev/null || echo 0) + 1))
     env "$@" "${vg[@]}" "$QESD" serve --config "$cfg" > /dev/null 2>> "$log" &
     SERVER_PID=$!
+    SERVER_LOG=$log
     qes_on_exit "kill -KILL $SERVER_PID"
     PORT=
     for i in $(seq 1 400); do
@@ -247,6 +249,8 @@ stop_qesd() {
     kill -0 "$SERVER_PID" 2>/dev/null && fail "qesd still running ${secs}s after SIGTERM"
     wait "$SERVER_PID" || rc=$?
     expect_eq "$rc" 0 "qesd exit status after SIGTERM"
+    # on pgnats the store URL in the configuration holds the password
+    [ "$QES_TEST_BACKEND" != pgnats ] || expect_not_contains "$SERVER_LOG" "$QES_PG_PASSWORD"
 }
 
 call() {
