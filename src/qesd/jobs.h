@@ -234,6 +234,15 @@ qesd_submit_outcome qesd_jobs_document_check(qesd_jobs *j,
 
 /* The largest document this gateway takes (document_max_bytes). */
 size_t qesd_jobs_document_max(const qesd_jobs *j);
+/*
+ * At start, before the store opens: with document signing configured,
+ * chain_file and tsa_ca_file must be PEM bundles of certificates that
+ * parse (a missing or placeholder file is a configuration error, not jobs
+ * failing later). 0, or an error with err filled.
+ */
+struct qesd_config;
+int qesd_jobs_documents_check_config(const struct qesd_config *cfg, char *err,
+    size_t errlen);
 
 typedef enum qesd_result_outcome {
 	QESD_RESULT_OK = 1,		/* *data, *len: the signed document */

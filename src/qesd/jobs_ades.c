@@ -54,6 +54,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -82,10 +83,15 @@
 /* ------------------------------------------------------------------------- */
 /* configuration */
 
-/* The CA certificates of a PEM bundle (OpenSSL's PEM reader; qes_cert
- * takes DER). */
+/*
+ * The certificates of a PEM bundle (OpenSSL's PEM reader; qes_cert takes
+ * DER), at most JOBS_CHAIN_MAX, into chain[] (*n of them; the caller frees
+ * them, also after a failure); chain NULL: only checked and counted, any
+ * number (a trust bundle). what names the configuration key in err.
+ */
 static int
-load_chain(struct jobs_ades *a, const char *path)
+load_bundle(const char *path, const char *what, qes_cert **chain, size_t *n,
+    char *err, size_t errlen)
 {
 	qes_buf *pem = NULL;
 	BIO *bio = NULL;
@@ -93,40 +99,43 @@ load_chain(struct jobs_ades *a, const char *path)
 	unsigned char *der = NULL;
 	int len, r;
 
+	*n = 0;
 	if ((r = qes_buf_read_file(path, CHAIN_FILE_MAX, &pem)) != 0) {
-		qesd_log(QESD_LOG_ERROR, "chain_file cannot be read",
-		    QLS("file", path), QLS("error", qes_strerror(r)));
+		snprintf(err, errlen, "%s %s cannot be read: %s", what, path,
+		    qes_strerror(r));
 		return r;
 	}
 	r = QES_ERR_ALLOC;
+	snprintf(err, errlen, "%s %s: out of memory", what, path);
 	if ((bio = BIO_new_mem_buf(qes_buf_data(pem),
 	    (int)qes_buf_len(pem))) == NULL)
 		goto out;
 	for (;;) {
 		if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL)
 			break;
-		if (a->nchain == JOBS_CHAIN_MAX) {
-			qesd_log(QESD_LOG_ERROR, "chain_file holds too many certificates",
-			    QLS("file", path), QLI("max", JOBS_CHAIN_MAX));
+		if (chain != NULL && *n == JOBS_CHAIN_MAX) {
+			snprintf(err, errlen, "%s %s holds more than %d "
+			    "certificates", what, path, JOBS_CHAIN_MAX);
 			r = QES_ERR_LIMIT;
 			goto out;
 		}
-		if ((len = i2d_X509(x, &der)) <= 0 ||
-		    qes_cert_from_der(der, (size_t)len, &a->chain[a->nchain]) != 0) {
-			qesd_log(QESD_LOG_ERROR, "a certificate of chain_file does not parse",
-			    QLS("file", path), QLI("index", a->nchain));
+		if ((len = i2d_X509(x, &der)) <= 0 || (chain != NULL &&
+		    qes_cert_from_der(der, (size_t)len, &chain[*n]) != 0)) {
+			snprintf(err, errlen, "certificate %zu of %s %s does "
+			    "not parse", *n, what, path);
 			r = QES_ERR_FORMAT;
 			goto out;
 		}
-		a->nchain++;
+		(*n)++;
 		OPENSSL_free(der);
 		der = NULL;
 		X509_free(x);
 		x = NULL;
 	}
-	if (a->nchain == 0) {
-		qesd_log(QESD_LOG_ERROR, "chain_file holds no PEM certificate",
-		    QLS("file", path));
+	ERR_clear_error();
+	if (*n == 0) {
+		snprintf(err, errlen, "%s %s holds no PEM certificate", what,
+		    path);
 		r = QES_ERR_FORMAT;
 		goto out;
 	}
@@ -136,6 +145,28 @@ load_chain(struct jobs_ades *a, const char *path)
 	X509_free(x);
 	BIO_free(bio);
 	qes_buf_free(pem);
+	return r;
+}
+
+int
+qesd_jobs_documents_check_config(const struct qesd_config *cfg, char *err,
+    size_t errlen)
+{
+	qes_cert *certs[JOBS_CHAIN_MAX];
+	size_t n = 0, i;
+	int r = 0;
+
+	if (cfg->document_key_file == NULL)
+		return 0;
+	if (cfg->chain_file != NULL) {
+		r = load_bundle(cfg->chain_file, "chain_file", certs, &n, err,
+		    errlen);
+		for (i = 0; i < n; i++)
+			qes_cert_free(certs[i]);
+	}
+	if (r == 0 && cfg->tsa_ca_file != NULL)
+		r = load_bundle(cfg->tsa_ca_file, "tsa_ca_file", NULL, &n, err,
+		    errlen);
 	return r;
 }
 
@@ -168,8 +199,12 @@ jobs_ades_init(qesd_jobs *j)
 		    QLS("file", cfg->document_key_file), QLS("error", err));
 		goto fail;
 	}
-	if (cfg->chain_file != NULL && (r = load_chain(a, cfg->chain_file)) != 0)
+	if (cfg->chain_file != NULL && (r = load_bundle(cfg->chain_file,
+	    "chain_file", a->chain, &a->nchain, err, sizeof(err))) != 0) {
+		qesd_log(QESD_LOG_ERROR, "chain_file cannot be used",
+		    QLS("error", err));
 		goto fail;
+	}
 	if (cfg->tsa_url != NULL) {
 		a->has_tsa = 1;
 		a->tsa.url = cfg->tsa_url;

@@ -134,7 +134,8 @@ serve(int argc, char **argv)
 		r = qesd_doc_key_load(app.cfg.document_key_file, dk, err,
 		    sizeof(err));
 		qes_wipe(dk, sizeof(dk));
-		if (r != 0)
+		if (r != 0 || qesd_jobs_documents_check_config(&app.cfg, err,
+		    sizeof(err)) != 0)
 			goto config_error;
 	}
 	if (app.cfg.testing_routes)

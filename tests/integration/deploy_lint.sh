@@ -582,20 +582,27 @@ expect_contains "$T/open-document.key.err" "mode 0600 (is 0644)"
 expect_not_contains "$T/open-document.key.err" "$(cat "$T/document.key")"
 ok "the template's placeholder document key and a key of mode 0644 are refused (exit 3, the store untouched)"
 
-# ... nor the placeholder chain of configmap-trust.yaml (the TSA anchors'
-# placeholder would fail every timestamp instead: qesd reads tsa_ca_file
-# only when it checks a TSA's answer)
-python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["signer-cas.pem"], end="")' \
-    "$D/kubernetes/configmap-trust.yaml" > "$T/placeholder-signer-cas.pem"
-rc=0
-env QESD_PEPPER_FILE="$T/pepper" QESD_TLS_CERT="$T/server.pem" QESD_TLS_KEY="$T/server.key" \
-    QESD_STORE=sqlite:$T/placeholder-chain.db QESD_LISTEN=127.0.0.1:0 \
-    QESD_METRICS_LISTEN=127.0.0.1:$(qes_free_port) QESD_BUS=local "${doc_env[@]}" \
-    QESD_CHAIN_FILE="$T/placeholder-signer-cas.pem" \
-    timeout 20 "$QESD" serve --config "$T/k8s-qesd.conf" > /dev/null 2> "$T/placeholder-chain.err" || rc=$?
-[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "qesd with the placeholder chain: exit $rc"
-expect_contains "$T/placeholder-chain.err" "chain_file holds no PEM certificate"
-ok "the template's placeholder chain is refused (exit $rc)"
+# ... nor the placeholder chain or TSA anchors of configmap-trust.yaml:
+# both are configuration errors (exit 3, the store untouched), not jobs
+# failing later
+for key in signer-cas.pem tsa-anchors.pem; do
+    python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"][sys.argv[2]], end="")' \
+        "$D/kubernetes/configmap-trust.yaml" "$key" > "$T/placeholder-$key"
+    case $key in
+        signer-cas.pem) var=QESD_CHAIN_FILE want="chain_file" ;;
+        *) var=QESD_TSA_CA_FILE want="tsa_ca_file" ;;
+    esac
+    rc=0
+    env QESD_PEPPER_FILE="$T/pepper" QESD_TLS_CERT="$T/server.pem" QESD_TLS_KEY="$T/server.key" \
+        QESD_STORE=sqlite:$T/placeholder-$key.db QESD_LISTEN=127.0.0.1:0 \
+        QESD_METRICS_LISTEN=127.0.0.1:$(qes_free_port) QESD_BUS=local "${doc_env[@]}" \
+        "$var=$T/placeholder-$key" \
+        timeout 20 "$QESD" serve --config "$T/k8s-qesd.conf" > /dev/null 2> "$T/placeholder-$key.err" || rc=$?
+    expect_eq "$rc" 3 "qesd with the placeholder $key"
+    expect_contains "$T/placeholder-$key.err" "$want $T/placeholder-$key holds no PEM certificate"
+    [ ! -e "$T/placeholder-$key.db" ] || fail "qesd opened a store with the placeholder $key"
+done
+ok "the template's placeholder chain and TSA anchors are refused (exit 3, the store untouched)"
 
 # ---------------------------------------------------------------------------
 # systemd: the units verify, the stop timeout outlasts the drain.
