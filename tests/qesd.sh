@@ -39,7 +39,7 @@
 #         SoftHSM2 module (qes_private_tokens) in the background, appending to
 #         LOG (default $T/agent.log), under valgrind with QES_VALGRIND=1; sets
 #         AGENT_PID (killed at exit, also when stopped)
-#   wait_credential KEY [CERT]   poll GET /v1/credentials (3 s) until token
+#   wait_credential KEY [CERT]   poll GET /v1/credentials (up to 30 s) until token
 #         A's key 02 is listed (with CERT's SHA-256 if given); sets CRED
 #
 # The backend: QES_TEST_BACKEND=sqlite (the default) runs qesd as the test
@@ -145,7 +145,7 @@ qesd_conf() {
 
 # db_query PATH SQL [ARG...]: see above.
 db_query() {
-    local path=$1 q=$2 sql= a
+    local path=$1 q=$2 sql='' a
     shift 2
     for a in "$@"; do
         [[ $q == *'?'* ]] || fail "db_query: more arguments than ? in: $2"
@@ -329,10 +329,11 @@ qesd_tls_files() {
 }
 
 enroll_agent() {
-    local name=()
-    [ -z "${4:-}" ] || name=(--name "$4")
-    "$QES_AGENT" enroll --server "$1" --code "$2" --ca "$CA" --config "$3" "${name[@]}" \
+    local opt=()
+    [ -z "${4:-}" ] || opt=(--name "$4")
+    "$QES_AGENT" enroll --server "$1" --code "$2" --ca "$CA" --config "$3" "${opt[@]}" \
         >"$T/enroll.out" 2>"$T/enroll.err" || { cat "$T/enroll.err" >&2; fail "qes-agent enroll"; }
+    # shellcheck disable=SC2034  # for the test
     DEVICE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_id"])' \
         "$3/enrollment.json") || fail "no device id in $3/enrollment.json"
 }
@@ -352,7 +353,7 @@ start_agent() {
 }
 
 wait_credential() {
-    local key=$1 sha= _
+    local key=$1 sha='' _
     [ -z "${2:-}" ] || sha=$(openssl x509 -in "$2" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
     CRED=
     for _ in $(seq 1 150); do
