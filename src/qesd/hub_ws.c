@@ -54,7 +54,14 @@
 
 _Static_assert(LWS_PRE == 16, "hub.c reserves 16 bytes (LWS_PRE) per frame");
 
-#define RX_CHUNK_BYTES		16384
+/*
+ * libwebsockets' receive buffer of every agent connection: idle sessions
+ * dominate, and bench/sessions.sh measured 16 KiB of it in each session's
+ * 27 KiB. Messages span chunks anyway (on_receive gathers them up to
+ * QES_PROTO_MAX_BYTES), so a small chunk only costs callbacks on the rare
+ * large message (an inventory, a diagnostics report).
+ */
+#define RX_CHUNK_BYTES		4096
 #define HOUSEKEEPING_MS		250
 #define CLOSE_GRACE_MS		5000
 #define DRAIN_CHECK_MS		500	/* a kept session's jobs looked at */
