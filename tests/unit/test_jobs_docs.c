@@ -41,78 +41,37 @@
 #include "jobs_priv.h"
 #include "routes.h"
 #include "store_jobs.h"
+#include "qesd_fixture.h"
 #include "testtsa.h"
 
-#define PEPPER "0123456789abcdef0123456789abcdef-docs-pepper"
 #define DAY_MS (24LL * 3600 * 1000)
 
 static const uint8_t key[QESD_DOC_KEY_LEN] = { 7, 7, 7 };
 
 struct fx {
 	char dir[64];
-	char url[160];
-	char clock[128];
+	char db[QFX_PATH_MAX];
+	char clock[QFX_PATH_MAX];
 	qesd_config cfg;
 	qesd_app *app;
 	qesd_tenant tenant;
 	qesd_request req;
 };
 
-static void
-set_clock(struct fx *f, long long offset_ms)
-{
-	char tmp[160];
-	FILE *fp;
-
-	snprintf(tmp, sizeof(tmp), "%s.new", f->clock);
-	assert_non_null(fp = fopen(tmp, "w"));
-	fprintf(fp, "%lld\n", offset_ms);
-	assert_int_equal(fclose(fp), 0);
-	assert_int_equal(rename(tmp, f->clock), 0);
-	usleep(150 * 1000);	/* the clock re-reads every 100 ms */
-}
-
 static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	qes_secret *pepper;
-	qesd_tx *tx = NULL;
-	char err[256];
 
 	if (f == NULL)
 		return -1;
 	strcpy(f->dir, "/tmp/qes-test-jobdocs-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (qfx_config(&f->cfg, f->dir, f->db, f->clock) != 0 ||
+	    qfx_app(&f->cfg, QFX_PEPPER, &f->app) != 0)
 		return -1;
-	snprintf(f->url, sizeof(f->url), "sqlite:%s/qesd.db", f->dir);
-	snprintf(f->clock, sizeof(f->clock), "%s/clock", f->dir);
-	qesd_config_init(&f->cfg);
-	free(f->cfg.store);
-	f->cfg.store = strdup(f->url);
-	f->cfg.insecure_testing_clock_file = strdup(f->clock);
-	set_clock(f, 0);
-	pepper = qes_secret_new(sizeof(PEPPER));
-	assert_int_equal(qes_secret_set(pepper, PEPPER, strlen(PEPPER)), 0);
-	if (qesd_app_new(&f->cfg, NULL, &pepper, &f->app, err,
-	    sizeof(err)) != 0) {
-		fprintf(stderr, "app: %s\n", err);
-		return -1;
-	}
-	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
-	assert_int_equal(qesd_tenant_create(tx, "Acme Bank",
-	    qesd_now_ms(f->app), &f->tenant), 0);
-	assert_int_equal(qesd_tx_commit(tx), 0);
-	qesd_tx_end(tx);
-	f->req.auth.authenticated = 1;
-	snprintf(f->req.auth.tenant_id, sizeof(f->req.auth.tenant_id), "%s",
-	    f->tenant.id);
-	f->req.auth.scopes = QESD_SCOPE_SIGN;
-	snprintf(f->req.request_id, sizeof(f->req.request_id), "req-docs-1");
-	snprintf(f->req.client_addr, sizeof(f->req.client_addr), "192.0.2.9");
-	f->req.route_name = "signatures.cancel";
-	f->req.method_name = "POST";
-	f->req.app = f->app;
+	qfx_tenant(f->app, "Acme Bank", qesd_now_ms(f->app), &f->tenant);
+	qfx_request(&f->req, f->app, f->tenant.id, QESD_SCOPE_SIGN,
+	    "req-docs-1", "192.0.2.9", "signatures.cancel");
 	*state = f;
 	return 0;
 }
@@ -121,13 +80,8 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
 
-	qesd_app_free(f->app);
-	qesd_config_free(&f->cfg);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", f->dir);
+	qfx_teardown(f->app, &f->cfg, f->dir);
 	free(f);
 	return 0;
 }
@@ -206,14 +160,14 @@ test_timeout_purges(void **state)
 	qesd_job_state st;
 
 	add_job(f, QESD_JOB_DISPATCHED, late);
-	set_clock(f, 30000);
+	qfx_set_clock(f->clock, 30000);
 	add_job(f, QESD_JOB_CREATED, open_job);
 	/* nothing is due yet: both keep their document */
 	assert_int_equal(qesd_jobs_sweep(f->app->jobs), 0);
 	assert_int_equal(docs_of(f, late, &st), 1);
 	assert_int_equal(st, QESD_JOB_DISPATCHED);
 	/* the first job times out, the second is still open */
-	set_clock(f, 61000);
+	qfx_set_clock(f->clock, 61000);
 	assert_int_equal(qesd_jobs_sweep(f->app->jobs), 0);
 	assert_int_equal(docs_of(f, late, &st), 0);
 	assert_int_equal(st, QESD_JOB_FAILED);
@@ -254,17 +208,9 @@ test_retention_purges(void **state)
 	assert_int_equal(st, QESD_JOB_COMPLETED);
 	/* past the retention (1 day by default): expired, both gone. A
 	 * fresh service: the retention pass runs at its first sweep. */
-	set_clock(f, DAY_MS + 120000);
+	qfx_set_clock(f->clock, DAY_MS + 120000);
 	qesd_app_free(f->app);
-	{
-		qes_secret *pepper = qes_secret_new(sizeof(PEPPER));
-		char err[256];
-
-		assert_int_equal(qes_secret_set(pepper, PEPPER,
-		    strlen(PEPPER)), 0);
-		assert_int_equal(qesd_app_new(&f->cfg, NULL, &pepper, &f->app,
-		    err, sizeof(err)), 0);
-	}
+	assert_int_equal(qfx_app(&f->cfg, QFX_PEPPER, &f->app), 0);
 	f->req.app = f->app;
 	assert_int_equal(qesd_jobs_sweep(f->app->jobs), 0);
 	assert_int_equal(docs_of(f, id, &st), 0);
@@ -284,8 +230,7 @@ test_retention_purges(void **state)
 
 struct afx {
 	char dir[64];
-	char db[128];
-	char url[160];
+	char db[QFX_PATH_MAX];
 	char keyfile[128];
 	qesd_config cfg;
 	qesd_app *app;
@@ -347,19 +292,6 @@ a_send(void *ctx, const char *tenant_id, const char *device_id,
 	return 0;
 }
 
-static void
-a_sql(struct afx *f, const char *sql)
-{
-	sqlite3 *db = NULL;
-	char *msg = NULL;
-
-	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-		fail_msg("%s: %s", sql, msg);
-	sqlite3_close(db);
-}
-
 /* 1 when the database file holds the bytes anywhere (it must not) */
 static int
 db_contains(struct afx *f, const void *needle, size_t len)
@@ -383,30 +315,23 @@ setup_ades(void **state)
 {
 	struct afx *f = calloc(1, sizeof(*f));
 	const char *env = getenv("QES_TESTENV");
-	qes_secret *pepper;
 	qesd_jobs_devices d;
-	qesd_tx *tx = NULL;
 	const uint8_t *der;
 	size_t der_len;
-	char err[256], p[1200], sql[512];
+	char p[1200];
 	FILE *fp;
 
 	if (f == NULL || env == NULL || strlen(env) > 1000)
 		return -1;
 	strcpy(f->dir, "/tmp/qes-test-jobades-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (qfx_config(&f->cfg, f->dir, f->db, NULL) != 0)
 		return -1;
-	snprintf(f->db, sizeof(f->db), "%s/qesd.db", f->dir);
-	snprintf(f->url, sizeof(f->url), "sqlite:%s", f->db);
 	snprintf(f->keyfile, sizeof(f->keyfile), "%s/doc.key", f->dir);
 	assert_non_null(fp = fopen(f->keyfile, "w"));
 	fprintf(fp, "%s\n", "000102030405060708090a0b0c0d0e0f"
 	    "101112131415161718191a1b1c1d1e1f");
 	assert_int_equal(fclose(fp), 0);
 	assert_int_equal(chmod(f->keyfile, 0600), 0);
-	qesd_config_init(&f->cfg);
-	free(f->cfg.store);
-	f->cfg.store = strdup(f->url);
 	f->cfg.document_key_file = strdup(f->keyfile);
 	/* the CAs the gateway may embed: the issuing CA and the root */
 	snprintf(p, sizeof(p), "cat '%s/pki/issuing-ca.pem' '%s/pki/root-ca.pem' "
@@ -418,30 +343,16 @@ setup_ades(void **state)
 	f->cfg.tsa_url = strdup("http://127.0.0.1:9/tsa");
 	f->cfg.tsa_ca_file = strdup(p);
 	f->cfg.document_max_bytes = 4096;
-	pepper = qes_secret_new(sizeof(PEPPER));
-	assert_int_equal(qes_secret_set(pepper, PEPPER, strlen(PEPPER)), 0);
-	if (qesd_app_new(&f->cfg, NULL, &pepper, &f->app, err,
-	    sizeof(err)) != 0) {
-		fprintf(stderr, "app: %s\n", err);
+	if (qfx_app(&f->cfg, QFX_PEPPER, &f->app) != 0)
 		return -1;
-	}
 	f->jobs = f->app->jobs;
 	assert_true(f->jobs->ades.enabled);
 	assert_true(f->jobs->ades.nchain >= 2);
 	assert_int_equal(qesd_jobs_document_max(f->jobs), 4096);
-	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
-	assert_int_equal(qesd_tenant_create(tx, "Acme Bank",
-	    qesd_now_ms(f->app), &f->tenant), 0);
-	assert_int_equal(qesd_tenant_create(tx, "Other",
-	    qesd_now_ms(f->app), &f->other), 0);
-	assert_int_equal(qesd_tx_commit(tx), 0);
-	qesd_tx_end(tx);
-	assert_int_equal(qesd_id_new("dev", f->device_id), 0);
+	qfx_tenant(f->app, "Acme Bank", qesd_now_ms(f->app), &f->tenant);
+	qfx_tenant(f->app, "Other", qesd_now_ms(f->app), &f->other);
+	qfx_device(f->db, f->tenant.id, 1, f->device_id);
 	assert_int_equal(qesd_id_new("ses", f->session_id), 0);
-	snprintf(sql, sizeof(sql), "INSERT INTO devices (id, tenant_id, name, "
-	    "public_key, enrolled_at_ms) VALUES ('%s', '%s', 'laptop', x'00', 1)",
-	    f->device_id, f->tenant.id);
-	a_sql(f, sql);
 
 	snprintf(p, sizeof(p), "%s/pki", env);
 	assert_int_equal(testsigner_load(&f->signer, p, "qual-p256",
@@ -457,15 +368,8 @@ setup_ades(void **state)
 	d.ctx = f;
 	qesd_jobs_set_devices(f->jobs, &d);
 
-	f->req.auth.authenticated = 1;
-	snprintf(f->req.auth.tenant_id, sizeof(f->req.auth.tenant_id), "%s",
-	    f->tenant.id);
-	f->req.auth.scopes = QESD_SCOPE_SIGN;
-	snprintf(f->req.request_id, sizeof(f->req.request_id), "req-ades-1");
-	snprintf(f->req.client_addr, sizeof(f->req.client_addr), "192.0.2.9");
-	f->req.route_name = "signatures.create";
-	f->req.method_name = "POST";
-	f->req.app = f->app;
+	qfx_request(&f->req, f->app, f->tenant.id, QESD_SCOPE_SIGN,
+	    "req-ades-1", "192.0.2.9", "signatures.create");
 	*state = f;
 	return 0;
 }
@@ -474,15 +378,10 @@ static int
 teardown_ades(void **state)
 {
 	struct afx *f = *state;
-	char cmd[128];
 
-	qesd_app_free(f->app);
-	qesd_config_free(&f->cfg);
+	qfx_teardown(f->app, &f->cfg, f->dir);
 	testsigner_free(&f->signer);
 	qes_buf_free(f->cert_der);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", f->dir);
 	free(f);
 	return 0;
 }
@@ -904,7 +803,7 @@ test_ades_timestamp_failed(void **state)
 	snprintf(sql, sizeof(sql), "UPDATE jobs SET updated_at_ms = "
 	    "updated_at_ms - %lld WHERE id = '%s'", FINISH_RETRY_MS + 1000LL,
 	    job.id);
-	a_sql(f, sql);
+	qfx_sql(f->db, sql);
 	assert_int_equal(qesd_jobs_finish_pending(f->jobs, &count), 0);
 	assert_int_equal(count, 1);
 	assert_int_equal(a_state(f, job.id, reason), QESD_JOB_FAILED);
