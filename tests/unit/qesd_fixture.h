@@ -1,7 +1,8 @@
 /*
  * qesd_fixture.h - the set-up the qesd unit tests share: an app on a
  * temporary SQLite database (with the fake clock file when asked), a
- * tenant, a device row, SQL straight into the database file, an
+ * tenant, a device row, SQL straight into the database file (and a
+ * count out of it), an
  * authenticated request, and the teardown. Each test keeps its own
  * fixture struct; these work on its fields. Everything is static inline
  * (like testcert.h); include it after cmocka.h.
@@ -116,6 +117,24 @@ qfx_sql(const char *db, const char *sql)
 	if (sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK)
 		fail_msg("%s: %s", sql, msg);
 	sqlite3_close(h);
+}
+
+/* The one integer the query answers (a count); no row fails the test. */
+static inline long long
+qfx_count(const char *db, const char *sql)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	long long v;
+
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	sqlite3_busy_timeout(h, 5000);
+	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
 }
 
 /* An enrolled device "laptop" of tenant_id (enrolled at enrolled_ms); its new id in id. */

@@ -35,16 +35,16 @@
 #include "store.h"
 #include "store_devices.h"
 #include "store_jobs.h"
+#include "qesd_fixture.h"
 
-#define PEPPER "0123456789abcdef0123456789abcdef-test-pepper"
 #define CRED "crd_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define HB_S 5
 #define DEAD_S 20
 
 struct fx {
 	char dir[64];
-	char db[128];
-	char clock[128];
+	char db[QFX_PATH_MAX];
+	char clock[QFX_PATH_MAX];
 	qesd_config cfg;
 	qesd_app *app;
 	qesd_tenant tenant;
@@ -54,37 +54,6 @@ struct fx {
 	char reaped_session[QESD_ID_SIZE];
 	int self_reaped;
 };
-
-static void
-set_clock(struct fx *f, long long offset_ms)
-{
-	char tmp[160];
-	FILE *fp;
-
-	snprintf(tmp, sizeof(tmp), "%s.new", f->clock);
-	assert_non_null(fp = fopen(tmp, "w"));
-	fprintf(fp, "%lld\n", offset_ms);
-	assert_int_equal(fclose(fp), 0);
-	assert_int_equal(rename(tmp, f->clock), 0);
-	usleep(150 * 1000);	/* the clock re-reads every 100 ms */
-}
-
-static long long
-raw_count(struct fx *f, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *s = NULL;
-	long long v;
-
-	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	sqlite3_close(db);
-	return v;
-}
 
 /* the hub's session_reaped: the jobs service ends the session's jobs */
 static void
@@ -190,42 +159,15 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	qes_secret *pepper;
-	qesd_tx *tx = NULL;
-	char err[256], sql[512];
-	sqlite3 *db = NULL;
 
 	if (f == NULL)
 		return -1;
 	strcpy(f->dir, "/tmp/qes-test-replica-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (qfx_config(&f->cfg, f->dir, f->db, f->clock) != 0 ||
+	    qfx_app(&f->cfg, QFX_PEPPER, &f->app) != 0)
 		return -1;
-	snprintf(f->db, sizeof(f->db), "%s/qesd.db", f->dir);
-	snprintf(f->clock, sizeof(f->clock), "%s/clock", f->dir);
-	qesd_config_init(&f->cfg);
-	free(f->cfg.store);
-	snprintf(sql, sizeof(sql), "sqlite:%s", f->db);
-	f->cfg.store = strdup(sql);
-	f->cfg.insecure_testing_clock_file = strdup(f->clock);
-	pepper = qes_secret_new(sizeof(PEPPER));
-	assert_int_equal(qes_secret_set(pepper, PEPPER, strlen(PEPPER)), 0);
-	if (qesd_app_new(&f->cfg, NULL, &pepper, &f->app, err, sizeof(err)) != 0) {
-		fprintf(stderr, "app: %s\n", err);
-		return -1;
-	}
-	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
-	assert_int_equal(qesd_tenant_create(tx, "Acme Bank", qesd_now_ms(f->app),
-	    &f->tenant), 0);
-	assert_int_equal(qesd_tx_commit(tx), 0);
-	qesd_tx_end(tx);
-	assert_int_equal(qesd_id_new("dev", f->device_id), 0);
-	snprintf(sql, sizeof(sql), "INSERT INTO devices (id, tenant_id, name, "
-	    "public_key, enrolled_at_ms) VALUES ('%s', '%s', 'laptop', x'00', 1)",
-	    f->device_id, f->tenant.id);
-	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	qfx_tenant(f->app, "Acme Bank", qesd_now_ms(f->app), &f->tenant);
+	qfx_device(f->db, f->tenant.id, 1, f->device_id);
 	*state = f;
 	return 0;
 }
@@ -234,13 +176,8 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
 
-	qesd_app_free(f->app);
-	qesd_config_free(&f->cfg);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", f->dir);
+	qfx_teardown(f->app, &f->cfg, f->dir);
 	free(f);
 	return 0;
 }
@@ -249,7 +186,7 @@ teardown(void **state)
 static void
 beat_at(struct fx *f, long long s, qesd_replicas *b, qesd_replicas *a)
 {
-	set_clock(f, s * 1000);
+	qfx_set_clock(f->clock, s * 1000);
 	assert_int_equal(qesd_replicas_beat(b), 0);
 	if (a != NULL)
 		assert_int_equal(qesd_replicas_beat(a), 0);
@@ -295,7 +232,7 @@ test_dead_replica_reaped(void **state)
 	/* b's own session is never b's reaper's to close */
 	get_session(f, mine, &s);
 	assert_int_equal(s.closed_at_ms, 0);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM audit_records WHERE "
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM audit_records WHERE "
 	    "type = 'device.session_closed' AND details LIKE "
 	    "'%\"reason\":\"replica_lost\"%' AND details LIKE '%qesd-a%'"), 1);
 	assert_int_equal(qesd_audit_verify(f->app->store, f->tenant.id, &chain),
@@ -329,7 +266,7 @@ test_reap_compare_and_set(void **state)
 
 	beat_at(f, 0, b, a);
 	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
-	set_clock(f, 25000);
+	qfx_set_clock(f->clock, 25000);
 	now = qesd_now_ms(f->app);
 	dead = now - DEAD_S * 1000;
 	orphan = now - QESD_REPLICA_ORPHAN_AFTER_MS;
@@ -380,7 +317,7 @@ test_restarted_name_alive(void **state)
 	beat_at(f, 0, b, a1);
 	beat_at(f, 10, b, NULL);
 	beat_at(f, 20, b, NULL);
-	set_clock(f, 25000);
+	qfx_set_clock(f->clock, 25000);
 	a2 = replica(f, "qesd-a");	/* restarted: a later start time */
 	assert_true(qesd_replicas_started_at(a2) >
 	    qesd_replicas_started_at(a1));
@@ -552,7 +489,7 @@ test_forget_old_rows(void **state)
 	/* a jump of the fake clock: b's beats start a week later */
 	for (t = week + 100; t <= week + 130; t += 10)
 		beat_at(f, t, b, NULL);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM replicas"), 3);
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM replicas"), 3);
 	/* c still holds an open session: only a's row goes */
 	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
 	assert_int_equal(qesd_replicas_forget(tx, qesd_now_ms(f->app) -
@@ -560,13 +497,13 @@ test_forget_old_rows(void **state)
 	assert_int_equal(qesd_tx_commit(tx), 0);
 	qesd_tx_end(tx);
 	assert_int_equal(n, 1);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM replicas WHERE "
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM replicas WHERE "
 	    "name = 'qesd-a'"), 0);
 	/* the reaper closes c's session, then drops c's row too */
 	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
 	assert_int_equal(closed, 1);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM replicas"), 1);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM replicas WHERE "
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM replicas"), 1);
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM replicas WHERE "
 	    "name = 'qesd-b'"), 1);
 	qesd_replicas_free(a);
 	qesd_replicas_free(b);
