@@ -258,11 +258,41 @@ release_locked(struct qesd_diag_wait *w)
 	return 1;
 }
 
+/*
+ * Links w at the head of d's waiters and stamps its send time, unless a
+ * diagnosis of the same device is already waiting (QES_ERR_CONFLICT) or
+ * max_waiting are (QES_ERR_LIMIT). Takes d->mu itself.
+ */
+static int
+link_waiter(qesd_diag *d, struct qesd_diag_wait *w)
+{
+	struct qesd_diag_wait *o;
+	int r;
+
+	pthread_mutex_lock(&d->mu);
+	for (o = d->head; o != NULL; o = o->next)
+		if (strcmp(o->device_id, w->device_id) == 0 &&
+		    strcmp(o->tenant_id, w->tenant_id) == 0)
+			break;
+	r = o != NULL ? QES_ERR_CONFLICT :
+	    d->n >= d->cfg.max_waiting ? QES_ERR_LIMIT : 0;
+	if (r == 0) {
+		w->next = d->head;
+		if (w->next != NULL)
+			w->next->prev = w;
+		d->head = w;
+		d->n++;
+		w->sent_us = mono_us();
+	}
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
 int
 qesd_diag_start(qesd_diag *d, const char *tenant_id, const char *device_id,
     const char *session_id, qesd_diag_wait **out)
 {
-	struct qesd_diag_wait *w = NULL, *o;
+	struct qesd_diag_wait *w = NULL;
 	qes_buf *frame = NULL;
 	int r;
 
@@ -287,24 +317,8 @@ qesd_diag_start(qesd_diag *d, const char *tenant_id, const char *device_id,
 	    (r = qes_proto_build_diagnose(w->msg_id, frame)) != 0)
 		goto fail;
 
-	pthread_mutex_lock(&d->mu);
-	for (o = d->head; o != NULL; o = o->next)
-		if (strcmp(o->device_id, w->device_id) == 0 &&
-		    strcmp(o->tenant_id, w->tenant_id) == 0)
-			break;
-	r = o != NULL ? QES_ERR_CONFLICT :
-	    d->n >= d->cfg.max_waiting ? QES_ERR_LIMIT : 0;
-	if (r == 0) {
-		/* linked before the send, so an instant answer finds it */
-		w->next = d->head;
-		if (w->next != NULL)
-			w->next->prev = w;
-		d->head = w;
-		d->n++;
-		w->sent_us = mono_us();
-	}
-	pthread_mutex_unlock(&d->mu);
-	if (r != 0)
+	/* linked before the send, so an instant answer finds it */
+	if ((r = link_waiter(d, w)) != 0)
 		goto fail;
 
 	/* outside the lock: the hub takes its own (it only queues) */
@@ -575,7 +589,7 @@ qesd_diag_start_remote(qesd_diag *d, const char *tenant_id,
     const char *device_id, qesd_diag_wait **out,
     char ref_out[QESD_DIAG_REF_SIZE])
 {
-	struct qesd_diag_wait *w = NULL, *o;
+	struct qesd_diag_wait *w = NULL;
 	int r;
 
 	if (out != NULL)
@@ -592,23 +606,7 @@ qesd_diag_start_remote(qesd_diag *d, const char *tenant_id,
 	    (r = copy_id(w->device_id, sizeof(w->device_id), device_id)) != 0 ||
 	    (r = qes_proto_new_id(w->msg_id)) != 0)
 		goto fail;
-	pthread_mutex_lock(&d->mu);
-	for (o = d->head; o != NULL; o = o->next)
-		if (strcmp(o->device_id, w->device_id) == 0 &&
-		    strcmp(o->tenant_id, w->tenant_id) == 0)
-			break;
-	r = o != NULL ? QES_ERR_CONFLICT :
-	    d->n >= d->cfg.max_waiting ? QES_ERR_LIMIT : 0;
-	if (r == 0) {
-		w->next = d->head;
-		if (w->next != NULL)
-			w->next->prev = w;
-		d->head = w;
-		d->n++;
-		w->sent_us = mono_us();
-	}
-	pthread_mutex_unlock(&d->mu);
-	if (r != 0)
+	if ((r = link_waiter(d, w)) != 0)
 		goto fail;
 	memcpy(ref_out, w->msg_id, sizeof(w->msg_id));
 	*out = w;
