@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "qes/err.h"
+#include "errbuf.h"
 #include "app.h"
 #include "auth.h"
 #include "bus.h"
@@ -225,23 +225,6 @@ bus_send(void *ctx, const char *tenant_id, const char *device_id,
 	    len);
 }
 
-static int
-errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return 0;
-}
-
 int
 qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
     qes_secret **pepper, qesd_app **out, char *err, size_t errlen)
@@ -258,12 +241,12 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 	if (out != NULL)
 		*out = NULL;
 	if (cfg == NULL || pepper == NULL || *pepper == NULL || out == NULL) {
-		errf(err, errlen, "application: incomplete configuration");
+		qesd_errf(err, errlen, "application: incomplete configuration");
 		goto out;
 	}
 	r = QES_ERR_ALLOC;
 	if ((app = calloc(1, sizeof(*app))) == NULL) {
-		errf(err, errlen, "out of memory");
+		qesd_errf(err, errlen, "out of memory");
 		goto out;
 	}
 	app->cfg = cfg;
@@ -273,7 +256,7 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 
 	if ((r = qesd_clock_new(cfg->insecure_testing_clock_file,
 	    &app->clock)) != 0) {
-		errf(err, errlen, "cannot set up the clock: %s", qes_strerror(r));
+		qesd_errf(err, errlen, "cannot set up the clock: %s", qes_strerror(r));
 		goto out;
 	}
 	if (cfg->insecure_testing_clock_file != NULL)
@@ -292,7 +275,7 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 	qc.flush_records = AUDIT_QUEUE_FLUSH_RECORDS;
 	qc.max_pending = AUDIT_QUEUE_MAX_PENDING;
 	if ((r = qesd_audit_queue_new(app->store, &qc, &app->audit_queue)) != 0) {
-		errf(err, errlen, "cannot start the audit queue: %s", qes_strerror(r));
+		qesd_errf(err, errlen, "cannot start the audit queue: %s", qes_strerror(r));
 		goto out;
 	}
 	app->audit_queue_max = qc.max_pending;
@@ -300,14 +283,14 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 	memset(&ac, 0, sizeof(ac));
 	ac.cache_ttl_ms = cfg->key_cache_ttl_ms;
 	if ((r = qesd_auth_svc_new(app->store, &ac, &app->auth)) != 0) {
-		errf(err, errlen, "cannot start the key cache: %s", qes_strerror(r));
+		qesd_errf(err, errlen, "cannot start the key cache: %s", qes_strerror(r));
 		goto out;
 	}
 	if ((r = qesd_ratelimit_new(cfg->rate_key_per_s, cfg->rate_key_burst, 0,
 	    &app->rl_key)) != 0 ||
 	    (r = qesd_ratelimit_new(cfg->rate_ip_per_s, cfg->rate_ip_burst, 0,
 	    &app->rl_addr)) != 0) {
-		errf(err, errlen, "cannot set up rate limits: %s", qes_strerror(r));
+		qesd_errf(err, errlen, "cannot set up rate limits: %s", qes_strerror(r));
 		goto out;
 	}
 	memset(&fc, 0, sizeof(fc));
@@ -318,13 +301,13 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 	fc.block_after = 20;
 	fc.block_ms = 60000;
 	if ((r = qesd_failtrack_new(&fc, &app->auth_fails)) != 0) {
-		errf(err, errlen, "cannot set up failure tracking: %s", qes_strerror(r));
+		qesd_errf(err, errlen, "cannot set up failure tracking: %s", qes_strerror(r));
 		goto out;
 	}
 	memset(&jc, 0, sizeof(jc));
 	jc.result_retention_ms = (int64_t)cfg->job_result_retention_s * 1000;
 	if ((r = qesd_jobs_new(app, &jc, &app->jobs)) != 0) {
-		errf(err, errlen, "cannot set up signature jobs: %s", qes_strerror(r));
+		qesd_errf(err, errlen, "cannot set up signature jobs: %s", qes_strerror(r));
 		goto out;
 	}
 	/* the agent endpoint's sessions; jobs reach devices through it */
@@ -334,7 +317,7 @@ qesd_app_new(const qesd_config *cfg, qesd_metrics *metrics,
 	dc.send = diag_send;
 	dc.send_ctx = app;
 	if ((r = qesd_diag_new(&dc, &app->diag)) != 0) {
-		errf(err, errlen, "cannot set up device diagnostics: %s",
+		qesd_errf(err, errlen, "cannot set up device diagnostics: %s",
 		    qes_strerror(r));
 		goto out;
 	}

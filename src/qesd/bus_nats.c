@@ -37,7 +37,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +49,7 @@
 #include "qes/buf.h"
 #include "qes/err.h"
 #include "qes/secret.h"
+#include "errbuf.h"
 #include "bus.h"
 #include "bus_msg.h"
 #include "bus_priv.h"
@@ -164,6 +164,32 @@ leave(struct bus_nats *b)
 	if (--b->inflight == 0)
 		pthread_cond_broadcast(&b->cv);
 	pthread_mutex_unlock(&b->mu);
+}
+
+/* enter() for a subscription callback: when the bus is stopping, the
+ * message is destroyed here and the callback returns at once. */
+static int
+enter_msg(struct bus_nats *b, natsMsg *msg)
+{
+	if (enter(b) == 0)
+		return 0;
+	natsMsg_Destroy(msg);
+	return -1;
+}
+
+/* The end of a callback entered with enter_msg(). */
+static void
+leave_msg(struct bus_nats *b, natsMsg *msg)
+{
+	leave(b);
+	natsMsg_Destroy(msg);
+}
+
+static int
+decode_msg(natsMsg *msg, qesd_bus_msg *m)
+{
+	return qesd_bus_msg_decode((const uint8_t *)natsMsg_GetData(msg),
+	    (size_t)natsMsg_GetDataLength(msg), m);
 }
 
 static int
@@ -314,12 +340,9 @@ on_device_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 
 	(void)nc;
 	(void)sub;
-	if (enter(b) != 0) {
-		natsMsg_Destroy(msg);
+	if (enter_msg(b, msg) != 0)
 		return;
-	}
-	r = qesd_bus_msg_decode((const uint8_t *)natsMsg_GetData(msg),
-	    (size_t)natsMsg_GetDataLength(msg), &m);
+	r = decode_msg(msg, &m);
 	if (r != 0 || ((reply == NULL || reply[0] == '\0') &&
 	    m.op != QESD_BUS_REPLACE) ||
 	    dev_subject(m.tenant_id, m.device_id, subject) != 0 ||
@@ -366,8 +389,7 @@ on_device_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 		break;
 	}
  out:
-	leave(b);
-	natsMsg_Destroy(msg);
+	leave_msg(b, msg);
 }
 
 /* Send the outcome of a held diagnosis (bus thread). */
@@ -486,20 +508,16 @@ on_job_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 
 	(void)nc;
 	(void)sub;
-	if (enter(b) != 0) {
-		natsMsg_Destroy(msg);
+	if (enter_msg(b, msg) != 0)
 		return;
-	}
-	r = qesd_bus_msg_decode((const uint8_t *)natsMsg_GetData(msg),
-	    (size_t)natsMsg_GetDataLength(msg), &m);
+	r = decode_msg(msg, &m);
 	if (r != 0 || m.op != QESD_BUS_JOB)
 		qesd_log(QESD_LOG_WARN, "bus: malformed job change dropped",
 		    QLS("error", r != 0 ? qes_strerror(r) : "not a job change"),
 		    QLI("bytes", natsMsg_GetDataLength(msg)));
 	else
 		qesd_jobs_wake_local(b->pub.app->jobs, m.tenant_id, m.job_id);
-	leave(b);
-	natsMsg_Destroy(msg);
+	leave_msg(b, msg);
 }
 
 static void
@@ -515,10 +533,8 @@ on_inbox_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 
 	(void)nc;
 	(void)sub;
-	if (enter(b) != 0) {
-		natsMsg_Destroy(msg);
+	if (enter_msg(b, msg) != 0)
 		return;
-	}
 	memset(&res, 0, sizeof(res));
 	res.rtt_ms = -1;
 	if (strncmp(subject, b->inbox, plen) != 0 || subject[plen] != '.')
@@ -530,8 +546,7 @@ on_inbox_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 		qesd_diag_remote_result(b->pub.app->diag, ref, &res);
 		goto out;
 	}
-	r = qesd_bus_msg_decode((const uint8_t *)natsMsg_GetData(msg),
-	    (size_t)natsMsg_GetDataLength(msg), &m);
+	r = decode_msg(msg, &m);
 	if (r != 0 || m.op != QESD_BUS_DIAG_RESULT || strcmp(m.ref, ref) != 0 ||
 	    (res.outcome = qesd_diag_outcome_parse(m.outcome)) == 0) {
 		qesd_log(QESD_LOG_WARN, "bus: malformed diagnosis answer dropped",
@@ -564,8 +579,7 @@ on_inbox_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 	qesd_diag_remote_result(b->pub.app->diag, ref, &res);
  out:
 	qesd_diag_result_clear(&res);
-	leave(b);
-	natsMsg_Destroy(msg);
+	leave_msg(b, msg);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -651,8 +665,7 @@ request(struct bus_nats *b, const qesd_bus_msg *q, qesd_bus_msg *out)
 		r = QES_ERR_NOT_FOUND;
 		goto out;
 	}
-	r = qesd_bus_msg_decode((const uint8_t *)natsMsg_GetData(reply),
-	    (size_t)natsMsg_GetDataLength(reply), out);
+	r = decode_msg(reply, out);
 	if (r != 0 || out->op != QESD_BUS_REPLY) {
 		qesd_log(QESD_LOG_WARN, "bus: malformed reply dropped",
 		    QLS("op", qesd_bus_op_name(q->op)),
@@ -955,23 +968,6 @@ static const struct qesd_bus_ops nats_ops = {
 	.free = nats_free,
 };
 
-static int
-errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return QES_ERR_INVALID_ARG;
-}
-
 /*
  * The token of bus_token_file: one line of printable ASCII (a trailing
  * newline is allowed), at most TOKEN_FILE_MAX bytes, into a wiped secret
@@ -1036,13 +1032,13 @@ make_options(struct bus_nats *b, const qesd_config *cfg, const char *urls,
 
 	*out = NULL;
 	if (natsOptions_Create(&o) != NATS_OK) {
-		r = errf(err, errlen, "bus: cannot create NATS options");
+		r = qesd_errf(err, errlen, "bus: cannot create NATS options");
 		goto out;
 	}
 	snprintf(name, sizeof(name), "qesd %s",
 	    cfg->replica_name != NULL ? cfg->replica_name : "");
 	if ((s = natsOptions_SetURL(o, urls)) != NATS_OK) {
-		r = errf(err, errlen, "bus: the NATS URL list is not valid (%s)",
+		r = qesd_errf(err, errlen, "bus: the NATS URL list is not valid (%s)",
 		    natsStatus_GetText(s));
 		goto out;
 	}
@@ -1060,14 +1056,14 @@ make_options(struct bus_nats *b, const qesd_config *cfg, const char *urls,
 	    natsOptions_SetReconnectedCB(o, on_reconnected, b) != NATS_OK ||
 	    natsOptions_SetClosedCB(o, on_closed, b) != NATS_OK ||
 	    natsOptions_SetErrorHandler(o, on_error, b) != NATS_OK) {
-		r = errf(err, errlen, "bus: cannot set the NATS options");
+		r = qesd_errf(err, errlen, "bus: cannot set the NATS options");
 		goto out;
 	}
 	if (cfg->bus_tls_ca_file != NULL &&
 	    ((s = natsOptions_SetSecure(o, true)) != NATS_OK ||
 	    (s = natsOptions_LoadCATrustedCertificates(o,
 	    cfg->bus_tls_ca_file)) != NATS_OK)) {
-		r = errf(err, errlen, "bus_tls_ca_file %s cannot be loaded (%s)",
+		r = qesd_errf(err, errlen, "bus_tls_ca_file %s cannot be loaded (%s)",
 		    cfg->bus_tls_ca_file, natsStatus_GetText(s));
 		goto out;
 	}
@@ -1077,7 +1073,7 @@ make_options(struct bus_nats *b, const qesd_config *cfg, const char *urls,
 			goto out;
 		if ((s = natsOptions_SetUserCredentialsFromFiles(o,
 		    cfg->bus_credentials_file, NULL)) != NATS_OK) {
-			r = errf(err, errlen, "bus_credentials_file %s cannot be "
+			r = qesd_errf(err, errlen, "bus_credentials_file %s cannot be "
 			    "used (%s)", cfg->bus_credentials_file,
 			    natsStatus_GetText(s));
 			goto out;
@@ -1090,7 +1086,7 @@ make_options(struct bus_nats *b, const qesd_config *cfg, const char *urls,
 		if (read_token(cfg->bus_token_file, &token) != 0 ||
 		    natsOptions_SetToken(o,
 		    (const char *)qes_secret_data(token)) != NATS_OK) {
-			r = errf(err, errlen, "bus_token_file %s holds no usable "
+			r = qesd_errf(err, errlen, "bus_token_file %s holds no usable "
 			    "token (one line of printable characters)",
 			    cfg->bus_token_file);
 			goto out;
@@ -1142,14 +1138,14 @@ qesd_bus_nats_new(qesd_app *app, const char *urls, qesd_bus **out, char *err,
 	}
 	if (nats_Open(-1) != NATS_OK ||
 	    nats_SetMessageDeliveryPoolSize(DELIVERY_THREADS) != NATS_OK) {
-		r = errf(err, errlen, "bus: cannot start libnats");
+		r = qesd_errf(err, errlen, "bus: cannot start libnats");
 		goto fail;
 	}
 	if ((r = make_options(b, app->cfg, urls, &o, err, errlen)) != 0)
 		goto fail;
 	s = natsConnection_Connect(&b->nc, o);
 	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
-		r = errf(err, errlen, "bus: cannot connect to NATS (%s)",
+		r = qesd_errf(err, errlen, "bus: cannot connect to NATS (%s)",
 		    natsStatus_GetText(s));
 		goto fail;
 	}
@@ -1161,7 +1157,7 @@ qesd_bus_nats_new(qesd_app *app, const char *urls, qesd_bus **out, char *err,
 	r = QES_ERR_UNAVAILABLE;
 	if (natsInbox_Create(&inbox) != NATS_OK ||
 	    strlen(inbox) >= sizeof(b->inbox)) {
-		r = errf(err, errlen, "bus: cannot make a NATS inbox");
+		r = qesd_errf(err, errlen, "bus: cannot make a NATS inbox");
 		goto fail;
 	}
 	snprintf(b->inbox, sizeof(b->inbox), "%s", inbox);
@@ -1173,13 +1169,13 @@ qesd_bus_nats_new(qesd_app *app, const char *urls, qesd_bus **out, char *err,
 		    "qes.job.*.*", on_job_msg, b)) != NATS_OK ||
 		    (s = natsConnection_Subscribe(&b->inbox_sub, b->nc, wild,
 		    on_inbox_msg, b)) != NATS_OK) {
-			r = errf(err, errlen, "bus: cannot subscribe (%s)",
+			r = qesd_errf(err, errlen, "bus: cannot subscribe (%s)",
 			    natsStatus_GetText(s));
 			goto fail;
 		}
 	}
 	if (pthread_create(&b->thread, NULL, bus_thread, b) != 0) {
-		r = errf(err, errlen, "bus: cannot start its thread");
+		r = qesd_errf(err, errlen, "bus: cannot start its thread");
 		goto fail;
 	}
 	b->thread_started = 1;

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "qes/buf.h"
 #include "qes/err.h"
 #include "qes/fetch.h"
+#include "errbuf.h"
 #include "config.h"
 #include "log.h"
 
@@ -88,23 +88,6 @@ static const struct key keys[] = {
 	{ "tsa_ca_file", K_STR, OFF(tsa_ca_file), 0, 0, "PEM trust anchors of the TSA's certificate (required with tsa_url)" },
 	{ "tsa_policy", K_STR, OFF(tsa_policy), 0, 0, "TSA policy OID to ask for and expect (unset: any)" },
 };
-
-static int
-errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return QES_ERR_INVALID_ARG;
-}
 
 static int
 set_str(char **slot, const char *v)
@@ -258,9 +241,9 @@ apply(qesd_config *c, const struct key *k, const char *v, const char *where,
 	switch (k->type) {
 	case K_STR:
 		if (*v == '\0')
-			return errf(err, errlen, "%s: %s must not be empty", where, k->name);
+			return qesd_errf(err, errlen, "%s: %s must not be empty", where, k->name);
 		if (strlen(v) > PATH_MAX)
-			return errf(err, errlen, "%s: %s is too long", where, k->name);
+			return qesd_errf(err, errlen, "%s: %s is too long", where, k->name);
 		if ((r = set_str((char **)((char *)c + k->offset), v)) != 0)
 			return r;
 		return 0;
@@ -268,10 +251,10 @@ apply(qesd_config *c, const struct key *k, const char *v, const char *where,
 	case K_SIZE:
 		r = parse_uint(v, k->min, k->max, &x);
 		if (r == QES_ERR_LIMIT)
-			return errf(err, errlen, "%s: %s = %s is out of range (%llu..%llu)",
+			return qesd_errf(err, errlen, "%s: %s = %s is out of range (%llu..%llu)",
 			    where, k->name, v, k->min, k->max);
 		if (r != 0)
-			return errf(err, errlen, "%s: %s = '%s' is not a whole number",
+			return qesd_errf(err, errlen, "%s: %s = '%s' is not a whole number",
 			    where, k->name, v);
 		if (k->type == K_UINT)
 			*(unsigned *)((char *)c + k->offset) = (unsigned)x;
@@ -282,14 +265,14 @@ apply(qesd_config *c, const struct key *k, const char *v, const char *where,
 		errno = 0;
 		d = strtod(v, &end);
 		if (errno != 0 || end == v || *end != '\0' || !(d > 0) || d > 1e6)
-			return errf(err, errlen, "%s: %s = '%s' must be a number in (0, 1000000]",
+			return qesd_errf(err, errlen, "%s: %s = '%s' must be a number in (0, 1000000]",
 			    where, k->name, v);
 		*(double *)((char *)c + k->offset) = d;
 		return 0;
 	case K_LISTEN:
 		if (qesd_parse_listen(v, c->listen_host, sizeof(c->listen_host),
 		    &c->listen_port) != 0)
-			return errf(err, errlen, "%s: listen = '%s' is not host:port or [v6]:port",
+			return qesd_errf(err, errlen, "%s: listen = '%s' is not host:port or [v6]:port",
 			    where, v);
 		return 0;
 	case K_METRICS_LISTEN:
@@ -299,13 +282,13 @@ apply(qesd_config *c, const struct key *k, const char *v, const char *where,
 		}
 		if (qesd_parse_listen(v, c->metrics_host, sizeof(c->metrics_host),
 		    &c->metrics_port) != 0)
-			return errf(err, errlen, "%s: metrics_listen = '%s' is not host:port, [v6]:port or off",
+			return qesd_errf(err, errlen, "%s: metrics_listen = '%s' is not host:port, [v6]:port or off",
 			    where, v);
 		c->metrics_enabled = 1;
 		return 0;
 	case K_LEVEL:
 		if ((lvl = qesd_log_level_parse(v)) < 0)
-			return errf(err, errlen, "%s: log_level = '%s' is not debug, info, warn or error",
+			return qesd_errf(err, errlen, "%s: log_level = '%s' is not debug, info, warn or error",
 			    where, v);
 		c->log_level = lvl;
 		return 0;
@@ -315,10 +298,10 @@ apply(qesd_config *c, const struct key *k, const char *v, const char *where,
 		else if (strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
 			*(int *)((char *)c + k->offset) = 0;
 		else
-			return errf(err, errlen, "%s: %s = '%s' must be on or off", where, k->name, v);
+			return qesd_errf(err, errlen, "%s: %s = '%s' must be on or off", where, k->name, v);
 		return 0;
 	}
-	return errf(err, errlen, "%s: %s: internal error", where, k->name);
+	return qesd_errf(err, errlen, "%s: %s: internal error", where, k->name);
 }
 
 static const struct key *
@@ -365,14 +348,14 @@ qesd_config_parse(qesd_config *c, const char *text, size_t len,
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%zu", origin, lineno);
 		if (memchr(line, '\0', ll) != NULL)
-			return errf(err, errlen, "%s: NUL byte in configuration", where);
+			return qesd_errf(err, errlen, "%s: NUL byte in configuration", where);
 		if (ll >= CONFIG_LINE_MAX)
-			return errf(err, errlen, "%s: line too long", where);
+			return qesd_errf(err, errlen, "%s: line too long", where);
 		trim(&line, &ll);
 		if (ll == 0 || line[0] == '#')
 			continue;
 		if ((eq = memchr(line, '=', ll)) == NULL)
-			return errf(err, errlen, "%s: expected 'key = value'", where);
+			return qesd_errf(err, errlen, "%s: expected 'key = value'", where);
 		k = line;
 		kl = (size_t)(eq - line);
 		v = eq + 1;
@@ -381,10 +364,10 @@ qesd_config_parse(qesd_config *c, const char *text, size_t len,
 		trim(&v, &vl);
 		if ((key = find_key(k, kl)) == NULL) {
 			snprintf(name, sizeof(name), "%.*s", (int)(kl > 48 ? 48 : kl), k);
-			return errf(err, errlen, "%s: unknown key '%s'", where, name);
+			return qesd_errf(err, errlen, "%s: unknown key '%s'", where, name);
 		}
 		if (seen[key - keys])
-			return errf(err, errlen, "%s: key '%s' given twice", where, key->name);
+			return qesd_errf(err, errlen, "%s: key '%s' given twice", where, key->name);
 		seen[key - keys] = 1;
 		memcpy(value, v, vl);
 		value[vl] = '\0';
@@ -403,10 +386,10 @@ qesd_config_load_file(qesd_config *c, const char *path, char *err, size_t errlen
 	errno = 0;
 	r = qes_buf_read_file(path, CONFIG_FILE_MAX, &b);
 	if (r == QES_ERR_LIMIT)
-		return errf(err, errlen, "%s: configuration file larger than %d bytes",
+		return qesd_errf(err, errlen, "%s: configuration file larger than %d bytes",
 		    path, CONFIG_FILE_MAX);
 	if (r != 0)
-		return errf(err, errlen, "%s: cannot read configuration file: %s",
+		return qesd_errf(err, errlen, "%s: cannot read configuration file: %s",
 		    path, errno != 0 ? strerror(errno) : qes_strerror(r));
 	r = qesd_config_parse(c, (const char *)qes_buf_data(b), qes_buf_len(b),
 	    path, err, errlen);
@@ -444,13 +427,13 @@ qesd_config_load_env(qesd_config *c, char *const *envp, char *err, size_t errlen
 			continue;
 		nl = (size_t)(eq - e) - 5;
 		if (nl == 0 || nl >= sizeof(name))
-			return errf(err, errlen, "environment: unknown variable %.*s",
+			return qesd_errf(err, errlen, "environment: unknown variable %.*s",
 			    (int)((size_t)(eq - e) > 60 ? 60 : (size_t)(eq - e)), e);
 		for (j = 0; j < nl; j++)
 			name[j] = (char)tolower((unsigned char)e[5 + j]);
 		name[nl] = '\0';
 		if ((key = find_key(name, nl)) == NULL)
-			return errf(err, errlen, "environment: unknown variable %.*s",
+			return qesd_errf(err, errlen, "environment: unknown variable %.*s",
 			    (int)(eq - e), e);
 		snprintf(where, sizeof(where), "environment %.*s", (int)(eq - e), e);
 		if ((r = apply(c, key, eq + 1, where, err, errlen)) != 0)
@@ -464,47 +447,47 @@ qesd_config_validate(const qesd_config *c, int allow_testing, char *err,
     size_t errlen)
 {
 	if (c->tls_cert == NULL)
-		return errf(err, errlen, "tls_cert is not set: qesd serves only TLS 1.3 and needs a certificate");
+		return qesd_errf(err, errlen, "tls_cert is not set: qesd serves only TLS 1.3 and needs a certificate");
 	if (c->tls_key == NULL)
-		return errf(err, errlen, "tls_key is not set: qesd serves only TLS 1.3 and needs a private key");
+		return qesd_errf(err, errlen, "tls_key is not set: qesd serves only TLS 1.3 and needs a private key");
 	if (c->pepper_file == NULL)
-		return errf(err, errlen, "pepper_file is not set: API keys cannot be verified without the pepper");
+		return qesd_errf(err, errlen, "pepper_file is not set: API keys cannot be verified without the pepper");
 	if (c->store == NULL || (strncmp(c->store, "sqlite:", 7) != 0 &&
 	    strncmp(c->store, "postgres:", 9) != 0))
-		return errf(err, errlen, "store must be sqlite:PATH or postgres:URL");
+		return qesd_errf(err, errlen, "store must be sqlite:PATH or postgres:URL");
 	if (c->bus == NULL || (strcmp(c->bus, "local") != 0 &&
 	    (strncmp(c->bus, "nats:", 5) != 0 || c->bus[5] == '\0')))
-		return errf(err, errlen, "bus must be local or nats:URL[,URL...] (e.g. nats:nats://nats:4222)");
+		return qesd_errf(err, errlen, "bus must be local or nats:URL[,URL...] (e.g. nats:nats://nats:4222)");
 	if (strcmp(c->bus, "local") == 0 && (c->bus_tls_ca_file != NULL ||
 	    c->bus_credentials_file != NULL || c->bus_token_file != NULL))
-		return errf(err, errlen, "bus_tls_ca_file, bus_credentials_file and bus_token_file need bus = nats:URL");
+		return qesd_errf(err, errlen, "bus_tls_ca_file, bus_credentials_file and bus_token_file need bus = nats:URL");
 	if (c->bus_credentials_file != NULL && c->bus_token_file != NULL)
-		return errf(err, errlen, "bus_credentials_file and bus_token_file exclude each other: NATS authenticates a client one way");
+		return qesd_errf(err, errlen, "bus_credentials_file and bus_token_file exclude each other: NATS authenticates a client one way");
 	if (c->max_uri_bytes > c->max_header_bytes)
-		return errf(err, errlen, "max_uri_bytes (%zu) must not exceed max_header_bytes (%zu)",
+		return qesd_errf(err, errlen, "max_uri_bytes (%zu) must not exceed max_header_bytes (%zu)",
 		    c->max_uri_bytes, c->max_header_bytes);
 	if (c->max_string_bytes > c->max_body_bytes)
-		return errf(err, errlen, "max_string_bytes (%zu) must not exceed max_body_bytes (%zu)",
+		return qesd_errf(err, errlen, "max_string_bytes (%zu) must not exceed max_body_bytes (%zu)",
 		    c->max_string_bytes, c->max_body_bytes);
 	if (c->listen_port == 0 && c->metrics_enabled && c->metrics_port == 0)
-		return errf(err, errlen, "listen and metrics_listen cannot both use port 0");
+		return qesd_errf(err, errlen, "listen and metrics_listen cannot both use port 0");
 	if (c->metrics_enabled && c->metrics_port == c->listen_port &&
 	    c->listen_port != 0 && strcmp(c->metrics_host, c->listen_host) == 0)
-		return errf(err, errlen, "metrics_listen must differ from listen");
+		return qesd_errf(err, errlen, "metrics_listen must differ from listen");
 	if (c->agent_dead_after_s <= c->agent_ping_interval_s)
-		return errf(err, errlen, "agent_dead_after_s (%u) must exceed agent_ping_interval_s (%u): a live agent answers pings",
+		return qesd_errf(err, errlen, "agent_dead_after_s (%u) must exceed agent_ping_interval_s (%u): a live agent answers pings",
 		    c->agent_dead_after_s, c->agent_ping_interval_s);
 	if (c->replica_dead_after_s <= 2 * c->replica_heartbeat_s)
-		return errf(err, errlen, "replica_dead_after_s (%u) must exceed twice replica_heartbeat_s (%u): one late beat must not declare a live replica gone",
+		return qesd_errf(err, errlen, "replica_dead_after_s (%u) must exceed twice replica_heartbeat_s (%u): one late beat must not declare a live replica gone",
 		    c->replica_dead_after_s, c->replica_heartbeat_s);
 	if (c->tsa_url != NULL && !qes_fetch_url_ok(c->tsa_url))
-		return errf(err, errlen, "tsa_url must be an absolute http:// or https:// URL");
+		return qesd_errf(err, errlen, "tsa_url must be an absolute http:// or https:// URL");
 	if (c->tsa_url != NULL && c->tsa_ca_file == NULL)
-		return errf(err, errlen, "tsa_url needs tsa_ca_file: the TSA's certificate must chain to an anchor qesd trusts");
+		return qesd_errf(err, errlen, "tsa_url needs tsa_ca_file: the TSA's certificate must chain to an anchor qesd trusts");
 	if (c->testing_routes && !allow_testing)
-		return errf(err, errlen, "testing_routes = on is refused: it adds test-only routes and is allowed only with QESD_ALLOW_TESTING=1, never in production");
+		return qesd_errf(err, errlen, "testing_routes = on is refused: it adds test-only routes and is allowed only with QESD_ALLOW_TESTING=1, never in production");
 	if (c->insecure_testing_clock_file != NULL && !c->insecure_testing)
-		return errf(err, errlen, "insecure_testing_clock_file is refused: it lets a file move qesd's clock (key expiry, rotation grace) and is allowed only with QESD_INSECURE_TESTING=1, never in production");
+		return qesd_errf(err, errlen, "insecure_testing_clock_file is refused: it lets a file move qesd's clock (key expiry, rotation grace) and is allowed only with QESD_INSECURE_TESTING=1, never in production");
 	return 0;
 }
 
@@ -513,9 +496,9 @@ check_mode(const struct stat *st, const char *path, const char *what,
     char *err, size_t errlen)
 {
 	if (!S_ISREG(st->st_mode))
-		return errf(err, errlen, "%s %s is not a regular file", what, path);
+		return qesd_errf(err, errlen, "%s %s is not a regular file", what, path);
 	if ((st->st_mode & 077) != 0)
-		return errf(err, errlen,
+		return qesd_errf(err, errlen,
 		    "%s %s is accessible by group or others (mode %04o): run chmod 600 on it",
 		    what, path, (unsigned)(st->st_mode & 07777));
 	return 0;
@@ -528,9 +511,9 @@ qesd_check_secret_file(const char *path, const char *what, char *err,
 	struct stat st;
 
 	if (path == NULL)
-		return errf(err, errlen, "%s is not set", what);
+		return qesd_errf(err, errlen, "%s is not set", what);
 	if (stat(path, &st) != 0)
-		return errf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return qesd_errf(err, errlen, "%s %s: %s", what, path, strerror(errno));
 	return check_mode(&st, path, what, err, errlen);
 }
 
@@ -546,16 +529,16 @@ qesd_pepper_load(const char *path, qes_secret **out, char *err, size_t errlen)
 
 	*out = NULL;
 	if (path == NULL) {
-		r = errf(err, errlen, "pepper_file is not set");
+		r = qesd_errf(err, errlen, "pepper_file is not set");
 		goto out;
 	}
 	/* open first, then fstat: the file checked is the file read */
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
-		r = errf(err, errlen, "pepper_file %s: %s", path, strerror(errno));
+		r = qesd_errf(err, errlen, "pepper_file %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st) != 0) {
-		r = errf(err, errlen, "pepper_file %s: %s", path, strerror(errno));
+		r = qesd_errf(err, errlen, "pepper_file %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if ((r = check_mode(&st, path, "pepper_file", err, errlen)) != 0)
@@ -565,7 +548,7 @@ qesd_pepper_load(const char *path, qes_secret **out, char *err, size_t errlen)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			r = errf(err, errlen, "pepper_file %s: %s", path, strerror(errno));
+			r = qesd_errf(err, errlen, "pepper_file %s: %s", path, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -573,7 +556,7 @@ qesd_pepper_load(const char *path, qes_secret **out, char *err, size_t errlen)
 		len += (size_t)n;
 	}
 	if (len > QESD_PEPPER_MAX_BYTES) {
-		r = errf(err, errlen, "pepper_file %s is larger than %d bytes", path,
+		r = qesd_errf(err, errlen, "pepper_file %s is larger than %d bytes", path,
 		    QESD_PEPPER_MAX_BYTES);
 		goto out;
 	}
@@ -588,17 +571,17 @@ qesd_pepper_load(const char *path, qes_secret **out, char *err, size_t errlen)
 			len--;
 	}
 	if (len == 0) {
-		r = errf(err, errlen, "pepper_file %s is empty: create it with `openssl rand -hex 32 > FILE; chmod 600 FILE`",
+		r = qesd_errf(err, errlen, "pepper_file %s is empty: create it with `openssl rand -hex 32 > FILE; chmod 600 FILE`",
 		    path);
 		goto out;
 	}
 	if (len < QESD_PEPPER_MIN_BYTES) {
-		r = errf(err, errlen, "pepper_file %s holds %zu bytes; at least %d are needed",
+		r = qesd_errf(err, errlen, "pepper_file %s holds %zu bytes; at least %d are needed",
 		    path, len, QESD_PEPPER_MIN_BYTES);
 		goto out;
 	}
 	if ((s = qes_secret_new(len)) == NULL || qes_secret_set(s, buf, len) != 0) {
-		r = errf(err, errlen, "pepper_file %s: out of memory", path);
+		r = qesd_errf(err, errlen, "pepper_file %s: out of memory", path);
 		goto out;
 	}
 	*out = s;

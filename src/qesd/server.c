@@ -37,7 +37,6 @@
  * (server_draining) and waits until they are gone.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -53,6 +52,7 @@
 #include "qes/buf.h"
 #include "qes/err.h"
 #include "qes/secret.h"
+#include "errbuf.h"
 #include "log.h"
 #include "hub_ws.h"
 #include "problem.h"
@@ -1449,23 +1449,6 @@ lws_log_emit(int level, const char *line)
 /* ------------------------------------------------------------------------- */
 /* lifecycle */
 
-static int
-errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return QES_ERR_INVALID_ARG;
-}
-
 static struct lws_vhost *
 make_vhost(qesd_server *srv, const char *name, const char *host, int port)
 {
@@ -1503,19 +1486,19 @@ qesd_server_new(const qesd_server_config *sc, qesd_server **out, char *err,
 
 	*out = NULL;
 	if (sc == NULL || sc->cfg == NULL || sc->tables == NULL || sc->metrics == NULL)
-		return errf(err, errlen, "server: incomplete configuration");
+		return qesd_errf(err, errlen, "server: incomplete configuration");
 	cfg = sc->cfg;
 	if (cfg->tls_cert == NULL || cfg->tls_key == NULL)
-		return errf(err, errlen, "tls_cert and tls_key are required: qesd serves TLS 1.3 only");
+		return qesd_errf(err, errlen, "tls_cert and tls_key are required: qesd serves TLS 1.3 only");
 	if (access(cfg->tls_cert, R_OK) != 0)
-		return errf(err, errlen, "tls_cert %s: %s", cfg->tls_cert, strerror(errno));
+		return qesd_errf(err, errlen, "tls_cert %s: %s", cfg->tls_cert, strerror(errno));
 	if ((r = qesd_check_secret_file(cfg->tls_key, "tls_key", err, errlen)) != 0)
 		return r;
 	if (cfg->metrics_enabled && sc->metrics_tables == NULL)
-		return errf(err, errlen, "metrics_listen is set but no metrics routes were given");
+		return qesd_errf(err, errlen, "metrics_listen is set but no metrics routes were given");
 
 	if ((srv = calloc(1, sizeof(*srv))) == NULL)
-		return errf(err, errlen, "out of memory");
+		return qesd_errf(err, errlen, "out of memory");
 	srv->sc = *sc;
 	srv->cfg = cfg;
 	pthread_mutex_init(&srv->mu, NULL);
@@ -1554,12 +1537,12 @@ qesd_server_new(const qesd_server_config *sc, qesd_server **out, char *err,
 	/* stop accepting below the open-file limit, not spin on EMFILE */
 	info.simultaneous_ssl_restriction = qesd_fd_limit_connections();
 	if ((srv->ctx = lws_create_context(&info)) == NULL) {
-		r = errf(err, errlen, "cannot create the libwebsockets context");
+		r = qesd_errf(err, errlen, "cannot create the libwebsockets context");
 		goto fail;
 	}
 	srv->vhost = make_vhost(srv, "api", cfg->listen_host, cfg->listen_port);
 	if (srv->vhost == NULL) {
-		r = errf(err, errlen,
+		r = qesd_errf(err, errlen,
 		    "cannot listen on %s port %d with TLS (address in use, or bad certificate/key %s / %s?)",
 		    cfg->listen_host, cfg->listen_port, cfg->tls_cert, cfg->tls_key);
 		goto fail;
@@ -1568,7 +1551,7 @@ qesd_server_new(const qesd_server_config *sc, qesd_server **out, char *err,
 		srv->metrics_vhost = make_vhost(srv, "metrics", cfg->metrics_host,
 		    cfg->metrics_port);
 		if (srv->metrics_vhost == NULL) {
-			r = errf(err, errlen, "cannot listen on metrics %s port %d",
+			r = qesd_errf(err, errlen, "cannot listen on metrics %s port %d",
 			    cfg->metrics_host, cfg->metrics_port);
 			goto fail;
 		}
@@ -1576,18 +1559,18 @@ qesd_server_new(const qesd_server_config *sc, qesd_server **out, char *err,
 
 	srv->n_workers = cfg->workers;
 	if ((srv->workers = calloc(srv->n_workers, sizeof(pthread_t))) == NULL) {
-		r = errf(err, errlen, "out of memory");
+		r = qesd_errf(err, errlen, "out of memory");
 		goto fail;
 	}
 	for (i = 0; i < srv->n_workers; i++)
 		if (pthread_create(&srv->workers[i], NULL, worker_main, srv) != 0) {
 			srv->n_workers = i;
-			r = errf(err, errlen, "cannot start worker threads");
+			r = qesd_errf(err, errlen, "cannot start worker threads");
 			goto fail;
 		}
 	if (sc->handle_signals) {
 		if (pthread_create(&srv->sig_thread, NULL, signal_main, srv) != 0) {
-			r = errf(err, errlen, "cannot start the signal thread");
+			r = qesd_errf(err, errlen, "cannot start the signal thread");
 			goto fail;
 		}
 		srv->sig_thread_started = 1;
