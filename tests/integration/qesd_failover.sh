@@ -41,16 +41,7 @@ qes_private_tokens "$T/tokens"
 PE=$QES_BUILD_DIR/tests/qes-test-pinentry
 mkdir -p "$T/resp"
 
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
-    > "$T/ext.cnf"
-openssl x509 -req -in "$T/server.csr" -CA "$CA" -CAkey "$QES_PKI/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$T/ext.cnf" \
-    -out "$T/server.pem" 2>/dev/null
-chmod 600 "$T/server.key"
-openssl rand -hex 32 > "$T/pepper"
-chmod 600 "$T/pepper"
+qesd_tls_files "$T"
 
 qes_pg_start
 start_nats
@@ -83,13 +74,6 @@ EOF
 conf "$T/a.conf" replica-a "$PORT_A" 20
 conf "$T/b.conf" replica-b "$PORT_B" 20
 conf "$T/b-short.conf" replica-b "$PORT_B" 6
-jget() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$BODY" "$1"; }
-check() {
-    local want=$1 what=$2
-    shift 2
-    call "$@"
-    [ "$CODE" = "$want" ] || { cat "$BODY" >&2 2>/dev/null; fail "$what: expected $want, got $CODE"; }
-}
 # stop_pid PID SECONDS: wait for a SIGTERMed qesd; exit status 0
 stop_wait() {
     local i rc=0
@@ -118,9 +102,7 @@ ok "replicas A (:$PORT_A) and B (:$PORT_B) on one PostgreSQL and one NATS, both 
 # ---------------------------------------------------------------------------
 # The agent, enrolled on A, told where both replicas are.
 CFG=$T/agent
-"$QES_AGENT" enroll --server "https://localhost:$PORT_A" --code "$ENROLL_CODE" \
-    --ca "$CA" --config "$CFG" --name "failover desktop" \
-    > "$T/enroll.out" 2> "$T/enroll.err" || { cat "$T/enroll.err" >&2; fail "enroll"; }
+enroll_agent "https://localhost:$PORT_A" "$ENROLL_CODE" "$CFG" "failover desktop"
 printf 'gateway_addresses = 127.0.0.1:%s, 127.0.0.1:%s\n' "$PORT_A" "$PORT_B" > "$CFG/agent.conf"
 chmod 600 "$CFG/agent.conf"
 cat > "$T/pinentry.sh" <<EOF
@@ -132,10 +114,7 @@ chmod 755 "$T/pinentry.sh"
 export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$T/pinentry.log
 pinentry_script() { printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"; rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"; : >"$T/pinentry.pids"; }
 pinentry_script "pin $QES_TOKEN_A_PIN"
-"$QES_AGENT" run --config "$CFG" --module "$QES_TEST_MODULE" --only-module \
-    --pinentry "$T/pinentry.sh" 2>> "$T/agent.log" &
-AGENT_PID=$!
-qes_on_exit "kill -CONT $AGENT_PID; kill -KILL $AGENT_PID"
+start_agent "$CFG" "$T/pinentry.sh"
 
 # open_on REPLICA SECONDS: the device has an open session on REPLICA
 open_on() {
@@ -149,24 +128,10 @@ open_on() {
 }
 # credential PORT: the live P-256 credential of token A, as that replica lists it
 credential() {
-    local p=$PORT i
+    local p=$PORT
     PORT=$1
-    CRED=
-    for i in $(seq 1 150); do
-        call "$KEY" GET /v1/credentials
-        if [ "$CODE" = 200 ]; then
-            CRED=$(python3 -c '
-import json, sys
-for c in json.load(open(sys.argv[1]))["items"]:
-    if c["token_serial"] == sys.argv[2] and c["key_id"] == "02":
-        print(c["id"])
-        break' "$BODY" "$QES_TOKEN_A_SERIAL")
-            [ -n "$CRED" ] && break
-        fi
-        sleep 0.2
-    done
+    wait_credential "$KEY"
     PORT=$p
-    [ -n "$CRED" ] || { tail -n 20 "$T/agent.log" >&2; fail "no live P-256 credential on port $1"; }
 }
 # submit PORT WHAT: a job for the document WHAT through that replica; $JOB
 submit() {
@@ -312,10 +277,7 @@ start_qesd "$T/a-slow.conf" "$T/a3.log"
 PID_A=$SERVER_PID
 start_qesd "$T/b-slow.conf" "$T/b3.log"
 PID_B=$SERVER_PID
-"$QES_AGENT" run --config "$CFG" --module "$QES_TEST_MODULE" --only-module \
-    --pinentry "$T/pinentry.sh" 2>> "$T/agent.log" &
-AGENT_PID=$!
-qes_on_exit "kill -KILL $AGENT_PID"
+start_agent "$CFG" "$T/pinentry.sh"
 open_on replica-a 20
 credential "$PORT_A"
 pinentry_script "sleep 120" "pin $QES_TOKEN_A_PIN"
