@@ -46,16 +46,7 @@ PE=$QES_BUILD_DIR/tests/qes-test-pinentry
 DIAG_TIMEOUT_S=4
 mkdir -p "$T/resp"
 
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
-    > "$T/ext.cnf"
-openssl x509 -req -in "$T/server.csr" -CA "$CA" -CAkey "$QES_PKI/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$T/ext.cnf" \
-    -out "$T/server.pem" 2>/dev/null
-chmod 600 "$T/server.key"
-openssl rand -hex 32 > "$T/pepper"
-chmod 600 "$T/pepper"
+qesd_tls_files "$T"
 NATS_TOKEN=$(openssl rand -hex 20)
 printf '%s\n' "$NATS_TOKEN" > "$T/nats.token"
 chmod 600 "$T/nats.token"
@@ -87,13 +78,6 @@ EOF
 }
 conf "$T/a.conf" replica-a
 conf "$T/b.conf" replica-b
-jget() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$BODY" "$1"; }
-check() {
-    local want=$1 what=$2
-    shift 2
-    call "$@"
-    [ "$CODE" = "$want" ] || { cat "$BODY" >&2 2>/dev/null; fail "$what: expected $want, got $CODE"; }
-}
 
 "$QESD" admin --config "$T/a.conf" tenant create two-co > "$T/tenant.out" 2> "$T/tenant.err" ||
     { cat "$T/tenant.err" >&2; fail "qesd admin tenant create"; }
@@ -130,10 +114,7 @@ ok "two replicas on PostgreSQL and NATS, both ready"
 # ---------------------------------------------------------------------------
 # The agent on replica A.
 CFG=$T/agent
-"$QES_AGENT" enroll --server "https://localhost:$PORT_A" --code "$ENROLL_CODE" \
-    --ca "$CA" --config "$CFG" --name "replica desktop" \
-    > "$T/enroll.out" 2> "$T/enroll.err" || { cat "$T/enroll.err" >&2; fail "enroll"; }
-DEVICE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_id"])' "$CFG/enrollment.json")
+enroll_agent "https://localhost:$PORT_A" "$ENROLL_CODE" "$CFG" "replica desktop"
 cat > "$T/pinentry.sh" <<EOF
 #!/bin/sh
 echo \$\$ >>"$T/pinentry.pids"
@@ -152,37 +133,24 @@ pin_script() {
     for _ in $(seq 1 20); do lines+=("pin $QES_TOKEN_A_PIN"); done
     pinentry_script "${lines[@]}"
 }
-AGENT_PID=
-start_agent() {
-    "$QES_AGENT" run --config "$CFG" --module "$QES_TEST_MODULE" --only-module \
-        --pinentry "$T/pinentry.sh" 2>> "$T/agent.log" &
-    AGENT_PID=$!
-    qes_on_exit "kill -KILL $AGENT_PID"
-}
 sessions_opened() { grep -c '"event":"session_open"' "$T/agent.log" 2>/dev/null || true; }
 pin_script
 : > "$T/agent.log"
-start_agent
+start_agent "$CFG" "$T/pinentry.sh"
 
 # credential: the live P-256 credential of token A, as replica B lists it
 credential() {
-    local i
     PORT=$PORT_B
-    CRED=
-    for i in $(seq 1 150); do
-        call "$KEY" GET /v1/credentials
-        if [ "$CODE" = 200 ]; then
-            CRED=$(python3 -c '
-import json, sys
-for c in json.load(open(sys.argv[1]))["items"]:
-    if c["token_serial"] == sys.argv[2] and c["key_id"] == "02":
-        print(c["id"])
-        break' "$BODY" "$QES_TOKEN_A_SERIAL")
-            [ -n "$CRED" ] && break
-        fi
-        sleep 0.2
-    done
-    [ -n "$CRED" ] || { tail -n 20 "$T/agent.log" >&2; fail "no live P-256 credential on replica B"; }
+    wait_credential "$KEY"
+}
+# agent_again: the agent started again, its new session open on A, $CRED
+agent_again() {
+    local s0 _
+    s0=$(sessions_opened)
+    start_agent "$CFG" "$T/pinentry.sh"
+    for _ in $(seq 1 200); do [ "$(sessions_opened)" -gt "$s0" ] && break; sleep 0.1; done
+    [ "$(sessions_opened)" -gt "$s0" ] || fail "the agent did not reconnect to A"
+    credential
 }
 # submit WHAT [TIMEOUT_S]: POST /v1/signatures on replica B; $JOB, $CODE
 submit() {
@@ -310,11 +278,7 @@ ok "the agent stopped: B answers 409 device_offline for a job and for diagnostic
 # ---------------------------------------------------------------------------
 # A newer session of the device on B replaces the one on A (4003), as on
 # one replica: a second agent process with the same device key, on B.
-S0=$(sessions_opened)
-start_agent
-for _ in $(seq 1 200); do [ "$(sessions_opened)" -gt "$S0" ] && break; sleep 0.1; done
-[ "$(sessions_opened)" -gt "$S0" ] || fail "the agent did not reconnect to A"
-credential
+agent_again
 FIRST_PID=$AGENT_PID
 cp -a "$CFG" "$T/agent-b"
 rm -f "$T/agent-b/run.lock"
@@ -324,10 +288,8 @@ e = json.load(open(sys.argv[1]))
 e["server"] = sys.argv[2]
 json.dump(e, open(sys.argv[1], "w"))
 PY
-"$QES_AGENT" run --config "$T/agent-b" --module "$QES_TEST_MODULE" --only-module \
-    --pinentry "$T/pinentry.sh" 2>> "$T/agent-b.log" &
-SECOND_PID=$!
-qes_on_exit "kill -KILL $SECOND_PID"
+start_agent "$T/agent-b" "$T/pinentry.sh" "$T/agent-b.log"
+SECOND_PID=$AGENT_PID
 for _ in $(seq 1 150); do kill -0 "$FIRST_PID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$FIRST_PID" 2>/dev/null && { tail -n 5 "$T/a.log" >&2; fail "the older agent on A was not replaced"; }
 rc=0
@@ -347,11 +309,7 @@ ok "a newer session on B closes the older one on A (4003, the older agent exits 
 
 # ---------------------------------------------------------------------------
 # Revoked through B while the session is on A.
-S0=$(sessions_opened)
-start_agent
-for _ in $(seq 1 200); do [ "$(sessions_opened)" -gt "$S0" ] && break; sleep 0.1; done
-[ "$(sessions_opened)" -gt "$S0" ] || fail "the agent did not reconnect to A"
-credential
+agent_again
 PORT=$PORT_B
 check 204 "DELETE the device on B" "$KEY" DELETE "/v1/devices/$DEVICE"
 for _ in $(seq 1 100); do
