@@ -42,9 +42,9 @@
 #include "jobs_priv.h"
 #include "store.h"
 #include "store_jobs.h"
+#include "qesd_fixture.h"
 #include "testcert.h"
 
-#define PEPPER "0123456789abcdef0123456789abcdef-test-pepper"
 #define CRED "crd_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define CRED_RSA "crd_bbbbbbbbbbbbbbbbbbbbbbbbbq"
 #define CRED_OTHER "crd_cccccccccccccccccccccccccy"
@@ -152,9 +152,8 @@ last_frame(struct fake *fk, qes_proto_type want)
 
 struct fx {
 	char dir[64];
-	char url[160];
-	char db[128];
-	char clock[128];
+	char db[QFX_PATH_MAX];
+	char clock[QFX_PATH_MAX];
 	qesd_config cfg;
 	qesd_app *app;
 	qesd_jobs *jobs;
@@ -164,61 +163,6 @@ struct fx {
 	struct fake fk;
 	qesd_request req;
 };
-
-static void
-set_clock(struct fx *f, long long offset_ms)
-{
-	char tmp[160];
-	FILE *fp;
-
-	snprintf(tmp, sizeof(tmp), "%s.new", f->clock);
-	assert_non_null(fp = fopen(tmp, "w"));
-	fprintf(fp, "%lld\n", offset_ms);
-	assert_int_equal(fclose(fp), 0);
-	assert_int_equal(rename(tmp, f->clock), 0);
-	usleep(150 * 1000);	/* the clock re-reads every 100 ms */
-}
-
-static void
-raw_sql(struct fx *f, const char *sql)
-{
-	sqlite3 *db = NULL;
-	char *msg = NULL;
-
-	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-		fail_msg("%s: %s", sql, msg);
-	sqlite3_close(db);
-}
-
-static long long
-raw_count(struct fx *f, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *s = NULL;
-	long long v;
-
-	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	sqlite3_close(db);
-	return v;
-}
-
-static void
-add_device(struct fx *f, const char *tenant_id, char id[QESD_ID_SIZE])
-{
-	char sql[512];
-
-	assert_int_equal(qesd_id_new("dev", id), 0);
-	snprintf(sql, sizeof(sql), "INSERT INTO devices (id, tenant_id, name, "
-	    "public_key, enrolled_at_ms) VALUES ('%s', '%s', 'laptop', x'00', %lld)",
-	    id, tenant_id, T0);
-	raw_sql(f, sql);
-}
 
 static uint8_t *
 make_cert(EVP_PKEY *key, size_t *len)
@@ -240,30 +184,16 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	qes_secret *pepper;
 	qesd_jobs_devices d;
 	qesd_api_key k;
 	qesd_tx *tx = NULL;
-	char err[256];
 
 	if (f == NULL)
 		return -1;
 	strcpy(f->dir, "/tmp/qes-test-jobs-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (qfx_config(&f->cfg, f->dir, f->db, f->clock) != 0 ||
+	    qfx_app(&f->cfg, QFX_PEPPER, &f->app) != 0)
 		return -1;
-	snprintf(f->db, sizeof(f->db), "%s/qesd.db", f->dir);
-	snprintf(f->url, sizeof(f->url), "sqlite:%s", f->db);
-	snprintf(f->clock, sizeof(f->clock), "%s/clock", f->dir);
-	qesd_config_init(&f->cfg);
-	free(f->cfg.store);
-	f->cfg.store = strdup(f->url);
-	f->cfg.insecure_testing_clock_file = strdup(f->clock);
-	pepper = qes_secret_new(sizeof(PEPPER));
-	assert_int_equal(qes_secret_set(pepper, PEPPER, strlen(PEPPER)), 0);
-	if (qesd_app_new(&f->cfg, NULL, &pepper, &f->app, err, sizeof(err)) != 0) {
-		fprintf(stderr, "app: %s\n", err);
-		return -1;
-	}
 	f->jobs = f->app->jobs;
 	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
 	assert_int_equal(qesd_tenant_create(tx, "Acme Bank", T0, &f->tenant), 0);
@@ -278,7 +208,7 @@ setup(void **state)
 	qesd_tx_end(tx);
 	snprintf(f->key_id, sizeof(f->key_id), "%s", k.id);
 
-	add_device(f, f->tenant.id, f->fk.device_id);
+	qfx_device(f->db, f->tenant.id, T0, f->fk.device_id);
 	assert_int_equal(qesd_id_new("ses", f->fk.session_id), 0);
 	f->fk.live = 1;
 	assert_non_null(f->ec = testcert_key_ec("P-256"));
@@ -293,16 +223,9 @@ setup(void **state)
 	d.ctx = &f->fk;
 	qesd_jobs_set_devices(f->jobs, &d);
 
-	f->req.auth.authenticated = 1;
-	snprintf(f->req.auth.tenant_id, sizeof(f->req.auth.tenant_id), "%s",
-	    f->tenant.id);
+	qfx_request(&f->req, f->app, f->tenant.id, QESD_SCOPE_SIGN,
+	    "req-test-1", "192.0.2.7", "signatures.create");
 	snprintf(f->req.auth.key_id, sizeof(f->req.auth.key_id), "%s", k.id);
-	f->req.auth.scopes = QESD_SCOPE_SIGN;
-	snprintf(f->req.request_id, sizeof(f->req.request_id), "req-test-1");
-	snprintf(f->req.client_addr, sizeof(f->req.client_addr), "192.0.2.7");
-	f->req.route_name = "signatures.create";
-	f->req.method_name = "POST";
-	f->req.app = f->app;
 	*state = f;
 	return 0;
 }
@@ -311,20 +234,15 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
 	size_t i;
 
-	qesd_app_free(f->app);
-	qesd_config_free(&f->cfg);
+	qfx_teardown(f->app, &f->cfg, f->dir);
 	EVP_PKEY_free(f->ec);
 	EVP_PKEY_free(f->rsa);
 	free(f->fk.cert_ec);
 	free(f->fk.cert_rsa);
 	for (i = 0; i < f->fk.n_frames; i++)
 		free(f->fk.frames[i]);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", f->dir);
 	free(f);
 	return 0;
 }
@@ -394,7 +312,7 @@ audit_count(struct fx *f, const char *type, const char *job_id)
 
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit_records WHERE "
 	    "type = '%s' AND details LIKE '%%\"job_id\":\"%s\"%%'", type, job_id);
-	return raw_count(f, sql);
+	return qfx_count(f->db, sql);
 }
 
 /* Sign digest with key as the token would (ECDSA DER, PKCS#1, PSS). */
@@ -509,7 +427,7 @@ audit_count_device(struct fx *f, const char *type, const char *job_id,
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit_records WHERE "
 	    "type = '%s' AND device_id = '%s' AND details LIKE '%%\"job_id\":\"%s\"%%'",
 	    type, device_id, job_id);
-	return raw_count(f, sql);
+	return qfx_count(f->db, sql);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -920,12 +838,12 @@ test_submit_dispatch(void **state)
 	/* both steps are on record, naming the request and the device */
 	assert_int_equal(audit_count(f, "signature.requested", job.id), 1);
 	assert_int_equal(audit_count(f, "signature.dispatched", job.id), 1);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM audit_records WHERE "
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM audit_records WHERE "
 	    "type LIKE 'signature.%' AND request_id = 'req-test-1' AND "
 	    "device_id IS NOT NULL AND key_id IS NOT NULL"), 2);
 	assert_true(f->req.app_flags & QESD_APPF_AUDITED);
 	/* digests are summarised, not copied, into the record */
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM audit_records WHERE "
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM audit_records WHERE "
 	    "type = 'signature.requested' AND details LIKE '%digests_sha256%'"), 1);
 	qesd_job_clear(&job);
 
@@ -977,7 +895,7 @@ test_submit_refusals(void **state)
 	sr.has_scheme = 0;
 
 	/* nothing was created or sent for any of them */
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM jobs"), 0);
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM jobs"), 0);
 	assert_int_equal(f->fk.n_frames, 0);
 
 	/* the session vanished between the check and the send */
@@ -1023,13 +941,13 @@ test_idempotency(void **state)
 	f->fk.live = 1;
 	snprintf(f->req.auth.tenant_id, sizeof(f->req.auth.tenant_id), "%s",
 	    f->other.id);
-	add_device(f, f->other.id, f->fk.device_id);
+	qfx_device(f->db, f->other.id, T0, f->fk.device_id);
 	assert_int_equal(qesd_jobs_submit(f->jobs, &f->req, &sr, &oc, &b), 0);
 	assert_int_equal(oc, QESD_SUBMIT_ACCEPTED);
 	assert_string_not_equal(b.id, a.id);
 	qesd_job_clear(&a);
 	qesd_job_clear(&b);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM jobs"), 2);
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM jobs"), 2);
 }
 
 /*
@@ -1314,7 +1232,7 @@ test_sign_result_errors(void **state)
 		qesd_job_clear(&job);
 	}
 	/* the detail (a PKCS#11 call) and the PIN flags are on record */
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM audit_records WHERE "
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM audit_records WHERE "
 	    "type = 'signature.failed' AND details LIKE '%\"agent_error\":\"pin_incorrect\"%' "
 	    "AND details LIKE '%pin_flags%'"), 1);
 }
@@ -1351,7 +1269,7 @@ test_late_and_foreign(void **state)
 
 	/* another device of the tenant answers for this one's job */
 	submit_ok(f, &sr, &job);
-	add_device(f, f->tenant.id, other_dev);
+	qfx_device(f->db, f->tenant.id, T0, other_dev);
 	deliver_result(f, other_dev, job.id, NULL, 0, "cancelled", -1);
 	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_DISPATCHED);
 	assert_int_equal(audit_count(f, "signature.result_ignored", job.id), 1);
@@ -1489,7 +1407,7 @@ test_timeout_and_recover(void **state)
 	assert_int_equal(qesd_jobs_sweep(f->jobs), 0);
 	assert_int_equal(state_of(f, a.id, NULL), QESD_JOB_DISPATCHED);
 	/* 31 s later a is over: failed, and its dialog is told to close */
-	set_clock(f, 31000);
+	qfx_set_clock(f->clock, 31000);
 	assert_int_equal(qesd_jobs_sweep(f->jobs), 0);
 	assert_int_equal(state_of(f, a.id, reason), QESD_JOB_FAILED);
 	assert_string_equal(reason, "timeout");
@@ -1529,7 +1447,7 @@ test_retention(void **state)
 	submit_ok(f, &sr, &job);
 	deliver_good(f, job.id, 1);
 	/* a day and a bit later the signatures are gone: expired */
-	set_clock(f, 86400LL * 1000 + 5000);
+	qfx_set_clock(f->clock, 86400LL * 1000 + 5000);
 	assert_int_equal(qesd_jobs_sweep(f->jobs), 0);
 	assert_int_equal(qesd_jobs_get(f->jobs, f->tenant.id, job.id, &got), 0);
 	assert_int_equal(got.state, QESD_JOB_EXPIRED);
@@ -1540,7 +1458,7 @@ test_retention(void **state)
 	assert_null(json_object_get(o, "signatures"));
 	json_decref(o);
 	assert_int_equal(audit_count(f, "signature.expired", job.id), 1);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM jobs WHERE result "
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM jobs WHERE result "
 	    "IS NOT NULL"), 0);
 	qesd_job_clear(&got);
 	qesd_job_clear(&job);
@@ -1674,7 +1592,7 @@ test_sign_status(void **state)
 	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_AWAITING_USER);
 	assert_int_equal(audit_count_device(f, "signature.consented", job.id,
 	    f->fk.device_id), 1);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM audit_records WHERE "
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM audit_records WHERE "
 	    "type = 'signature.consented' AND details LIKE '%\"state\":\"awaiting_user\"%'"),
 	    1);
 	deliver_good(f, job.id, 1);
@@ -1686,7 +1604,7 @@ test_sign_status(void **state)
 	assert_string_equal(m->u.error.code, "unknown_job");
 	qes_proto_msg_free(m);
 	assert_int_equal(audit_count(f, "signature.consented", job.id), 1);
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM audit_records WHERE "
+	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM audit_records WHERE "
 	    "type = 'signature.result_ignored' AND details LIKE '%\"message\":\"sign_status\"%' "
 	    "AND details LIKE '%\"why\":\"completed\"%'"), 1);
 	qesd_job_clear(&job);
@@ -1714,7 +1632,7 @@ test_sign_status(void **state)
 	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_DISPATCHED);
 	assert_int_equal(audit_count(f, "signature.consented", job.id), 1);
 	/* another device reports on this one's job: ignored */
-	add_device(f, f->tenant.id, other_dev);
+	qfx_device(f->db, f->tenant.id, T0, other_dev);
 	deliver_status(f, other_dev, job.id, QES_PROTO_SIGN_AWAITING_USER);
 	assert_int_equal(state_of(f, job.id, NULL), QESD_JOB_DISPATCHED);
 	assert_int_equal(audit_count(f, "signature.result_ignored", job.id), 1);
