@@ -29,6 +29,7 @@
 #include "problem.h"
 #include "ratelimit.h"
 #include "store.h"
+#include "qesd_fixture.h"
 
 #define PEPPER "0123456789abcdef0123456789abcdef-test-pepper"
 
@@ -483,7 +484,7 @@ test_clock_config(void **state)
 
 struct fx {
 	char dir[64];
-	char url[128];
+	char db[QFX_PATH_MAX];
 	qesd_config cfg;
 	qesd_app *app;
 	qesd_tenant tenant;
@@ -518,33 +519,18 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	qes_secret *pepper;
-	qesd_tx *tx = NULL;
-	char err[256];
 
 	if (f == NULL)
 		return -1;
 	strcpy(f->dir, "/tmp/qes-test-auth-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (qfx_config(&f->cfg, f->dir, f->db, NULL) != 0)
 		return -1;
-	snprintf(f->url, sizeof(f->url), "sqlite:%s/qesd.db", f->dir);
-	qesd_config_init(&f->cfg);
-	free(f->cfg.store);
-	f->cfg.store = strdup(f->url);
 	f->cfg.rate_key_per_s = 1;
 	f->cfg.rate_key_burst = 5;
 	f->cfg.key_cache_ttl_ms = 60000;	/* long: the tests evict */
-	pepper = make_pepper();
-	if (qesd_app_new(&f->cfg, NULL, &pepper, &f->app, err, sizeof(err)) != 0) {
-		fprintf(stderr, "app: %s\n", err);
+	if (qfx_app(&f->cfg, PEPPER, &f->app) != 0)
 		return -1;
-	}
-	assert_null(pepper);
-	assert_int_equal(qesd_store_begin(f->app->store, QESD_TX_WRITE, &tx), 0);
-	assert_int_equal(qesd_tenant_create(tx, "tenant-a", qesd_now_ms(NULL),
-	    &f->tenant), 0);
-	assert_int_equal(qesd_tx_commit(tx), 0);
-	qesd_tx_end(tx);
+	qfx_tenant(f->app, "tenant-a", qesd_now_ms(NULL), &f->tenant);
 	add_key(f, QESD_SCOPE_ALL, 0, f->admin_key, f->admin_id);
 	add_key(f, QESD_SCOPE_SIGN, 0, f->sign_key, f->sign_id);
 	*state = f;
@@ -555,15 +541,10 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
 
-	qesd_app_free(f->app);
-	qesd_config_free(&f->cfg);
+	qfx_teardown(f->app, &f->cfg, f->dir);
 	qes_wipe(f->admin_key, sizeof(f->admin_key));
 	qes_wipe(f->sign_key, sizeof(f->sign_key));
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", f->dir);
 	free(f);
 	return 0;
 }
