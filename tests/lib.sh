@@ -114,6 +114,14 @@ qes_private_tokens() {
     QES_TOKENS=$dir
 }
 
+# qes_need TOOL...: every TOOL is a command here, else the test fails naming it
+qes_need() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null || fail "$t is not installed (scripts/deps.sh)"
+    done
+}
+
 # qes_free_port: print a TCP port on 127.0.0.1 that is free right now.
 qes_free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
