@@ -110,6 +110,25 @@ unavailable(qesd_request *req, qesd_response *resp, const char *name,
 }
 
 /* The 200 body; NULL on allocation failure. Takes res->report. */
+/* the answers both the start and the outcome of a diagnosis may give */
+static void
+in_progress(qesd_request *req, qesd_response *resp)
+{
+	qesd_problem(resp, req, 409, "diagnostics_in_progress",
+	    "Diagnostics in progress",
+	    "a diagnosis of this device is waiting for its answer already; "
+	    "retry when that request has its response");
+	(void)qesd_response_header(resp, "Retry-After", "5");
+}
+
+static void
+offline(qesd_request *req, qesd_response *resp)
+{
+	qesd_problem(resp, req, 409, "device_offline", "Device offline",
+	    "the device is not connected; ask its user to start qes-agent, "
+	    "then retry");
+}
+
 static json_t *
 result_json(const char *device_id, qesd_diag_result *res)
 {
@@ -171,16 +190,10 @@ diagnostics_resume(qesd_request *req, qesd_response *resp,
 		    res.invalid != NULL ? res.invalid : "malformed");
 		break;
 	case QESD_DIAG_IN_PROGRESS:
-		qesd_problem(resp, req, 409, "diagnostics_in_progress",
-		    "Diagnostics in progress",
-		    "a diagnosis of this device is waiting for its answer already; "
-		    "retry when that request has its response");
-		(void)qesd_response_header(resp, "Retry-After", "5");
+		in_progress(req, resp);
 		break;
 	case QESD_DIAG_OFFLINE:
-		qesd_problem(resp, req, 409, "device_offline", "Device offline",
-		    "the device is not connected; ask its user to start "
-		    "qes-agent, then retry");
+		offline(req, resp);
 		break;
 	case QESD_DIAG_OVERLOADED:
 		unavailable(req, resp, "overloaded", "Overloaded",
@@ -273,19 +286,13 @@ qesd_diagnostics_post(qesd_request *req, qesd_response *resp)
 	case 0:
 		break;
 	case QES_ERR_CONFLICT:
-		qesd_problem(resp, req, 409, "diagnostics_in_progress",
-		    "Diagnostics in progress",
-		    "a diagnosis of this device is waiting for its answer already; "
-		    "retry when that request has its response");
-		(void)qesd_response_header(resp, "Retry-After", "5");
+		in_progress(req, resp);
 		outcome = "in_progress";
 		goto out;
 	case QES_ERR_NOT_FOUND:
 		/* offline, or the session ended between the check and the
 		 * send */
-		qesd_problem(resp, req, 409, "device_offline", "Device offline",
-		    "the device is not connected; ask its user to start "
-		    "qes-agent, then retry");
+		offline(req, resp);
 		outcome = "device_offline";
 		goto out;
 	case QES_ERR_LIMIT:
