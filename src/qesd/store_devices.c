@@ -625,9 +625,27 @@ qesd_session_list(qesd_tx *tx, const char *tenant_id, const char *device_id,
 	return r;
 }
 
-int
-qesd_sessions_open_on_replica(qesd_tx *tx, const char *replica, size_t limit,
-    qesd_device_session **items, size_t *n)
+/*
+ * The sessions a replica's upkeep works through in batches (held by one
+ * replica, left by lost replicas, closed with jobs still waiting): the
+ * three share their checks, the clamped limit and the array handed to the
+ * caller (NULL and 0 when none), and differ only in the backend query.
+ */
+enum batch_kind {
+	BATCH_OPEN_ON_REPLICA,
+	BATCH_OF_LOST_REPLICAS,
+	BATCH_CLOSED_WITH_JOBS,
+};
+
+struct batch_q {
+	enum batch_kind kind;
+	const char *replica;
+	int64_t a_ms, b_ms;
+};
+
+static int
+session_batch(qesd_tx *tx, const struct batch_q *q, int args_ok,
+    size_t limit, qesd_device_session **items, size_t *n)
 {
 	qesd_device_session *v = NULL;
 	size_t got = 0;
@@ -639,20 +657,45 @@ qesd_sessions_open_on_replica(qesd_tx *tx, const char *replica, size_t limit,
 		*n = 0;
 	if ((r = qesd_tx_check(tx, 0)) != 0)
 		return r;
-	if (items == NULL || n == NULL ||
-	    !ascii_ok(replica, QESD_REPLICA_MAX, 0))
+	if (items == NULL || n == NULL || !args_ok)
 		return QES_ERR_INVALID_ARG;
 	limit = clamp_limit(limit);
 	if ((v = calloc(limit, sizeof(*v))) == NULL)
 		return QES_ERR_ALLOC;
-	if ((r = qesd_tx_result(tx, DOPS(tx)->sessions_open_on_replica(tx,
-	    replica, limit, v, &got))) != 0 || got == 0) {
+	switch (q->kind) {
+	case BATCH_OPEN_ON_REPLICA:
+		r = DOPS(tx)->sessions_open_on_replica(tx, q->replica, limit, v,
+		    &got);
+		break;
+	case BATCH_OF_LOST_REPLICAS:
+		r = DOPS(tx)->sessions_of_lost_replicas(tx, q->a_ms, q->b_ms,
+		    limit, v, &got);
+		break;
+	case BATCH_CLOSED_WITH_JOBS:
+		r = DOPS(tx)->sessions_closed_with_jobs(tx, q->a_ms, limit, v,
+		    &got);
+		break;
+	default:
+		r = QES_ERR_INVALID_ARG;
+		break;
+	}
+	if ((r = qesd_tx_result(tx, r)) != 0 || got == 0) {
 		free(v);
 		return r;
 	}
 	*items = v;
 	*n = got;
 	return 0;
+}
+
+int
+qesd_sessions_open_on_replica(qesd_tx *tx, const char *replica, size_t limit,
+    qesd_device_session **items, size_t *n)
+{
+	struct batch_q q = { .kind = BATCH_OPEN_ON_REPLICA, .replica = replica };
+
+	return session_batch(tx, &q, ascii_ok(replica, QESD_REPLICA_MAX, 0),
+	    limit, items, n);
 }
 
 /* ---- replicas ---- */
@@ -683,31 +726,11 @@ qesd_sessions_of_lost_replicas(qesd_tx *tx, int64_t dead_before_ms,
     int64_t orphan_before_ms, size_t limit, qesd_device_session **items,
     size_t *n)
 {
-	qesd_device_session *v = NULL;
-	size_t got = 0;
-	int r;
+	struct batch_q q = { .kind = BATCH_OF_LOST_REPLICAS,
+	    .a_ms = dead_before_ms, .b_ms = orphan_before_ms };
 
-	if (items != NULL)
-		*items = NULL;
-	if (n != NULL)
-		*n = 0;
-	if ((r = qesd_tx_check(tx, 0)) != 0)
-		return r;
-	if (items == NULL || n == NULL || dead_before_ms <= 0 ||
-	    orphan_before_ms <= 0)
-		return QES_ERR_INVALID_ARG;
-	limit = clamp_limit(limit);
-	if ((v = calloc(limit, sizeof(*v))) == NULL)
-		return QES_ERR_ALLOC;
-	if ((r = qesd_tx_result(tx, DOPS(tx)->sessions_of_lost_replicas(tx,
-	    dead_before_ms, orphan_before_ms, limit, v, &got))) != 0 ||
-	    got == 0) {
-		free(v);
-		return r;
-	}
-	*items = v;
-	*n = got;
-	return 0;
+	return session_batch(tx, &q, dead_before_ms > 0 && orphan_before_ms > 0,
+	    limit, items, n);
 }
 
 int
@@ -749,29 +772,10 @@ int
 qesd_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
     size_t limit, qesd_device_session **items, size_t *n)
 {
-	qesd_device_session *v = NULL;
-	size_t got = 0;
-	int r;
+	struct batch_q q = { .kind = BATCH_CLOSED_WITH_JOBS,
+	    .a_ms = closed_before_ms };
 
-	if (items != NULL)
-		*items = NULL;
-	if (n != NULL)
-		*n = 0;
-	if ((r = qesd_tx_check(tx, 0)) != 0)
-		return r;
-	if (items == NULL || n == NULL || closed_before_ms <= 0)
-		return QES_ERR_INVALID_ARG;
-	limit = clamp_limit(limit);
-	if ((v = calloc(limit, sizeof(*v))) == NULL)
-		return QES_ERR_ALLOC;
-	if ((r = qesd_tx_result(tx, DOPS(tx)->sessions_closed_with_jobs(tx,
-	    closed_before_ms, limit, v, &got))) != 0 || got == 0) {
-		free(v);
-		return r;
-	}
-	*items = v;
-	*n = got;
-	return 0;
+	return session_batch(tx, &q, closed_before_ms > 0, limit, items, n);
 }
 
 int
