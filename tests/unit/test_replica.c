@@ -182,6 +182,16 @@ teardown(void **state)
 	return 0;
 }
 
+/* r reaps once and closes want sessions. */
+static void
+reaps(qesd_replicas *r, size_t want)
+{
+	size_t closed = 9;
+
+	assert_int_equal(qesd_replicas_reap(r, &closed), 0);
+	assert_int_equal(closed, want);
+}
+
 /* Beat b (and a when given) at each offset in seconds. */
 static void
 beat_at(struct fx *f, long long s, qesd_replicas *b, qesd_replicas *a)
@@ -205,25 +215,21 @@ test_dead_replica_reaped(void **state)
 	qes_audit_chain chain;
 	qesd_tx *tx = NULL;
 	char ses[QESD_ID_SIZE], job_id[QESD_ID_SIZE], mine[QESD_ID_SIZE];
-	size_t closed = 9;
 
 	beat_at(f, 0, b, a);
 	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
 	open_session(f, "qesd-b", qesd_now_ms(f->app), mine);
 	job_at_device(f, ses, job_id);
 	/* nobody is judged before the reaper's own beats were steady */
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 0);
+	reaps(b, 0);
 	beat_at(f, 10, b, a);		/* a's last beat */
 	beat_at(f, 20, b, NULL);
 	beat_at(f, 29, b, NULL);
 	/* a beat 19 s ago: alive still */
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 0);
+	reaps(b, 0);
 	assert_int_equal(f->reaped_calls, 0);
 	beat_at(f, 31, b, NULL);
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 1);
+	reaps(b, 1);
 	assert_int_equal(f->reaped_calls, 1);
 	assert_string_equal(f->reaped_session, ses);
 	get_session(f, ses, &s);
@@ -245,8 +251,7 @@ test_dead_replica_reaped(void **state)
 	assert_string_equal(job.reason, "device_disconnected");
 	qesd_job_clear(&job);
 	/* a second round finds nothing */
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 0);
+	reaps(b, 0);
 	assert_int_equal(f->reaped_calls, 1);
 	qesd_replicas_free(a);
 	qesd_replicas_free(b);
@@ -312,7 +317,6 @@ test_restarted_name_alive(void **state)
 	qesd_replicas *a2;
 	qesd_device_session s;
 	char ses[QESD_ID_SIZE];
-	size_t closed = 9;
 
 	beat_at(f, 0, b, a1);
 	beat_at(f, 10, b, NULL);
@@ -325,8 +329,7 @@ test_restarted_name_alive(void **state)
 	assert_int_equal(f->self_reaped, 0);
 	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
 	beat_at(f, 30, b, a2);
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 0);
+	reaps(b, 0);
 	get_session(f, ses, &s);
 	assert_int_equal(s.closed_at_ms, 0);
 	/* the old process's beat, arriving late, does not roll the row back
@@ -345,20 +348,16 @@ test_reaper_waits_after_gap(void **state)
 	struct fx *f = *state;
 	qesd_replicas *a = replica(f, "qesd-a"), *b = replica(f, "qesd-b");
 	char ses[QESD_ID_SIZE];
-	size_t closed = 9;
 
 	beat_at(f, 0, b, a);
 	open_session(f, "qesd-a", qesd_now_ms(f->app), ses);
 	/* b could not beat for 30 s (the store was away for it) */
 	beat_at(f, 30, b, NULL);
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 0);
+	reaps(b, 0);
 	beat_at(f, 40, b, NULL);
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 0);
+	reaps(b, 0);
 	beat_at(f, 50, b, NULL);
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 1);
+	reaps(b, 1);
 	qesd_replicas_free(a);
 	qesd_replicas_free(b);
 }
@@ -371,19 +370,16 @@ test_orphan_sessions(void **state)
 	qesd_replicas *b = replica(f, "qesd-b");
 	qesd_device_session s;
 	char ses[QESD_ID_SIZE];
-	size_t closed = 9;
 	long long t;
 
 	beat_at(f, 0, b, NULL);
 	open_session(f, "qesd-old", qesd_now_ms(f->app), ses);
 	for (t = 10; t <= 100; t += 10)
 		beat_at(f, t, b, NULL);
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 0);
+	reaps(b, 0);
 	for (t = 110; t <= 130; t += 10)
 		beat_at(f, t, b, NULL);
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 1);
+	reaps(b, 1);
 	get_session(f, ses, &s);
 	assert_string_equal(s.close_reason, "replica_lost");
 	qesd_replicas_free(b);
@@ -462,8 +458,7 @@ test_leftover_jobs(void **state)
 	assert_int_equal(f->reaped_calls, 0);	/* maybe still being failed */
 	job_state(f, job, "awaiting_user", "");
 	beat_at(f, 31, b, NULL);
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 0);
+	reaps(b, 0);
 	assert_int_equal(f->reaped_calls, 1);
 	job_state(f, job, "failed", "device_disconnected");
 	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
@@ -480,7 +475,6 @@ test_forget_old_rows(void **state)
 	qesd_replicas *b = replica(f, "qesd-b");
 	qesd_tx *tx = NULL;
 	char ses[QESD_ID_SIZE];
-	size_t closed;
 	uint64_t n = 0;
 	long long t, week = 7LL * 24 * 3600;
 
@@ -500,8 +494,7 @@ test_forget_old_rows(void **state)
 	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM replicas WHERE "
 	    "name = 'qesd-a'"), 0);
 	/* the reaper closes c's session, then drops c's row too */
-	assert_int_equal(qesd_replicas_reap(b, &closed), 0);
-	assert_int_equal(closed, 1);
+	reaps(b, 1);
 	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM replicas"), 1);
 	assert_int_equal(qfx_count(f->db, "SELECT count(*) FROM replicas WHERE "
 	    "name = 'qesd-b'"), 1);
