@@ -25,73 +25,29 @@
 #include "qes/err.h"
 #include "qes/sign.h"
 
-static char tmpdir[] = "/tmp/qes-test-ades-sign-XXXXXX";
-static testtsa tsa;
-static qes_timestamper ts;
-static qes_cert *signer, *ca;
-static EVP_PKEY *key;
-static const qes_cert *chain[1];
+static testsign fx;
 static char doc[300], xml[300], pdf[300], out[300];
-
-static void
-write_file(const char *path, const char *s)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fputs(s, f) >= 0, 1);
-	assert_int_equal(fclose(f), 0);
-}
 
 static int
 group_setup(void **state)
 {
-	const char *env = getenv("QES_TESTENV");
-	char pki[1024], p[1100];
-
 	(void)state;
-	if (env == NULL || mkdtemp(tmpdir) == NULL)
+	if (testsign_setup(&fx, "/tmp/qes-test-ades-sign-XXXXXX") != 0)
 		return -1;
-	snprintf(pki, sizeof(pki), "%s/pki", env);
-	if (testtsa_init(&tsa, pki) != 0)
+	snprintf(out, sizeof(out), "%s/out", fx.dir);
+	if (testsign_file(&fx, "doc.txt", "a contract\n", doc, sizeof(doc)) != 0 ||
+	    testsign_file(&fx, "doc.xml", "<?xml version=\"1.0\"?>\n<a><b>1</b></a>\n",
+	    xml, sizeof(xml)) != 0 ||
+	    testsign_file(&fx, "doc.pdf", TESTTSA_ONE_PAGE_PDF, pdf, sizeof(pdf)) != 0)
 		return -1;
-	ts = (qes_timestamper){ testtsa_stamp, &tsa };
-	snprintf(p, sizeof(p), "%s/qual-p256.pem", pki);
-	if (qes_cert_from_file(p, &signer) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/issuing-ca.pem", pki);
-	if (qes_cert_from_file(p, &ca) != 0)
-		return -1;
-	chain[0] = ca;
-	snprintf(p, sizeof(p), "%s/qual-p256.key", pki);
-	key = testtsa_read_key(p);
-	snprintf(doc, sizeof(doc), "%s/doc.txt", tmpdir);
-	snprintf(xml, sizeof(xml), "%s/doc.xml", tmpdir);
-	snprintf(pdf, sizeof(pdf), "%s/doc.pdf", tmpdir);
-	snprintf(out, sizeof(out), "%s/out", tmpdir);
-	write_file(doc, "a contract\n");
-	write_file(xml, "<?xml version=\"1.0\"?>\n<a><b>1</b></a>\n");
-	write_file(pdf, "%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
-	    "2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n"
-	    "3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>\nendobj\n"
-	    "xref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n"
-	    "0000000058 00000 n \n0000000115 00000 n \n"
-	    "trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n186\n%%EOF\n");
-	return key != NULL ? 0 : -1;
+	return 0;
 }
 
 static int
 group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	testtsa_free(&tsa);
-	qes_cert_free(signer);
-	qes_cert_free(ca);
-	EVP_PKEY_free(key);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return testsign_teardown(&fx);
 }
 
 static void
@@ -102,12 +58,12 @@ params(qes_ades_sign_params *p, qes_ades_format f, qes_ades_level l, const char 
 	p->level = l;
 	p->in_path = in;
 	p->out_path = out;
-	p->signer = signer;
-	p->chain = chain;
+	p->signer = fx.p256.cert;
+	p->chain = fx.chain;
 	p->nchain = 1;
 	p->md = QES_MD_SHA256;
 	p->scheme = QES_SIG_ECDSA;
-	p->tsa = &ts;
+	p->tsa = &fx.ts;
 }
 
 /* prepare must refuse with r and a message containing what */
@@ -186,7 +142,7 @@ round_trip(const qes_ades_sign_params *p)
 	assert_int_equal(qes_ades_tbs(ctx, &md, &scheme, &dig, &len), 0);
 	assert_int_equal(md, p->md);
 	assert_int_equal(scheme, p->scheme);
-	assert_int_equal(testtsa_sign(key, scheme, md, dig, len, 0, sig), 0);
+	assert_int_equal(testtsa_sign(fx.p256.key, scheme, md, dig, len, 0, sig), 0);
 	if ((r = qes_ades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig))) != 0)
 		fail_msg("finish: %s", qes_ades_errmsg(ctx));
 	assert_int_equal(qes_ades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig)),
@@ -254,13 +210,13 @@ test_wrong_value(void **state)
 		params(&p, fmts[i], QES_ADES_B_T, ins[i]);
 		assert_int_equal(qes_ades_prepare(&p, &ctx), 0);
 		assert_int_equal(qes_ades_tbs(ctx, NULL, NULL, &dig, &len), 0);
-		assert_int_equal(testtsa_sign(key, QES_SIG_ECDSA, QES_MD_SHA256, dig, len, 1,
-		    sig), 0);
+		assert_int_equal(testtsa_sign(fx.p256.key, QES_SIG_ECDSA, QES_MD_SHA256, dig,
+		    len, 1, sig), 0);
 		qes_buf_mutable(sig)[3] ^= 0x40;
-		tsa.calls = 0;
+		fx.tsa.calls = 0;
 		assert_int_equal(qes_ades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig)),
 		    QES_ERR_SIGNATURE_INVALID);
-		assert_int_equal(tsa.calls, 0);	/* nobody asked */
+		assert_int_equal(fx.tsa.calls, 0);	/* nobody asked */
 		assert_non_null(strstr(qes_ades_errmsg(ctx), "does not verify"));
 		assert_int_equal(access(out, F_OK), -1);
 		qes_ades_free(ctx);

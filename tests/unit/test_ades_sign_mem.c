@@ -29,25 +29,14 @@
 #include "qes/sign.h"
 #include "qes/verify.h"
 
-static char tmpdir[] = "/tmp/qes-test-ades-mem-XXXXXX";
-static testtsa tsa;
-static qes_timestamper ts;
-static qes_cert *signer, *ca;
-static EVP_PKEY *key;
-static const qes_cert *chain[1];
+static testsign fx;
 static char txt_path[300], xml_path[300], pdf_path[300], out_path[300];
 
 #define SIGNING_TIME ((int64_t)1767225600)	/* 2026-01-01T00:00:00Z */
 
 static const char txt_doc[] = "a contract, marker qes-mem-7f3a\n";
 static const char xml_doc[] = "<?xml version=\"1.0\"?>\n<a><b>qes-mem-7f3a</b></a>\n";
-static const char pdf_doc[] =
-    "%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
-    "2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n"
-    "3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>\nendobj\n"
-    "xref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n"
-    "0000000058 00000 n \n0000000115 00000 n \n"
-    "trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n186\n%%EOF\n";
+static const char pdf_doc[] = TESTTSA_ONE_PAGE_PDF;
 
 typedef struct combo {
 	qes_ades_format format;
@@ -66,21 +55,11 @@ static const combo combos[] = {
 	{ QES_ADES_JADES, QES_ADES_PKG_DETACHED, QES_ADES_B_LT },
 };
 
-static void
-write_file(const char *path, const char *s)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fputs(s, f) >= 0, 1);
-	assert_int_equal(fclose(f), 0);
-}
-
 /* files in tmpdir besides the three inputs */
 static int
 stray_files(void)
 {
-	DIR *d = opendir(tmpdir);
+	DIR *d = opendir(fx.dir);
 	struct dirent *e;
 	int n = 0;
 
@@ -97,47 +76,22 @@ stray_files(void)
 static int
 group_setup(void **state)
 {
-	const char *env = getenv("QES_TESTENV");
-	char pki[1024], p[1100];
-
 	(void)state;
-	if (env == NULL || mkdtemp(tmpdir) == NULL)
+	if (testsign_setup(&fx, "/tmp/qes-test-ades-mem-XXXXXX") != 0)
 		return -1;
-	snprintf(pki, sizeof(pki), "%s/pki", env);
-	if (testtsa_init(&tsa, pki) != 0)
+	snprintf(out_path, sizeof(out_path), "%s/out", fx.dir);
+	if (testsign_file(&fx, "doc.txt", txt_doc, txt_path, sizeof(txt_path)) != 0 ||
+	    testsign_file(&fx, "doc.xml", xml_doc, xml_path, sizeof(xml_path)) != 0 ||
+	    testsign_file(&fx, "doc.pdf", pdf_doc, pdf_path, sizeof(pdf_path)) != 0)
 		return -1;
-	ts = (qes_timestamper){ testtsa_stamp, &tsa };
-	snprintf(p, sizeof(p), "%s/qual-p256.pem", pki);
-	if (qes_cert_from_file(p, &signer) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/issuing-ca.pem", pki);
-	if (qes_cert_from_file(p, &ca) != 0)
-		return -1;
-	chain[0] = ca;
-	snprintf(p, sizeof(p), "%s/qual-p256.key", pki);
-	key = testtsa_read_key(p);
-	snprintf(txt_path, sizeof(txt_path), "%s/doc.txt", tmpdir);
-	snprintf(xml_path, sizeof(xml_path), "%s/doc.xml", tmpdir);
-	snprintf(pdf_path, sizeof(pdf_path), "%s/doc.pdf", tmpdir);
-	snprintf(out_path, sizeof(out_path), "%s/out", tmpdir);
-	write_file(txt_path, txt_doc);
-	write_file(xml_path, xml_doc);
-	write_file(pdf_path, pdf_doc);
-	return key != NULL ? 0 : -1;
+	return 0;
 }
 
 static int
 group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	testtsa_free(&tsa);
-	qes_cert_free(signer);
-	qes_cert_free(ca);
-	EVP_PKEY_free(key);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return testsign_teardown(&fx);
 }
 
 /* The document of a format, in memory and as a file. */
@@ -178,14 +132,14 @@ params(qes_ades_sign_params *p, const combo *c, qes_ades_level l, qes_buf *out,
 	}
 	p->doc_name = "doc.txt";
 	p->mime_type = "text/plain";
-	p->signer = signer;
-	p->chain = chain;
+	p->signer = fx.p256.cert;
+	p->chain = fx.chain;
 	p->nchain = 1;
 	p->md = QES_MD_SHA256;
 	p->scheme = QES_SIG_ECDSA;
 	p->signing_time = SIGNING_TIME;
 	p->id_seed = seed;
-	p->tsa = &ts;
+	p->tsa = &fx.ts;
 	p->pdf_field_name = "Signature1";
 }
 
@@ -368,8 +322,8 @@ test_memory_equals_file(void **state)
 			params(&p, &combos[i], (qes_ades_level)lvl, out, "job-0001");
 			ctx = prepare(&p, d1, &l1);
 			qes_ades_free(ctx);
-			assert_int_equal(testtsa_sign(key, QES_SIG_ECDSA, QES_MD_SHA256, d1, l1,
-			    0, sig), 0);
+			assert_int_equal(testtsa_sign(fx.p256.key, QES_SIG_ECDSA,
+			    QES_MD_SHA256, d1, l1, 0, sig), 0);
 			/* the second: prepare again, finish with that value */
 			ctx = prepare(&p, d2, &l2);
 			assert_memory_equal(d1, d2, l1);
@@ -483,8 +437,8 @@ test_failures_keep_buffer(void **state)
 		assert_int_equal(qes_buf_put_str(out, "kept"), 0);
 		params(&p, &combos[i], QES_ADES_B_B, out, NULL);
 		ctx = prepare(&p, d, &l);
-		assert_int_equal(testtsa_sign(key, QES_SIG_ECDSA, QES_MD_SHA256, d, l, 1,
-		    sig), 0);
+		assert_int_equal(testtsa_sign(fx.p256.key, QES_SIG_ECDSA, QES_MD_SHA256, d,
+		    l, 1, sig), 0);
 		qes_buf_mutable(sig)[3] ^= 0x40;
 		assert_int_equal(qes_ades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig)),
 		    QES_ERR_SIGNATURE_INVALID);
@@ -495,8 +449,8 @@ test_failures_keep_buffer(void **state)
 		qes_buf_reset(sig);
 		qes_buf_set_max(out, 16);
 		ctx = prepare(&p, d, &l);
-		assert_int_equal(testtsa_sign(key, QES_SIG_ECDSA, QES_MD_SHA256, d, l, 0,
-		    sig), 0);
+		assert_int_equal(testtsa_sign(fx.p256.key, QES_SIG_ECDSA, QES_MD_SHA256, d,
+		    l, 0, sig), 0);
 		assert_int_equal(qes_ades_finish(ctx, qes_buf_data(sig), qes_buf_len(sig)),
 		    QES_ERR_LIMIT);
 		assert_non_null(strstr(qes_ades_errmsg(ctx), "output buffer"));

@@ -17,6 +17,7 @@
 #define QES_TESTTSA_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -312,6 +313,91 @@ testades_teardown(testades *fx)
 	qes_buf_free(fx->issuing_der);
 	qes_buf_free(fx->crl_der);
 	memset(fx, 0, sizeof(*fx));
+}
+
+
+/* The one-page PDF (classic xref table) the signing API tests sign. */
+#define TESTTSA_ONE_PAGE_PDF \
+	"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n" \
+	"2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n" \
+	"3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>\nendobj\n" \
+	"xref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n" \
+	"0000000058 00000 n \n0000000115 00000 n \n" \
+	"trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n186\n%%EOF\n"
+
+/*
+ * What the signing API tests share: a temporary directory, the TSA of the
+ * test PKI ($QES_TESTENV/pki) as a timestamper, the qual-p256 signer
+ * (certificate and software key) and the issuing CA, its one-certificate
+ * chain. fx must stay where it is while in use (ts points into it).
+ */
+typedef struct testsign {
+	char dir[64];
+	char pki[1024];
+	testtsa tsa;
+	qes_timestamper ts;
+	testsigner p256;
+	qes_cert *ca;
+	const qes_cert *chain[1];
+} testsign;
+
+/* dir_template: a mkdtemp template (under 64 bytes); -1 when anything is missing. */
+static inline int
+testsign_setup(testsign *fx, const char *dir_template)
+{
+	const char *env = getenv("QES_TESTENV");
+	char p[1100];
+
+	memset(fx, 0, sizeof(*fx));
+	if (env == NULL || strlen(env) > 1000 ||
+	    (size_t)snprintf(fx->dir, sizeof(fx->dir), "%s", dir_template) >= sizeof(fx->dir) ||
+	    mkdtemp(fx->dir) == NULL)
+		return -1;
+	snprintf(fx->pki, sizeof(fx->pki), "%s/pki", env);
+	if (testtsa_init(&fx->tsa, fx->pki) != 0)
+		return -1;
+	fx->ts = (qes_timestamper){ testtsa_stamp, &fx->tsa };
+	if (testsigner_load(&fx->p256, fx->pki, "qual-p256", QES_SIG_ECDSA,
+	    QES_MD_SHA256) != 0)
+		return -1;
+	snprintf(p, sizeof(p), "%s/issuing-ca.pem", fx->pki);
+	if (qes_cert_from_file(p, &fx->ca) != 0)
+		return -1;
+	fx->chain[0] = fx->ca;
+	return 0;
+}
+
+/* Everything freed and the directory removed; -1 when it could not be. */
+static inline int
+testsign_teardown(testsign *fx)
+{
+	char cmd[128];
+	int r = 0;
+
+	testtsa_free(&fx->tsa);
+	testsigner_free(&fx->p256);
+	qes_cert_free(fx->ca);
+	if (fx->dir[0] != '\0') {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+		r = system(cmd) == 0 ? 0 : -1;
+	}
+	memset(fx, 0, sizeof(*fx));
+	return r;
+}
+
+/* The NUL-terminated s written to DIR/name; its path in path (pathlen bytes). */
+static inline int
+testsign_file(const testsign *fx, const char *name, const char *s, char *path,
+    size_t pathlen)
+{
+	FILE *f;
+	int r;
+
+	if ((size_t)snprintf(path, pathlen, "%s/%s", fx->dir, name) >= pathlen ||
+	    (f = fopen(path, "wb")) == NULL)
+		return -1;
+	r = fputs(s, f) >= 0 ? 0 : -1;
+	return fclose(f) == 0 ? r : -1;
 }
 
 #endif
