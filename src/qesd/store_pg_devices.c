@@ -723,8 +723,25 @@ pg_session_get(qesd_tx *tx, const char *tenant_id, const char *session_id,
 	return r;
 }
 
+/* Only the columns that name a session: id, tenant_id, device_id. */
+static int
+read_session_ids(const PGresult *res, int row, qesd_device_session *ds)
+{
+	memset(ds, 0, sizeof(*ds));
+	if (qesd_pg_col_text(res, row, 0, ds->id, sizeof(ds->id), 0) != 0 ||
+	    qesd_pg_col_text(res, row, 1, ds->tenant_id, sizeof(ds->tenant_id),
+	    0) != 0 ||
+	    qesd_pg_col_text(res, row, 2, ds->device_id, sizeof(ds->device_id),
+	    0) != 0)
+		return -1;
+	return 0;
+}
+
+/* Run sql and read up to limit rows into out with read_row (read_session,
+ * or read_session_ids where the query selects only those). */
 static int
 read_sessions(qesd_tx *tx, const char *sql, const qesd_pg_params *p,
+    int (*read_row)(const PGresult *, int, qesd_device_session *),
     size_t limit, qesd_device_session *out, size_t *n, const char *what)
 {
 	PGresult *res;
@@ -733,7 +750,7 @@ read_sessions(qesd_tx *tx, const char *sql, const qesd_pg_params *p,
 	if ((r = qesd_pg_exec(tx, sql, p, what, &res, NULL)) != 0)
 		return r;
 	for (i = 0; i < PQntuples(res) && *n < limit; i++) {
-		if (read_session(res, i, &out[*n]) != 0) {
+		if (read_row(res, i, &out[*n]) != 0) {
 			r = qesd_pg_corrupt(tx, "device_sessions");
 			break;
 		}
@@ -756,8 +773,8 @@ pg_session_list(qesd_tx *tx, const char *tenant_id, const char *device_id,
 	qesd_pg_i64(&p, before_ms);
 	qesd_pg_text(&p, before_id);
 	qesd_pg_i64(&p, (int64_t)limit);
-	return read_sessions(tx, sql_ses_list, &p, limit, out, n,
-	    "listing device sessions");
+	return read_sessions(tx, sql_ses_list, &p, read_session,
+	    limit, out, n, "listing device sessions");
 }
 
 static int
@@ -769,8 +786,8 @@ pg_sessions_open_on_replica(qesd_tx *tx, const char *replica, size_t limit,
 	*n = 0;
 	qesd_pg_text(&p, replica);
 	qesd_pg_i64(&p, (int64_t)limit);
-	return read_sessions(tx, sql_ses_open_replica, &p, limit, out, n,
-	    "listing open device sessions");
+	return read_sessions(tx, sql_ses_open_replica, &p, read_session,
+	    limit, out, n, "listing open device sessions");
 }
 
 /* ---- replicas ---- */
@@ -816,8 +833,8 @@ pg_sessions_of_lost_replicas(qesd_tx *tx, int64_t dead_before_ms,
 	qesd_pg_i64(&p, dead_before_ms);
 	qesd_pg_i64(&p, orphan_before_ms);
 	qesd_pg_i64(&p, (int64_t)limit);
-	return read_sessions(tx, sql_ses_lost, &p, limit, out, n,
-	    "listing sessions of lost replicas");
+	return read_sessions(tx, sql_ses_lost, &p, read_session,
+	    limit, out, n, "listing sessions of lost replicas");
 }
 
 static int
@@ -867,30 +884,12 @@ pg_sessions_closed_with_jobs(qesd_tx *tx, int64_t closed_before_ms,
     size_t limit, qesd_device_session *out, size_t *n)
 {
 	qesd_pg_params p = { 0 };
-	PGresult *res;
-	int r, i;
 
 	*n = 0;
 	qesd_pg_i64(&p, closed_before_ms);
 	qesd_pg_i64(&p, (int64_t)limit);
-	if ((r = qesd_pg_exec(tx, sql_ses_closed_jobs, &p,
-	    "listing closed sessions with jobs", &res, NULL)) != 0)
-		return r;
-	for (i = 0; i < PQntuples(res) && *n < limit; i++) {
-		memset(&out[*n], 0, sizeof(out[*n]));
-		if (qesd_pg_col_text(res, i, 0, out[*n].id, sizeof(out[*n].id),
-		    0) != 0 ||
-		    qesd_pg_col_text(res, i, 1, out[*n].tenant_id,
-		    sizeof(out[*n].tenant_id), 0) != 0 ||
-		    qesd_pg_col_text(res, i, 2, out[*n].device_id,
-		    sizeof(out[*n].device_id), 0) != 0) {
-			r = qesd_pg_corrupt(tx, "device_sessions");
-			break;
-		}
-		(*n)++;
-	}
-	PQclear(res);
-	return r;
+	return read_sessions(tx, sql_ses_closed_jobs, &p, read_session_ids,
+	    limit, out, n, "listing closed sessions with jobs");
 }
 
 static int
