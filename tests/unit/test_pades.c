@@ -27,10 +27,8 @@
 #include "qes/err.h"
 #include "qes/pades.h"
 
-static char tmpdir[] = "/tmp/qes-test-pades-XXXXXX";
-static testtsa tsa;
-static qes_cert *rsa, *p256, *ca;
-static EVP_PKEY *rsa_key, *p256_key;
+static testsign fx;		/* its qual-p256 signer, TSA and chain */
+static testsigner rsa;
 static char in_pdf[300], out_pdf[300], bad_pdf[300];
 
 static void
@@ -73,57 +71,32 @@ make_pdf(const char *path)
 static int
 group_setup(void **state)
 {
-	const char *env = getenv("QES_TESTENV");
-	char pki[1024], p[1100];
-
 	(void)state;
-	if (env == NULL || mkdtemp(tmpdir) == NULL)
+	if (testsign_setup(&fx, "/tmp/qes-test-pades-XXXXXX") != 0 ||
+	    testsigner_load(&rsa, fx.pki, "qual-rsa2048", QES_SIG_RSA_PKCS1,
+	    QES_MD_SHA256) != 0)
 		return -1;
-	snprintf(pki, sizeof(pki), "%s/pki", env);
-	if (testtsa_init(&tsa, pki) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/qual-rsa2048.pem", pki);
-	if (qes_cert_from_file(p, &rsa) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/qual-p256.pem", pki);
-	if (qes_cert_from_file(p, &p256) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/issuing-ca.pem", pki);
-	if (qes_cert_from_file(p, &ca) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/qual-rsa2048.key", pki);
-	rsa_key = testtsa_read_key(p);
-	snprintf(p, sizeof(p), "%s/qual-p256.key", pki);
-	p256_key = testtsa_read_key(p);
-	snprintf(in_pdf, sizeof(in_pdf), "%s/in.pdf", tmpdir);
-	snprintf(out_pdf, sizeof(out_pdf), "%s/out.pdf", tmpdir);
-	snprintf(bad_pdf, sizeof(bad_pdf), "%s/bad.pdf", tmpdir);
+	snprintf(in_pdf, sizeof(in_pdf), "%s/in.pdf", fx.dir);
+	snprintf(out_pdf, sizeof(out_pdf), "%s/out.pdf", fx.dir);
+	snprintf(bad_pdf, sizeof(bad_pdf), "%s/bad.pdf", fx.dir);
 	make_pdf(in_pdf);
 	write_file(bad_pdf, "%PDF-1.7\nnot a pdf\n", 19);
-	return rsa_key != NULL && p256_key != NULL ? 0 : -1;
+	return 0;
 }
 
 static int
 group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	testtsa_free(&tsa);
-	qes_cert_free(rsa);
-	qes_cert_free(p256);
-	qes_cert_free(ca);
-	EVP_PKEY_free(rsa_key);
-	EVP_PKEY_free(p256_key);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	testsigner_free(&rsa);
+	return testsign_teardown(&fx);
 }
 
 /* files in tmpdir besides in.pdf and bad.pdf (and out.pdf when allowed) */
 static int
 stray_files(int allow_out)
 {
-	DIR *d = opendir(tmpdir);
+	DIR *d = opendir(fx.dir);
 	struct dirent *e;
 	int n = 0;
 
@@ -142,21 +115,16 @@ stray_files(int allow_out)
 static void
 base_params(qes_pades_params *p, const qes_cert *signer, qes_sig_scheme scheme)
 {
-	static const qes_cert *chain[1];
-	static qes_timestamper ts;
-
-	chain[0] = ca;
-	ts = (qes_timestamper){ testtsa_stamp, &tsa };
 	memset(p, 0, sizeof(*p));
 	p->in_path = in_pdf;
 	p->out_path = out_pdf;
 	p->level = QES_ADES_B_B;
 	p->signer = signer;
-	p->chain = chain;
+	p->chain = fx.chain;
 	p->nchain = 1;
 	p->md = QES_MD_SHA256;
 	p->scheme = scheme;
-	p->tsa = &ts;
+	p->tsa = &fx.ts;
 }
 
 /* prepare, sign with key, finish; returns finish's result (or prepare's) */
@@ -228,28 +196,28 @@ cms_len_in_output(void)
 static void
 test_estimate(void **state)
 {
-	const qes_cert *chain[1] = { ca };
+	const qes_cert *chain[1] = { fx.ca };
 	size_t bb, bt, ec, nochain, cal;
 
 	(void)state;
-	bb = qes_pades_estimate(rsa, chain, 1, QES_MD_SHA256, QES_ADES_B_B, 0);
-	bt = qes_pades_estimate(rsa, chain, 1, QES_MD_SHA256, QES_ADES_B_T, 0);
-	ec = qes_pades_estimate(p256, chain, 1, QES_MD_SHA256, QES_ADES_B_B, 0);
-	nochain = qes_pades_estimate(rsa, NULL, 0, QES_MD_SHA256, QES_ADES_B_B, 0);
-	qes_cert_der(ca, &cal);
+	bb = qes_pades_estimate(rsa.cert, chain, 1, QES_MD_SHA256, QES_ADES_B_B, 0);
+	bt = qes_pades_estimate(rsa.cert, chain, 1, QES_MD_SHA256, QES_ADES_B_T, 0);
+	ec = qes_pades_estimate(fx.p256.cert, chain, 1, QES_MD_SHA256, QES_ADES_B_B, 0);
+	nochain = qes_pades_estimate(rsa.cert, NULL, 0, QES_MD_SHA256, QES_ADES_B_B, 0);
+	qes_cert_der(fx.ca, &cal);
 	assert_true(bb > 0 && ec > 0);
 	/* the timestamp reserve and its attribute, nothing else */
 	assert_int_equal(bt - bb, QES_PADES_DEFAULT_TST_RESERVE + 32);
-	assert_int_equal(qes_pades_estimate(rsa, chain, 1, QES_MD_SHA256, QES_ADES_B_T, 3000),
-	    bb + 3000 + 32);
+	assert_int_equal(qes_pades_estimate(rsa.cert, chain, 1, QES_MD_SHA256, QES_ADES_B_T,
+	    3000), bb + 3000 + 32);
 	/* the chain's certificate counts with its size */
 	assert_int_equal(bb - nochain, cal);
 	/* a 256-byte RSA value against a 72-byte ECDSA one */
 	assert_true(bb > ec + 150);
-	assert_int_equal(qes_pades_estimate(rsa, chain, 1, (qes_md)0, QES_ADES_B_B, 0), 0);
+	assert_int_equal(qes_pades_estimate(rsa.cert, chain, 1, (qes_md)0, QES_ADES_B_B, 0), 0);
 	assert_int_equal(qes_pades_estimate(NULL, chain, 1, QES_MD_SHA256, QES_ADES_B_B, 0), 0);
-	assert_int_equal(qes_pades_estimate(rsa, chain, QES_PADES_MAX_CHAIN + 1, QES_MD_SHA256,
-	    QES_ADES_B_B, 0), 0);
+	assert_int_equal(qes_pades_estimate(rsa.cert, chain, QES_PADES_MAX_CHAIN + 1,
+	    QES_MD_SHA256, QES_ADES_B_B, 0), 0);
 }
 
 /* B-B and B-T round trips: the reservation holds the CMS with a modest slack */
@@ -260,20 +228,20 @@ test_sign_sizes(void **state)
 	size_t reserve, len;
 
 	(void)state;
-	base_params(&p, rsa, QES_SIG_RSA_PKCS1);
-	assert_int_equal(run(&p, rsa_key, 0, &reserve), 0);
+	base_params(&p, rsa.cert, QES_SIG_RSA_PKCS1);
+	assert_int_equal(run(&p, rsa.key, 0, &reserve), 0);
 	len = cms_len_in_output();
 	assert_true(len <= reserve);
 	assert_true(reserve - len < 1024);
 	assert_int_equal(stray_files(1), 0);
 	unlink(out_pdf);
 
-	base_params(&p, p256, QES_SIG_ECDSA);
+	base_params(&p, fx.p256.cert, QES_SIG_ECDSA);
 	p.level = QES_ADES_B_T;
 	p.timestamp_reserve = 4096;
-	tsa.calls = 0;
-	assert_int_equal(run(&p, p256_key, 0, &reserve), 0);
-	assert_int_equal(tsa.calls, 1);
+	fx.tsa.calls = 0;
+	assert_int_equal(run(&p, fx.p256.key, 0, &reserve), 0);
+	assert_int_equal(fx.tsa.calls, 1);
 	len = cms_len_in_output();
 	assert_true(len <= reserve);
 	assert_true(reserve - len < 4096);
@@ -287,8 +255,8 @@ test_bad_signature(void **state)
 	qes_pades_params p;
 
 	(void)state;
-	base_params(&p, rsa, QES_SIG_RSA_PKCS1);
-	assert_int_equal(run(&p, rsa_key, 1, NULL), QES_ERR_SIGNATURE_INVALID);
+	base_params(&p, rsa.cert, QES_SIG_RSA_PKCS1);
+	assert_int_equal(run(&p, rsa.key, 1, NULL), QES_ERR_SIGNATURE_INVALID);
 	assert_int_equal(stray_files(1), 0);
 	assert_int_equal(access(out_pdf, F_OK), -1);
 }
@@ -300,10 +268,10 @@ test_reserve_too_small(void **state)
 	qes_pades_params p;
 
 	(void)state;
-	base_params(&p, p256, QES_SIG_ECDSA);
+	base_params(&p, fx.p256.cert, QES_SIG_ECDSA);
 	p.level = QES_ADES_B_T;
 	p.timestamp_reserve = 16;
-	assert_int_equal(run(&p, p256_key, 0, NULL), QES_ERR_LIMIT);
+	assert_int_equal(run(&p, fx.p256.key, 0, NULL), QES_ERR_LIMIT);
 	assert_int_equal(stray_files(1), 0);
 	assert_int_equal(access(out_pdf, F_OK), -1);
 }
@@ -314,11 +282,11 @@ test_tsa_fails(void **state)
 	qes_pades_params p;
 
 	(void)state;
-	base_params(&p, p256, QES_SIG_ECDSA);
+	base_params(&p, fx.p256.cert, QES_SIG_ECDSA);
 	p.level = QES_ADES_B_T;
-	tsa.fail = 1;
-	assert_int_equal(run(&p, p256_key, 0, NULL), QES_ERR_TIMESTAMP);
-	tsa.fail = 0;
+	fx.tsa.fail = 1;
+	assert_int_equal(run(&p, fx.p256.key, 0, NULL), QES_ERR_TIMESTAMP);
+	fx.tsa.fail = 0;
 	assert_int_equal(stray_files(1), 0);
 	assert_int_equal(access(out_pdf, F_OK), -1);
 }
@@ -330,30 +298,30 @@ test_bad_input(void **state)
 	qes_pades_ctx *ctx = NULL;
 
 	(void)state;
-	base_params(&p, rsa, QES_SIG_RSA_PKCS1);
+	base_params(&p, rsa.cert, QES_SIG_RSA_PKCS1);
 	p.in_path = bad_pdf;
 	assert_int_equal(qes_pades_prepare(&p, &ctx), QES_ERR_PDF_MALFORMED);
 	assert_non_null(ctx);
 	assert_true(strlen(qes_pades_errmsg(ctx)) > 0);
 	qes_pades_free(ctx);
 
-	base_params(&p, rsa, QES_SIG_RSA_PKCS1);
+	base_params(&p, rsa.cert, QES_SIG_RSA_PKCS1);
 	p.level = QES_ADES_B_T;
 	p.tsa = NULL;
 	assert_int_equal(qes_pades_prepare(&p, &ctx), QES_ERR_INVALID_ARG);
 	assert_non_null(strstr(qes_pades_errmsg(ctx), "timestamp"));
 	qes_pades_free(ctx);
 
-	base_params(&p, rsa, QES_SIG_RSA_PKCS1);
+	base_params(&p, rsa.cert, QES_SIG_RSA_PKCS1);
 	p.out_path = in_pdf;
 	assert_int_equal(qes_pades_prepare(&p, &ctx), QES_ERR_INVALID_ARG);
 	qes_pades_free(ctx);
 
-	base_params(&p, rsa, QES_SIG_ECDSA);	/* an RSA key makes no ECDSA */
+	base_params(&p, rsa.cert, QES_SIG_ECDSA);	/* an RSA key makes no ECDSA */
 	assert_int_equal(qes_pades_prepare(&p, &ctx), QES_ERR_KEY_UNSUITABLE);
 	qes_pades_free(ctx);
 
-	base_params(&p, rsa, QES_SIG_RSA_PKCS1);
+	base_params(&p, rsa.cert, QES_SIG_RSA_PKCS1);
 	p.level = (qes_ades_level)9;
 	assert_int_equal(qes_pades_prepare(&p, &ctx), QES_ERR_INVALID_ARG);
 	qes_pades_free(ctx);
@@ -370,7 +338,7 @@ test_abandoned(void **state)
 	qes_pades_ctx *ctx = NULL;
 
 	(void)state;
-	base_params(&p, rsa, QES_SIG_RSA_PKCS1);
+	base_params(&p, rsa.cert, QES_SIG_RSA_PKCS1);
 	p.level = QES_ADES_B_LT;
 	assert_int_equal(qes_pades_prepare(&p, &ctx), 0);
 	assert_true(stray_files(0) > 0);
