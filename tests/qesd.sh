@@ -1,7 +1,7 @@
 # tests/qesd.sh - start, stop and call a real qesd from an integration test.
 #
 # Source it after lib.sh. The caller sets:
-#   QESD  the qesd binary
+#   QESD  the qesd binary (default: the build's)
 #   T     the test's temporary directory (responses go to $T/resp)
 #   CA    the CA file that verifies qesd's certificate (default: the test
 #         PKI's root)
@@ -41,6 +41,19 @@
 #         AGENT_PID (killed at exit, also when stopped)
 #   wait_credential KEY [CERT]   poll GET /v1/credentials (up to 30 s) until token
 #         A's key 02 is listed (with CERT's SHA-256 if given); sets CRED
+#   qesd_need [TOOL ...]   fail unless qesd is built, the test PKI is there
+#         and each TOOL is installed
+#   qesd_base_conf FILE DIR LISTEN   write FILE: qesd on LISTEN with DIR's
+#         qesd_tls_files and the store sqlite:DIR/qesd.db, log level info,
+#         drain_timeout_s 2 (append the test's own lines)
+#   qesd_replica_conf FILE NAME LISTEN   write FILE: the replica NAME on
+#         LISTEN with $T's qesd_tls_files, the store postgres:$QES_PG_URL
+#         (tests/pg.sh), 4 workers, key_cache_ttl_ms 0 (append the rest)
+#   qesd_pinentry   $T/pinentry.sh for start_agent: the scripted pinentry
+#         (tests/helpers/qes-test-pinentry) recording each dialog's process id
+#         in $T/pinentry.pids; exports QES_TEST_PINENTRY_SCRIPT and _LOG
+#   pinentry_script LINE ...   the next dialogs' script (the pid list emptied)
+#   qesd_with_agent NAME [EXTRA_CONF]   qesd and an enrolled agent (below)
 #
 # The backend: QES_TEST_BACKEND=sqlite (the default) runs qesd as the test
 # writes it, on its SQLite file and the in-process bus; QES_TEST_BACKEND=pgnats
@@ -65,6 +78,7 @@
 #   db_drop_trigger PATH TABLE NAME   drop a trigger (to tamper with a
 #         table qesd guards)
 
+QESD=${QESD:-$QES_BUILD_DIR/qesd}
 CA=${CA:-$QES_PKI/root-ca.pem}
 N=${N:-0}
 SERVER_PID=
@@ -376,29 +390,69 @@ PY
     fail "GET /v1/credentials on port $PORT never listed token A's key 02"
 }
 
+qesd_need() {
+    [ -x "$QESD" ] || fail "no qesd binary at $QESD"
+    [ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI (run tests/setup-testenv.sh)"
+    qes_need "$@"
+}
+
+qesd_base_conf() {
+    cat >"$1" <<CONF
+listen = $3
+tls_cert = $2/server.pem
+tls_key = $2/server.key
+pepper_file = $2/pepper
+store = sqlite:$2/qesd.db
+log_level = info
+drain_timeout_s = 2
+server_name = localhost
+CONF
+}
+
+qesd_replica_conf() {
+    cat >"$1" <<CONF
+listen = $3
+tls_cert = $T/server.pem
+tls_key = $T/server.key
+pepper_file = $T/pepper
+store = postgres:$QES_PG_URL
+server_name = localhost
+replica_name = $2
+workers = 4
+key_cache_ttl_ms = 0
+CONF
+}
+
+qesd_pinentry() {
+    cat >"$T/pinentry.sh" <<EOF
+#!/bin/sh
+echo \$\$ >>"$T/pinentry.pids"
+exec "$QES_BUILD_DIR/tests/qes-test-pinentry"
+EOF
+    chmod 755 "$T/pinentry.sh"
+    export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$T/pinentry.log
+}
+
+pinentry_script() {
+    printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"
+    rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"
+    : >"$T/pinentry.pids"
+}
+
 # qesd_with_agent NAME [EXTRA_CONF]: the stage of a test that signs through
 # the gateway, built in the current directory (the test's $T): a localhost
 # certificate from the test PKI, qesd.conf (store qesd.db: see qesd_conf; the lines
 # of the file EXTRA_CONF appended), a tenant NAME, qesd started (start_qesd,
 # log qesd.log), an API key with the scopes sign and devices (sign.key), an
 # enrolled qes-agent (config agent/) running on the private SoftHSM2 tokens
-# with the scripted pinentry (log agent.log), and the credential of token
-# A's P-256 key (qual-p256). Needs qes_private_tokens first, and QESD set.
-# Sets SERVER, KEY, CRED, AGENT_PID; pinentry_script LINE... rewrites the
-# dialog's script (QES_TEST_PINENTRY_SCRIPT and _LOG are exported).
+# with the scripted pinentry (qesd_pinentry; log agent.log), and the
+# credential of token A's P-256 key (qual-p256). Needs qes_private_tokens
+# first. Sets SERVER, KEY, CRED, AGENT_PID; pinentry_script LINE... rewrites
+# the dialog's script.
 qesd_with_agent() {
     local name=$1 extra=${2:-} enroll
     qesd_tls_files "$PWD" "qesd $name"
-    cat >qesd.conf <<CONF
-listen = 127.0.0.1:0
-tls_cert = $PWD/server.pem
-tls_key = $PWD/server.key
-pepper_file = $PWD/pepper
-store = sqlite:$PWD/qesd.db
-log_level = info
-drain_timeout_s = 2
-server_name = localhost
-CONF
+    qesd_base_conf qesd.conf "$PWD" 127.0.0.1:0
     [ -z "$extra" ] || cat "$extra" >>qesd.conf
     qesd_conf qesd.conf
     "$QESD" admin --config qesd.conf tenant create "$name" >tenant.out 2>tenant.err ||
@@ -416,12 +470,8 @@ CONF
     expect_eq "$CODE" 201 "POST /v1/enrollments"
     enroll=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["code"])' "$BODY")
     enroll_agent "$SERVER" "$enroll" agent "$name desktop"
-    export QES_TEST_PINENTRY_SCRIPT=$PWD/pinentry.script QES_TEST_PINENTRY_LOG=$PWD/pinentry.log
-    pinentry_script() {
-        printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"
-        rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"
-    }
+    qesd_pinentry
     pinentry_script "pin $QES_TOKEN_A_PIN"
-    start_agent agent "$QES_BUILD_DIR/tests/qes-test-pinentry" "$PWD/agent.log"
+    start_agent agent "$T/pinentry.sh" "$T/agent.log"
     wait_credential "$KEY" "$QES_PKI/qual-p256.pem"
 }
