@@ -15,12 +15,8 @@
 # answer to anyone), and serve again once they close.
 . "$(dirname -- "$0")/../lib.sh"
 T=$(qes_tmpdir)
-QESD=$QES_BUILD_DIR/qesd
-CA=$QES_PKI/root-ca.pem
 . "$(dirname -- "$0")/../qesd.sh"
-
-[ -x "$QESD" ] || fail "no qesd binary at $QESD"
-[ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI"
+qesd_need python3 prlimit
 mkdir -p "$T/resp"
 if [ "${QES_VALGRIND:-0}" = 1 ] && [ "${QES_SANITIZE:-0}" != 1 ]; then
     # valgrind keeps descriptors of its own at the top of the limit and
@@ -35,15 +31,53 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt 1024 ]; then
 fi
 
 qesd_tls_files "$T"
-cat > "$T/qesd.conf" <<EOF
-listen = 127.0.0.1:$(qes_free_port)
-tls_cert = $T/server.pem
-tls_key = $T/server.key
-pepper_file = $T/pepper
-store = sqlite:$T/qesd.db
-server_name = localhost
-drain_timeout_s = 3
+qesd_base_conf "$T/qesd.conf" "$T" "127.0.0.1:$(qes_free_port)"
+
+# hold TRY LEAST MOST TIMEOUT_S WHEN: open keep-alive TLS connections to
+# qesd on $PORT, one GET /healthz answered 200 on each, until TRY are held or
+# one fails (not accepted or answered within TIMEOUT_S); fail unless LEAST to
+# MOST were held. Then one more client must be served: WHEN "held" while
+# they are all open, "closed" after they are closed.
+cat >"$T/hold.py" <<'EOF'
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+tries, least, most = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+timeout, when = float(sys.argv[6]), sys.argv[7]
+ctx = ssl.create_default_context(cafile=ca)
+req = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+def one(t):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=t),
+                        server_hostname="localhost")
+    s.sendall(req)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise OSError("closed before an answer")
+        data += chunk
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise SystemExit("unexpected answer %r" % data[:40])
+    return s
+held = []
+err = "none failed"
+try:
+    while len(held) < tries:
+        held.append(one(timeout))
+except OSError as e:
+    err = e
+if not least <= len(held) <= most:
+    raise SystemExit("%d connections held (expected %d..%d): %s" % (len(held), least, most, err))
+if when == "held":
+    one(10).close()
+for s in held:
+    s.close()
+if when == "closed":
+    one(10).close()
+print("held %d, one more served with them %s" % (len(held), when))
 EOF
+hold() {
+    python3 "$T/hold.py" "$PORT" "$CA" "$@"
+}
 
 # qesd inherits a soft limit of 256; this shell gets its own back after.
 soft=$(ulimit -Sn)
@@ -59,30 +93,7 @@ ok "the log says which open-file limit qesd runs with"
 
 # 400 keep-alive connections, one request each, held open; then one more
 # client. (The generator runs with this shell's limit, not 256.)
-python3 - "$PORT" "$CA" <<'EOF' || fail "qesd did not hold 400 connections and serve one more"
-import socket, ssl, sys
-port, ca = int(sys.argv[1]), sys.argv[2]
-ctx = ssl.create_default_context(cafile=ca)
-req = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
-held = []
-def one():
-    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
-                        server_hostname="localhost")
-    s.sendall(req)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            raise SystemExit("connection %d: closed before an answer" % len(held))
-        data += chunk
-    if not data.startswith(b"HTTP/1.1 200"):
-        raise SystemExit("connection %d: %r" % (len(held), data[:40]))
-    return s
-for _ in range(400):
-    held.append(one())
-one().close()
-print("held %d" % len(held))
-EOF
+hold 400 400 400 10 held || fail "qesd did not hold 400 connections and serve one more"
 ok "400 keep-alive connections held and a new client served"
 stop_qesd
 if [ "$(grep -c 'errno 24' "$T/qesd.log" || true)" != 0 ]; then
@@ -94,39 +105,10 @@ ok "no EMFILE in the log"
 # At the hard limit: 256 descriptors, so 192 TLS connections at most.
 printf '#!/bin/sh\nexec prlimit --nofile=256:256 %s "$@"\n' "$QES_BUILD_DIR/qesd" > "$T/qesd-256"
 chmod +x "$T/qesd-256"
+# shellcheck disable=SC2034  # start_qesd runs $QESD
 QESD=$T/qesd-256
 start_qesd "$T/qesd.conf" "$T/qesd-256.log"
-python3 - "$PORT" "$CA" <<'EOF' || fail "qesd at its descriptor limit"
-import socket, ssl, sys
-port, ca = int(sys.argv[1]), sys.argv[2]
-ctx = ssl.create_default_context(cafile=ca)
-req = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
-def one(timeout):
-    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=timeout),
-                        server_hostname="localhost")
-    s.sendall(req)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            raise OSError("closed before an answer")
-        data += chunk
-    if not data.startswith(b"HTTP/1.1 200"):
-        raise SystemExit("unexpected answer %r" % data[:40])
-    return s
-held = []
-try:
-    while len(held) < 300:
-        held.append(one(2))
-except OSError:
-    pass
-if not 150 <= len(held) <= 192:
-    raise SystemExit("%d connections held; expected 150..192 (at most 256 - 64)" % len(held))
-for s in held:
-    s.close()
-one(10).close()
-print("held %d at the limit, served again after they closed" % len(held))
-EOF
+hold 300 150 192 2 closed || fail "qesd at its descriptor limit: more than 256 - 64 connections, or fewer than 150"
 ok "at a hard limit of 256 qesd holds at most 192 connections, then serves again"
 stop_qesd
 n=$(grep -c 'errno 24' "$T/qesd-256.log" || true)
