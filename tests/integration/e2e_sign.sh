@@ -24,16 +24,10 @@
 . "$(dirname -- "$0")/../lib.sh"
 
 T=$(qes_tmpdir)
-QESD=$QES_BUILD_DIR/qesd
 . "$QES_SOURCE_DIR/tests/qesd.sh"
-[ -x "$QESD" ] || fail "no qesd binary at $QESD"
-for tool in curl openssl python3 sqlite3; do
-    command -v "$tool" >/dev/null || fail "$tool is needed"
-done
-[ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI"
+qesd_need curl openssl python3 sqlite3
 qes_private_tokens "$T/tokens"
 A=$QES_TOKEN_A_SERIAL B=$QES_TOKEN_B_SERIAL
-PE=$QES_BUILD_DIR/tests/qes-test-pinentry
 HEARTBEAT_S=5
 mkdir -p "$T/http"
 
@@ -42,15 +36,8 @@ mkdir -p "$T/http"
 qesd_tls_files "$T" "qesd e2e"
 # a fixed port, so the enrolled URL survives a restart of qesd
 PORT=$(qes_free_port)
-cat >"$T/qesd.conf" <<EOF
-listen = 127.0.0.1:$PORT
-tls_cert = $T/server.pem
-tls_key = $T/server.key
-pepper_file = $T/pepper
-store = sqlite:$T/qesd.db
-log_level = info
-drain_timeout_s = 2
-server_name = localhost
+qesd_base_conf "$T/qesd.conf" "$T" "127.0.0.1:$PORT"
+cat >>"$T/qesd.conf" <<EOF
 agent_ping_interval_s = $HEARTBEAT_S
 agent_dead_after_s = $((HEARTBEAT_S * 3))
 EOF
@@ -100,14 +87,7 @@ rc=0
 expect_eq "$rc" 3 "a used enrollment code"
 ok "enrolled as $DEVICE; the used code is refused with exit 3 ($(head -n 1 "$T/enroll2.err" | cut -c1-80))"
 
-cat >"$T/pinentry.sh" <<EOF
-#!/bin/sh
-echo \$\$ >>"$T/pinentry.pids"
-exec "$PE"
-EOF
-chmod 755 "$T/pinentry.sh"
-export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$T/pinentry.log
-pinentry_script() { printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"; rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"; : >"$T/pinentry.pids"; }
+qesd_pinentry
 pinentry_script "pin $QES_TOKEN_A_PIN"
 
 AGENT_PID=
