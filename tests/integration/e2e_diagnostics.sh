@@ -26,28 +26,16 @@
 . "$(dirname -- "$0")/../lib.sh"
 
 T=$(qes_tmpdir)
-QESD=$QES_BUILD_DIR/qesd
-for tool in curl openssl python3 sqlite3; do
-    command -v "$tool" >/dev/null || fail "$tool is needed"
-done
-[ -x "$QESD" ] || fail "no qesd binary at $QESD"
-[ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI"
 . "$QES_SOURCE_DIR/tests/qesd.sh"
+qesd_need curl openssl python3 sqlite3
 qes_private_tokens "$T/tokens"
 TIMEOUT_S=4
 
 # ---------------------------------------------------------------------------
 # qesd with a localhost certificate from the test PKI; two tenants.
 qesd_tls_files "$T" "qesd diagnostics"
-cat >"$T/qesd.conf" <<EOF
-listen = 127.0.0.1:0
-tls_cert = $T/server.pem
-tls_key = $T/server.key
-pepper_file = $T/pepper
-store = sqlite:$T/qesd.db
-log_level = info
-drain_timeout_s = 2
-server_name = localhost
+qesd_base_conf "$T/qesd.conf" "$T" 127.0.0.1:0
+cat >>"$T/qesd.conf" <<EOF
 agent_ping_interval_s = 5
 agent_dead_after_s = 30
 diagnostics_timeout_s = $TIMEOUT_S
