@@ -29,16 +29,11 @@
 #  - at the end no job is in a state that is not final.
 . "$(dirname -- "$0")/../lib.sh"
 T=$(qes_tmpdir)
-QESD=$QES_BUILD_DIR/qesd
-CA=$QES_PKI/root-ca.pem
 . "$(dirname -- "$0")/../qesd.sh"
 . "$QES_SOURCE_DIR/tests/pg.sh"
 . "$QES_SOURCE_DIR/tests/nats.sh"
-
-[ -x "$QESD" ] || fail "no qesd binary at $QESD"
-[ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI"
+qesd_need
 qes_private_tokens "$T/tokens"
-PE=$QES_BUILD_DIR/tests/qes-test-pinentry
 mkdir -p "$T/resp"
 
 qesd_tls_files "$T"
@@ -53,22 +48,14 @@ while [ "$PORT_B" = "$PORT_A" ]; do PORT_B=$(qes_free_port); done
 # conf FILE REPLICA PORT DRAIN_S: a replica on a fixed port (restarts keep
 # it: the agent's gateway_addresses name it), the shared database
 conf() {
-    cat > "$1" <<EOF
-listen = 127.0.0.1:$3
-tls_cert = $T/server.pem
-tls_key = $T/server.key
-pepper_file = $T/pepper
-store = postgres:$QES_PG_URL
+    qesd_replica_conf "$1" "$2" "127.0.0.1:$3"
+    cat >>"$1" <<EOF
 bus = nats:$NATS_URL
-server_name = localhost
-replica_name = $2
-workers = 4
 drain_timeout_s = $4
 agent_ping_interval_s = 2
 agent_dead_after_s = 8
 replica_heartbeat_s = $HB_S
 replica_dead_after_s = $DEAD_S
-key_cache_ttl_ms = 0
 EOF
 }
 conf "$T/a.conf" replica-a "$PORT_A" 20
@@ -105,14 +92,7 @@ CFG=$T/agent
 enroll_agent "https://localhost:$PORT_A" "$ENROLL_CODE" "$CFG" "failover desktop"
 printf 'gateway_addresses = 127.0.0.1:%s, 127.0.0.1:%s\n' "$PORT_A" "$PORT_B" > "$CFG/agent.conf"
 chmod 600 "$CFG/agent.conf"
-cat > "$T/pinentry.sh" <<EOF
-#!/bin/sh
-echo \$\$ >>"$T/pinentry.pids"
-exec "$PE"
-EOF
-chmod 755 "$T/pinentry.sh"
-export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$T/pinentry.log
-pinentry_script() { printf '%s\n' "$@" >"$QES_TEST_PINENTRY_SCRIPT"; rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"; : >"$T/pinentry.pids"; }
+qesd_pinentry
 pinentry_script "pin $QES_TOKEN_A_PIN"
 start_agent "$CFG" "$T/pinentry.sh"
 
