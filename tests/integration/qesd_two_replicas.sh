@@ -33,16 +33,11 @@
 #    stop cleanly.
 . "$(dirname -- "$0")/../lib.sh"
 T=$(qes_tmpdir)
-QESD=$QES_BUILD_DIR/qesd
-CA=$QES_PKI/root-ca.pem
 . "$(dirname -- "$0")/../qesd.sh"
 . "$QES_SOURCE_DIR/tests/pg.sh"
 . "$QES_SOURCE_DIR/tests/nats.sh"
-
-[ -x "$QESD" ] || fail "no qesd binary at $QESD"
-[ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI"
+qesd_need
 qes_private_tokens "$T/tokens"
-PE=$QES_BUILD_DIR/tests/qes-test-pinentry
 DIAG_TIMEOUT_S=4
 mkdir -p "$T/resp"
 
@@ -57,23 +52,15 @@ ok "a private PostgreSQL cluster (port $QES_PG_PORT) and nats-server with a toke
 
 # conf FILE REPLICA: a replica on a port of its own, the shared database and bus
 conf() {
-    cat > "$1" <<EOF
-listen = 127.0.0.1:$(qes_free_port)
-tls_cert = $T/server.pem
-tls_key = $T/server.key
-pepper_file = $T/pepper
-store = postgres:$QES_PG_URL
+    qesd_replica_conf "$1" "$2" "127.0.0.1:$(qes_free_port)"
+    cat >>"$1" <<EOF
 bus = nats:$NATS_URL
 bus_token_file = $T/nats.token
 bus_request_timeout_ms = 2000
-server_name = localhost
-replica_name = $2
-workers = 4
 drain_timeout_s = 3
 agent_ping_interval_s = 5
 agent_dead_after_s = 15
 diagnostics_timeout_s = $DIAG_TIMEOUT_S
-key_cache_ttl_ms = 0
 EOF
 }
 conf "$T/a.conf" replica-a
@@ -115,18 +102,7 @@ ok "two replicas on PostgreSQL and NATS, both ready"
 # The agent on replica A.
 CFG=$T/agent
 enroll_agent "https://localhost:$PORT_A" "$ENROLL_CODE" "$CFG" "replica desktop"
-cat > "$T/pinentry.sh" <<EOF
-#!/bin/sh
-echo \$\$ >>"$T/pinentry.pids"
-exec "$PE"
-EOF
-chmod 755 "$T/pinentry.sh"
-export QES_TEST_PINENTRY_SCRIPT=$T/pinentry.script QES_TEST_PINENTRY_LOG=$T/pinentry.log
-pinentry_script() {
-    printf '%s\n' "$@" > "$QES_TEST_PINENTRY_SCRIPT"
-    rm -f "$QES_TEST_PINENTRY_SCRIPT.pos" "$QES_TEST_PINENTRY_LOG"
-    : > "$T/pinentry.pids"
-}
+qesd_pinentry
 # pin_script: the right PIN for the next 20 dialogs
 pin_script() {
     local lines=() _
