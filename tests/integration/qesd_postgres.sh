@@ -23,13 +23,9 @@
 #  - the database password is in no log.
 . "$(dirname -- "$0")/../lib.sh"
 T=$(qes_tmpdir)
-QESD=$QES_BUILD_DIR/qesd
-CA=$QES_PKI/root-ca.pem
 . "$(dirname -- "$0")/../qesd.sh"
 . "$QES_SOURCE_DIR/tests/pg.sh"
-
-[ -x "$QESD" ] || fail "no qesd binary at $QESD"
-[ -f "$QES_PKI/root-ca.key" ] || fail "no test PKI in $QES_PKI"
+qesd_need
 qes_private_tokens "$T/tokens"
 PE=$QES_BUILD_DIR/tests/qes-test-pinentry
 mkdir -p "$T/resp" "$T/load"
@@ -41,19 +37,11 @@ ok "a private PostgreSQL cluster on 127.0.0.1:$QES_PG_PORT"
 
 # conf FILE REPLICA: a replica on a port of its own, the shared database
 conf() {
-    cat > "$1" <<EOF
-listen = 127.0.0.1:$(qes_free_port)
-tls_cert = $T/server.pem
-tls_key = $T/server.key
-pepper_file = $T/pepper
-store = postgres:$QES_PG_URL
-server_name = localhost
-replica_name = $2
-workers = 4
+    qesd_replica_conf "$1" "$2" "127.0.0.1:$(qes_free_port)"
+    cat >>"$1" <<EOF
 drain_timeout_s = 3
 agent_ping_interval_s = 5
 agent_dead_after_s = 15
-key_cache_ttl_ms = 0
 rate_ip_per_s = 1000
 rate_ip_burst = 10000
 rate_key_per_s = 1000
