@@ -36,8 +36,6 @@
 . "$(dirname -- "$0")/../lib.sh"
 
 T=$(qes_tmpdir)
-QESD=$QES_BUILD_DIR/qesd
-CA=$QES_PKI/root-ca.pem
 . "$(dirname -- "$0")/../qesd.sh"
 D=$QES_SOURCE_DIR/deploy
 [ -x "$QESD" ] || fail "no qesd binary at $QESD"
@@ -487,16 +485,7 @@ fi
 # qesd accepts both configuration files as they are (only the paths of the
 # store and the secrets, the ports and the NATS server's address are
 # overridden).
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' \
-    > "$T/ext.cnf"
-openssl x509 -req -in "$T/server.csr" -CA "$CA" -CAkey "$QES_PKI/root-ca.key" \
-    -set_serial "0x$(openssl rand -hex 8)" -days 2 -extfile "$T/ext.cnf" \
-    -out "$T/server.pem" 2>/dev/null
-chmod 600 "$T/server.key"
-openssl rand -hex 32 > "$T/pepper"
-chmod 600 "$T/pepper"
+qesd_tls_files "$T"
 # document signing: a key, the signers' chain (issuing CA and root of the
 # test PKI) and the TSA's anchor, in place of the Secret and the trust
 # ConfigMap (or the files in /etc/qesd)
