@@ -12,18 +12,14 @@
 # pinentry, the test PKI's TSA (tests/pki_services.sh).
 . "$(dirname -- "$0")/../lib.sh"
 . "$QES_SOURCE_DIR/tests/pki_services.sh"
+. "$QES_SOURCE_DIR/tests/ades_checks.sh"
 
 T=$(qes_tmpdir)
 cd "$T" || fail "no $T"
 QESD=$QES_BUILD_DIR/qesd
 P=$QES_PKI
-for tool in curl openssl python3; do
-    command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/deps.sh)"
-done
-[ -x "$QESD" ] || fail "no qesd binary at $QESD"
-qes_private_tokens "$T/tokens"
-qes_pki_services_start "$P"
-CA=$P/root-ca.pem
+qes_need curl openssl python3
+ades_gateway_setup
 . "$QES_SOURCE_DIR/tests/qesd.sh"
 
 cat "$P/issuing-ca.pem" "$P/root-ca.pem" >trust.pem
