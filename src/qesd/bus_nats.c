@@ -198,6 +198,26 @@ connected(struct bus_nats *b)
 	return natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
+/* m encoded into a new *out; QES_ERR_LIMIT when larger than the server
+ * takes in one message. */
+static int
+encode_msg(struct bus_nats *b, const qesd_bus_msg *m, qes_buf **out)
+{
+	qes_buf *buf;
+	int r;
+
+	*out = NULL;
+	if ((buf = qes_buf_new()) == NULL)
+		return QES_ERR_ALLOC;
+	if ((r = qesd_bus_msg_encode(m, buf)) != 0 ||
+	    (int64_t)qes_buf_len(buf) > natsConnection_GetMaxPayload(b->nc)) {
+		qes_buf_free(buf);
+		return r != 0 ? r : QES_ERR_LIMIT;
+	}
+	*out = buf;
+	return 0;
+}
+
 /* Publish an envelope; 0, QES_ERR_LIMIT (larger than the server takes),
  * QES_ERR_UNAVAILABLE. */
 static int
@@ -208,23 +228,15 @@ publish(struct bus_nats *b, const char *subject, const char *reply,
 	natsStatus s;
 	int r;
 
-	if ((buf = qes_buf_new()) == NULL)
-		return QES_ERR_ALLOC;
-	if ((r = qesd_bus_msg_encode(m, buf)) != 0)
-		goto out;
-	if ((int64_t)qes_buf_len(buf) > natsConnection_GetMaxPayload(b->nc)) {
-		r = QES_ERR_LIMIT;
-		goto out;
-	}
+	if ((r = encode_msg(b, m, &buf)) != 0)
+		return r;
 	s = reply != NULL ?
 	    natsConnection_PublishRequest(b->nc, subject, reply,
 	    qes_buf_data(buf), (int)qes_buf_len(buf)) :
 	    natsConnection_Publish(b->nc, subject, qes_buf_data(buf),
 	    (int)qes_buf_len(buf));
-	r = s == NATS_OK ? 0 : QES_ERR_UNAVAILABLE;
- out:
 	qes_buf_free(buf);
-	return r;
+	return s == NATS_OK ? 0 : QES_ERR_UNAVAILABLE;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -645,14 +657,8 @@ request(struct bus_nats *b, const qesd_bus_msg *q, qesd_bus_msg *out)
 		return QES_ERR_INVALID_ARG;
 	if (!connected(b))
 		return QES_ERR_NOT_FOUND;
-	if ((buf = qes_buf_new()) == NULL)
-		return QES_ERR_ALLOC;
-	if ((r = qesd_bus_msg_encode(q, buf)) != 0)
-		goto out;
-	if ((int64_t)qes_buf_len(buf) > natsConnection_GetMaxPayload(b->nc)) {
-		r = QES_ERR_LIMIT;
-		goto out;
-	}
+	if ((r = encode_msg(b, q, &buf)) != 0)
+		return r;
 	s = natsConnection_Request(&reply, b->nc, subject, qes_buf_data(buf),
 	    (int)qes_buf_len(buf), b->timeout_ms);
 	if (s != NATS_OK) {
