@@ -72,12 +72,14 @@ serve(void *arg)
 		if (s->answer != NULL) {
 			size_t left = s->repeat_body;
 
-			if (write(fd, s->answer, s->answer_len) < 0)
+			/* send with MSG_NOSIGNAL: the client may have hung up
+			 * (the size cap), and SIGPIPE would end the test */
+			if (send(fd, s->answer, s->answer_len, MSG_NOSIGNAL) < 0)
 				left = 0;
 			while (left > 0) {
 				size_t n = left < sizeof(chunk) ? left : sizeof(chunk);
 
-				if (write(fd, chunk, n) <= 0)
+				if (send(fd, chunk, n, MSG_NOSIGNAL) <= 0)
 					break;
 				left -= n;
 			}
