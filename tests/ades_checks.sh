@@ -9,10 +9,15 @@
 ADES_PY=/usr/bin/python3
 ADES_CT=$QES_BUILD_DIR/tests/qes-cades-tool
 
-# ades_gateway_setup: the start of a test that signs documents through qesd
-# (with $T, $QESD and $P set): qesd built, private SoftHSM2 tokens in
-# $T/tokens, the test PKI's TSA and OCSP/CRL services running; sets CA
+# ades_gateway_setup: the start of a test that signs documents through qesd:
+# T (the test's temporary directory, made the current one), QESD (checked to
+# be built), P (the test PKI) and CA (its root); private SoftHSM2 tokens in
+# $T/tokens, the test PKI's TSA and OCSP/CRL services running
 ades_gateway_setup() {
+    T=$(qes_tmpdir)
+    cd "$T" || fail "no $T"
+    QESD=$QES_BUILD_DIR/qesd
+    P=$QES_PKI
     [ -x "$QESD" ] || fail "no qesd binary at $QESD"
     qes_private_tokens "$T/tokens"
     qes_pki_services_start "$P"
@@ -90,6 +95,45 @@ pdfsig_valid() {
         ! grep -E 'Certificate Validation: Certificate (issuer|has Expired|has been Revoked)' \
             "$f.pdfsig" || fail "$f: pdfsig refuses a certificate"
     fi
+}
+
+# marker_pdf OUT TEXT MARKER: a one-page PDF (cairo) showing TEXT, with
+# MARKER in plain bytes too (a comment after %%EOF), to look for later
+marker_pdf() {
+    "$ADES_PY" - "$@" <<'EOF'
+import cairo, sys
+s = cairo.PDFSurface(sys.argv[1], 595, 842)
+c = cairo.Context(s)
+c.move_to(72, 72)
+c.show_text(sys.argv[2])
+c.show_page()
+s.finish()
+open(sys.argv[1], "ab").write(("%% " + sys.argv[3] + "\n").encode())
+EOF
+}
+
+# pdf_sigs_ok F LEVEL NSSDIR: every signature of F (cut out by pdf_sigs F
+# F.sig): a document timestamp (ETSI.RFC3161) verified by openssl ts over
+# its ranges, any other ETSI.CAdES.detached and passing pdf_cms_ok, above
+# B-B with its signature timestamp verified (cms_token_ok). Sets PDF_NSIGS
+# (how many) and PDF_CADES (the numbers of the CAdES signatures).
+pdf_sigs_ok() {
+    local f=$1 out i=0 sf
+    out=$(pdf_sigs "$f" "$f.sig") || fail "$f: the signatures cannot be cut out along their /ByteRange"
+    # shellcheck disable=SC2034  # for the test
+    PDF_NSIGS=$(echo "$out" | tail -n 1)
+    PDF_CADES=
+    for sf in $(echo "$out" | head -n -1); do
+        i=$((i + 1))
+        if [ "$sf" = ETSI.RFC3161 ]; then
+            ts_verify "$f.sig.$i.data" "$f.sig.$i.der"
+            continue
+        fi
+        expect_eq "$sf" ETSI.CAdES.detached "$f: SubFilter $i"
+        pdf_cms_ok "$f" "$i" "$3"
+        [ "$2" = B-B ] || cms_token_ok "$f.sig.$i.der"
+        PDF_CADES="$PDF_CADES $i"
+    done
 }
 
 # pdf_cms_ok F I NSSDIR: the CAdES signature I of F, as pdf_sigs F F.sig cut
