@@ -116,25 +116,13 @@ check_pdfsig() {
 # check_pades FILE LEVEL: every CAdES signature's CMS verified by openssl cms over its
 # ranges and the signer chain trusted by NSS; timestamps by openssl ts
 check_pades() {
-    local f=$1 lvl=$2 out n i sf
-    out=$(pdf_sigs "$f" "$f.sig")
-    n=$(echo "$out" | tail -n 1)
-    i=0
-    for sf in $(echo "$out" | head -n -1); do
-        i=$((i + 1))
-        if [ "$sf" = ETSI.RFC3161 ]; then
-            ts_verify "$f.sig.$i.data" "$f.sig.$i.der"
-            continue
-        fi
-        expect_eq "$sf" ETSI.CAdES.detached "$f: SubFilter $i"
+    local f=$1 lvl=$2 i
+    pdf_sigs_ok "$f" "$lvl" "$dir/nss"
+    for i in $PDF_CADES; do
         "$CT" inspect "$f.sig.$i.der" >"$f.sig.$i.inspect" 2>&1 || true
         expect_contains "$f.sig.$i.inspect" "signing_time=0"
-        pdf_cms_ok "$f" "$i" "$dir/nss"
-        if [ "$lvl" != B-B ]; then
-            cms_token_ok "$f.sig.$i.der"
-        fi
     done
-    [ "$n" -ge 1 ] || fail "$f: no signature"
+    [ "$PDF_NSIGS" -ge 1 ] || fail "$f: no signature"
 }
 
 for lvl in B-B B-T B-LT B-LTA; do
