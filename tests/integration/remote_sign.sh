@@ -16,14 +16,10 @@
 . "$QES_SOURCE_DIR/tests/pki_services.sh"
 . "$QES_SOURCE_DIR/tests/ades_checks.sh"
 
-T=$(qes_tmpdir)
-cd "$T" || fail "no $T"
-QESD=$QES_BUILD_DIR/qesd
-P=$QES_PKI
+ades_gateway_setup
 PY=/usr/bin/python3
 JV=$QES_SOURCE_DIR/tests/helpers/jws_verify.py
 qes_need curl openssl sqlite3 qpdf pdfsig certutil vfychain xmlsec1 "$PY"
-ades_gateway_setup
 . "$QES_SOURCE_DIR/tests/qesd.sh"
 
 # ---------------------------------------------------------------- qesd
@@ -32,17 +28,7 @@ ok "qesd, an enrolled qes-agent with SoftHSM2; credential $CRED (qual-p256)"
 
 # ---------------------------------------------------------------- documents
 MARKER="qes-remote-marker-$(openssl rand -hex 8)"
-"$PY" - "$MARKER" <<'EOF'
-import cairo, sys
-s = cairo.PDFSurface("doc.pdf", 595, 842)
-c = cairo.Context(s)
-c.move_to(72, 72)
-c.show_text("remote signing test")
-c.show_page()
-s.finish()
-# the marker in plain bytes too (an uncompressed comment after %%EOF)
-open("doc.pdf", "ab").write(("%% " + sys.argv[1] + "\n").encode())
-EOF
+marker_pdf doc.pdf "remote signing test" "$MARKER"
 { printf '%s\n' "$MARKER"; head -c 50000 /dev/urandom; } >doc.bin
 printf '{"order":"%s"}' "$MARKER" >payload.json
 cat "$P/issuing-ca.pem" "$P/root-ca.pem" >trust.pem
