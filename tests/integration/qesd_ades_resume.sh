@@ -14,12 +14,8 @@
 . "$QES_SOURCE_DIR/tests/pki_services.sh"
 . "$QES_SOURCE_DIR/tests/ades_checks.sh"
 
-T=$(qes_tmpdir)
-cd "$T" || fail "no $T"
-QESD=$QES_BUILD_DIR/qesd
-P=$QES_PKI
-qes_need curl openssl python3
 ades_gateway_setup
+qes_need curl openssl python3
 . "$QES_SOURCE_DIR/tests/qesd.sh"
 
 cat "$P/issuing-ca.pem" "$P/root-ca.pem" >trust.pem
