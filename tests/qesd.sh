@@ -41,6 +41,9 @@
 #         AGENT_PID (killed at exit, also when stopped)
 #   wait_credential KEY [CERT]   poll GET /v1/credentials (up to 30 s) until token
 #         A's key 02 is listed (with CERT's SHA-256 if given); sets CRED
+#   poll_job KEY ID TRIES WAIT_S [STATE]   long-poll GET /v1/signatures/ID
+#         (?wait=WAIT_S, each answered 200) up to TRIES times until the job is
+#         final or in STATE; sets JOB_STATE ($BODY holds the job)
 #   qesd_need [TOOL ...]   fail unless qesd is built, the test PKI is there
 #         and each TOOL is installed
 #   qesd_base_conf FILE DIR LISTEN   write FILE: qesd on LISTEN with DIR's
@@ -388,6 +391,17 @@ PY
     done
     tail -n 20 "$T/agent.log" >&2 2>/dev/null
     fail "GET /v1/credentials on port $PORT never listed token A's key 02"
+}
+
+poll_job() {
+    local _
+    JOB_STATE=
+    for _ in $(seq 1 "$3"); do
+        call "$1" GET "/v1/signatures/$2?wait=$4"
+        [ "$CODE" = 200 ] || { cat "$BODY" >&2 2>/dev/null; fail "GET /v1/signatures/$2: $CODE"; }
+        JOB_STATE=$(jfield "$BODY" state)
+        case $JOB_STATE in completed | failed | cancelled | expired | "${5:-final}") return 0 ;; esac
+    done
 }
 
 qesd_need() {
