@@ -152,13 +152,8 @@ finish_job() {
     local name=$1 fmt=$2 lvl=$3 id st vc
     id=$(jget "$BODY" 'v["id"]')
     vc=$(jget "$BODY" 'v["verification_code"]')
-    st=$(jget "$BODY" 'v["state"]')
-    for _ in $(seq 1 20); do
-        case $st in completed|failed|cancelled|expired) break ;; esac
-        call "$KEY" GET "/v1/signatures/$id?wait=30"
-        expect_eq "$CODE" 200 "GET /v1/signatures/$id"
-        st=$(jget "$BODY" 'v["state"]')
-    done
+    poll_job "$KEY" "$id" 20 30
+    st=$JOB_STATE
     [ "$st" = completed ] || { cat "$BODY" >&2; tail -n 20 qesd.log >&2; fail "$name: job $id is $st"; }
     expect_eq "$(jget "$BODY" 'v["format"]')" "$fmt" "$name: format of the job"
     expect_eq "$(jget "$BODY" 'v["level"]')" "$lvl" "$name: level of the job"
@@ -369,11 +364,8 @@ wait "$SERVER_PID" 2>/dev/null || true
 rm -f tsa.hold
 start_qesd qesd.conf qesd.log
 SERVER="https://localhost:$PORT"
-for _ in $(seq 1 10); do
-    call "$KEY" GET "/v1/signatures/$ID?wait=30"
-    st=$(jget "$BODY" 'v["state"]')
-    case $st in completed|failed|cancelled|expired) break ;; esac
-done
+poll_job "$KEY" "$ID" 10 30
+st=$JOB_STATE
 [ "$st" = completed ] || { cat "$BODY" >&2; tail -n 20 qesd.log >&2; fail "after the restart the job is $st"; }
 call "$KEY" GET "/v1/signatures/$ID/result"
 expect_eq "$CODE" 200 "GET the result from the second qesd"
