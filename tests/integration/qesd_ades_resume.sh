@@ -46,13 +46,8 @@ expect_eq "$CODE" 202 "POST /v1/signatures (CAdES B-T)"
 ID=$(jget "$BODY" 'v["id"]')
 
 # the signer signs; the TSA is out of reach: the job rests in signed
-st=
-for _ in $(seq 1 20); do
-    call "$KEY" GET "/v1/signatures/$ID?wait=5"
-    st=$(jget "$BODY" 'v["state"]')
-    [ "$st" = signed ] && break
-    case $st in completed|failed|cancelled|expired) break ;; esac
-done
+poll_job "$KEY" "$ID" 20 5 signed
+st=$JOB_STATE
 expect_eq "$st" signed "the job once the signer's value is in"
 sleep 3
 call "$KEY" GET "/v1/signatures/$ID"
@@ -68,12 +63,8 @@ stop_qesd
 sed -i "s#^tsa_url = .*#tsa_url = $QES_PKI_TSA_URL#" qesd.conf
 start_qesd qesd.conf qesd.log
 SERVER="https://localhost:$PORT"
-st=
-for _ in $(seq 1 20); do
-    call "$KEY" GET "/v1/signatures/$ID?wait=5"
-    st=$(jget "$BODY" 'v["state"]')
-    case $st in completed|failed|cancelled|expired) break ;; esac
-done
+poll_job "$KEY" "$ID" 20 5
+st=$JOB_STATE
 [ "$st" = completed ] || { cat "$BODY" >&2; tail -n 20 qesd.log >&2; fail "after the restart the job is $st"; }
 expect_eq "$(jget "$BODY" 'v["result_url"]')" "/v1/signatures/$ID/result" "result_url"
 grep -q '"reason":"gateway_restart"' qesd.log && fail "a job failed with gateway_restart"
