@@ -141,15 +141,12 @@ submit() {
 }
 # sign WHAT: a job on replica B, long-polled on B, signed on A's agent, verified
 sign() {
-    local i st t0 t1
+    local st t0 t1
     submit "$1"
     [ "$CODE" = 202 ] || { cat "$BODY" >&2; fail "POST /v1/signatures on B ($1): $CODE"; }
     t0=$(date +%s%N)
-    for i in $(seq 1 4); do
-        check 200 "GET job $JOB on B" "$KEY" GET "/v1/signatures/$JOB?wait=30"
-        st=$(jget 'v["state"]')
-        case "$st" in completed|failed|cancelled|expired) break ;; esac
-    done
+    poll_job "$KEY" "$JOB" 4 30
+    st=$JOB_STATE
     t1=$(date +%s%N)
     expect_eq "$st" completed "state of the job for $1 (reason $(jget 'v.get("reason")'))"
     POLL_MS=$(((t1 - t0) / 1000000))
