@@ -25,7 +25,12 @@
 #      the signer confirms the same verification code, the value and an RFC
 #      3161 timestamp of the test TSA finish it here); pdfsig and qes verify
 #      accept it, and the gateway's database holds none of the PDF
-#  12. the job's audit records (GET /v1/audit), the log exported and verified
+#  12. the same PDF uploaded to the gateway (POST /v1/signatures, Content-Type
+#      application/pdf): qesd seals it for the job's life, the signer signs
+#      the digest, qesd finishes PAdES-B-LT (timestamp, OCSP, DSS); the result
+#      is fetched once (GET .../result, then 410), pdfsig and qes verify
+#      accept it, and the gateway holds no document afterwards
+#  13. the job's audit records (GET /v1/audit), the log exported and verified
 #      offline with `qes audit verify`; agent and gateway stopped; no PIN in
 #      any log or in the database
 #
@@ -140,6 +145,14 @@ cat "$gw/server.crt" "$pki/issuing-ca.pem" >"$gw/server-chain.pem"
 chmod 600 "$gw/server.key"
 openssl rand -hex 32 >"$gw/pepper"
 chmod 600 "$gw/pepper"
+# document signing: the key that seals uploaded documents at rest (0600),
+# the signers' CAs to embed, and the test PKI's TSA (it starts later, with
+# the PAdES steps; qesd asks it only when it finishes a document)
+openssl rand -hex 32 >"$gw/document.key"
+chmod 600 "$gw/document.key"
+cat "$pki/issuing-ca.pem" "$pki/root-ca.pem" >"$gw/signer-cas.pem"
+# shellcheck disable=SC1091
+source "$pki/pki.env"
 # server_name: the agent dials "localhost" and checks that qesd calls itself so
 cat >"$gw/qesd.conf" <<CONF
 listen = 127.0.0.1:0
@@ -149,6 +162,10 @@ tls_key = $gw/server.key
 pepper_file = $gw/pepper
 store = sqlite:$gw/qesd.db
 drain_timeout_s = 5
+document_key_file = $gw/document.key
+chain_file = $gw/signer-cas.pem
+tsa_url = http://127.0.0.1:$QES_PKI_HTTP_PORT/tsa
+tsa_ca_file = $pki/root-ca.pem
 CONF
 echo "qesd admin tenant create \"Demo Company\""
 build/qesd admin --config "$gw/qesd.conf" tenant create "Demo Company" >"$gw/tenant.txt" 2>/dev/null
@@ -387,8 +404,6 @@ openssl dgst -sha256 -verify "$demo/credential.pub" -signature "$demo/contract.a
 step "qes sign --remote: the contract as a PDF, PAdES-B-T, through the device path"
 # the test PKI's TSA (and OCSP/CRL) on the ports its certificates name; the
 # lock keeps a concurrent test run off them (tests/pki_services.sh)
-# shellcheck disable=SC1091
-source "$pki/pki.env"
 exec {pkisvc_lock}>"${TMPDIR:-/tmp}/qes-pki-services-$QES_PKI_HTTP_PORT.lock"
 flock -w 600 "$pkisvc_lock" || die "the test PKI's ports stay in use"
 mkdir -p "$demo/pki-services"
@@ -449,25 +464,80 @@ step "pdfsig: poppler checks the PAdES signature (test root in an NSS database)"
 mkdir -p "$demo/nss"
 certutil -N -d "sql:$demo/nss" --empty-password
 certutil -A -d "sql:$demo/nss" -n "demo QTSP root" -t "CT,C,C" -i "$pki/root-ca.pem"
-pdfsig -nssdir "sql:$demo/nss" -no-ocsp "$demo/contract-signed.pdf" | tee "$demo/pdfsig.out"
-grep -q 'Signature Validation: Signature is Valid.' "$demo/pdfsig.out" || die "pdfsig does not accept the signature"
-grep -q 'ETSI.CAdES.detached' "$demo/pdfsig.out" || die "not an ETSI.CAdES.detached signature"
-grep -q 'Total document signed' "$demo/pdfsig.out" || die "the signature does not cover the whole PDF"
-if grep -E 'Certificate Validation: Certificate (issuer|has Expired|has been Revoked)' "$demo/pdfsig.out"; then
-  die "pdfsig refuses the signer's certificate"
-fi
-if ! grep -q 'Certificate Validation: Certificate is Trusted.' "$demo/pdfsig.out"; then
-  # poppler < 23 reads a stale NSS error after a successful chain check and
-  # prints "Unknown issue"; NSS itself judges the chain on the same database
-  echo "(poppler $(pdfsig -v 2>&1 | awk '/version/ { print $3 }') misreports a good chain as \"Unknown issue\"; NSS's vfychain on the same database:)"
-  openssl x509 -in "$demo/credential.pem" -outform DER -out "$demo/credential.cer"
-  openssl x509 -in "$pki/issuing-ca.pem" -outform DER -out "$demo/issuing-ca.cer"
-  vfychain -d "sql:$demo/nss" -pp -u 4 "$demo/credential.cer" "$demo/issuing-ca.cer" 2>&1 | tee "$demo/vfychain.out" || true
-  grep -q 'Chain is good!' "$demo/vfychain.out" || die "NSS does not trust the signer's certificate"
-fi
+# pdfsig_check PDF [dss]: poppler accepts its signature (valid,
+# ETSI.CAdES.detached, the whole document - or with dss, its own revision:
+# the DSS of B-LT is an incremental update after it) and the signer's chain
+# to the demo root
+pdfsig_check() {
+  pdfsig -nssdir "sql:$demo/nss" -no-ocsp "$1" | tee "$demo/pdfsig.out"
+  grep -q 'Signature Validation: Signature is Valid.' "$demo/pdfsig.out" || die "pdfsig does not accept the signature"
+  grep -q 'ETSI.CAdES.detached' "$demo/pdfsig.out" || die "not an ETSI.CAdES.detached signature"
+  if [ "${2:-}" = dss ]; then
+    grep -q 'Not total document signed' "$demo/pdfsig.out" || die "no update after the signature (the DSS)"
+    echo "(the DSS is a later incremental update: pdfsig reports the signature's revision; qes verify checks both)"
+  else
+    grep -q 'Total document signed' "$demo/pdfsig.out" || die "the signature does not cover the whole PDF"
+  fi
+  if grep -E 'Certificate Validation: Certificate (issuer|has Expired|has been Revoked)' "$demo/pdfsig.out"; then
+    die "pdfsig refuses the signer's certificate"
+  fi
+  if ! grep -q 'Certificate Validation: Certificate is Trusted.' "$demo/pdfsig.out"; then
+    # poppler < 23 reads a stale NSS error after a successful chain check and
+    # prints "Unknown issue"; NSS itself judges the chain on the same database
+    echo "(poppler $(pdfsig -v 2>&1 | awk '/version/ { print $3 }') misreports a good chain as \"Unknown issue\"; NSS's vfychain on the same database:)"
+    openssl x509 -in "$demo/credential.pem" -outform DER -out "$demo/credential.cer"
+    openssl x509 -in "$pki/issuing-ca.pem" -outform DER -out "$demo/issuing-ca.cer"
+    vfychain -d "sql:$demo/nss" -pp -u 4 "$demo/credential.cer" "$demo/issuing-ca.cer" 2>&1 | tee "$demo/vfychain.out" || true
+    grep -q 'Chain is good!' "$demo/vfychain.out" || die "NSS does not trust the signer's certificate"
+  fi
+}
+pdfsig_check "$demo/contract-signed.pdf"
 
 step "qes verify: the same PDF, its chain and timestamp against the demo root"
 build/qes verify --trust "$pki/root-ca.pem" "$here/contract-signed.pdf"
+
+step "POST /v1/signatures with the PDF itself: the gateway prepares PAdES-B-LT, the device signs, the gateway finishes"
+# a raw upload (Content-Type application/pdf; the other fields in the query):
+# the gateway seals the document at rest for the job's life, sends the
+# signer only the digest, and adds the timestamp and validation data itself
+pinentry_next
+q="credential_id=$cred&format=pades&level=B-LT&title=Purchase%20contract%20no.%202026-17%20(PDF%20upload)"
+status=$(curl -sS --cacert "$pki/root-ca.pem" -o "$gw/http/last.json" -D "$gw/http/last.hdr" -w '%{http_code}' \
+  -H @"$gw/erp.auth" -H 'Content-Type: application/pdf' --data-binary @"$demo/contract.pdf" \
+  "$server/v1/signatures?$q") || status=000
+echo "POST /v1/signatures?$q (application/pdf, $(stat -c %s "$demo/contract.pdf") bytes) -> $status"
+expect 202
+djob=$(json 'v["id"]')
+dvc=$(json 'v["verification_code"]')
+fields id state format level verification_code
+for _ in $(seq 1 22); do
+  api "$gw/erp.auth" GET "/v1/signatures/$djob?wait=30"
+  expect 200
+  state=$(json 'v["state"]')
+  echo "    state: $state"
+  case "$state" in completed|failed|cancelled|expired) break ;; esac
+done
+[ "$state" = completed ] || { cat "$gw/http/last.json" >&2; die "the document job ended $state, not completed"; }
+if [ -z "${QES_DEMO_PINENTRY:-}" ]; then
+  grep -qF "Verification code: $dvc" "$QES_TEST_PINENTRY_LOG" || die "the dialog did not show code $dvc"
+  echo "the signer's dialog showed the verification code $dvc"
+fi
+fields id state result_url
+status=$(curl -sS --cacert "$pki/root-ca.pem" -o "$demo/contract-gateway.pdf" -D "$gw/http/last.hdr" -w '%{http_code}' \
+  -H @"$gw/erp.auth" "$server/v1/signatures/$djob/result") || status=000
+echo "GET /v1/signatures/$djob/result -> $status ($(stat -c %s "$demo/contract-gateway.pdf") bytes, $(sed -n 's/^[Cc]ontent-[Tt]ype: *//p' "$gw/http/last.hdr" | tr -d '\r'))"
+expect 200
+api "$gw/erp.auth" GET "/v1/signatures/$djob/result"
+expect 410
+echo "    (handed out once: the second fetch is 410 result_gone)"
+pdfsig_check "$demo/contract-gateway.pdf" dss
+build/qes verify --trust "$pki/root-ca.pem" "$here/contract-gateway.pdf" | tee "$demo/verify-gateway.out"
+grep -q 'PAdES B-LT' "$demo/verify-gateway.out" || die "qes verify does not report PAdES B-LT"
+grep -Eq 'revocation: .*( [1-9][0-9]* OCSP responses| [1-9][0-9]* CRLs)' "$demo/verify-gateway.out" ||
+  die "no revocation data (OCSP or CRL) in the signature or DSS"
+left=$(sqlite3 "$gw/qesd.db" 'SELECT count(*) FROM job_documents')
+[ "$left" = 0 ] || die "the gateway still holds $left documents"
+echo "the gateway holds no document any more (job_documents is empty)"
 kill -TERM "$pkisvc_pid" 2>/dev/null || true
 wait "$pkisvc_pid" 2>/dev/null || true
 pkisvc_pid=''
