@@ -255,6 +255,7 @@ qes_buf_read_file(const char *path, size_t max_bytes, qes_buf **out)
 int
 qes_file_tmp_beside(const char *path, char **tmp_out, int *fd_out)
 {
+	/* mkostemp(3)'s template: it replaces the six X with a unique name */
 	static const char suffix[] = ".tmpXXXXXX";
 	size_t n;
 	char *tmp;
